@@ -1,1 +1,8 @@
+"""Vision-R1, OpenVLThinker and OThink-MR1 training pipelines (cold-start bridging, SFT, GRPO with PTST and dynamic KL) as a literate nbdev library
+
+Modules:
+
+- `vr1_nb.bridge`: Vision-R1's modality bridging, OpenVLThinker's caption distillation and rejection sampling, loaders for the released cold-start sets, and a scene teacher that lets the whole pipeline run on a CPU.
+- `vr1_nb.generate`: One small interface for every teacher (a local Hugging Face model, any OpenAI-compatible server, vLLM's offline engine, or a plain Python function), a resumable append-only store, and `serve`, which puts a local model behind an OpenAI-compatible endpoint."""
+
 __version__ = "0.0.1"
