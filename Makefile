@@ -15,6 +15,7 @@ install:
 check-clean: install
 	$(BIN)/nbdev-export
 	$(BIN)/nbdev-clean
+	$(BIN)/python tools/make_readme.py --check
 	@if [ -n "$$(git status --porcelain -- vr1_nb nbs)" ]; then \
 	  echo "nbdev-export/nbdev-clean changed files: export and clean the notebooks, then commit"; \
 	  git status --porcelain -- vr1_nb nbs; exit 1; fi
