@@ -94,7 +94,7 @@ def test_counting_levels_grow_harder():
         mean[lvl] = np.mean([len(r['metadata']['scene']['objects']) for r in rs])
         assert all(r['metadata']['level'] == lvl for r in rs)
     assert mean[1] < mean[2] < mean[3]
-    assert all(4 >= len(r['metadata']['scene']['objects']) for r in generate(40, families=['counting'], levels=[1], render=False))
+    assert all(5 >= len(r['metadata']['scene']['objects']) for r in generate(40, families=['counting'], levels=[1], render=False))
 
 # ---------------------------------------------------------------- geometry: outline pixels, shoelace, filled squares
 
@@ -130,8 +130,12 @@ def test_geometry_answers_recomputed_independently():
             elif 'perimeter' in q: assert ans == 2 * (w + h), r['id']
             else: assert 'diagonal' in q and ans == math.hypot(w, h), r['id']
         elif s['kind'] == 'right_triangle':
-            legs = {int(t) for t in re.findall(r'labelled (\d+)', describe_scene(r))}
-            assert legs == {w, h}, r['id']  # the labels say what the grid shows
+            labels = sorted(int(t) for t in re.findall(r'labelled (\d+)', describe_scene(r)))
+            if 'unlabelled leg' in q:  # labels: the other leg and the hypotenuse
+                other, hyp = labels
+                assert {ans, other} == {w, h} and ans ** 2 + other ** 2 == hyp ** 2, r['id']
+                continue
+            assert labels == sorted([w, h]), r['id']  # the labels say what the grid shows
             if 'area' in q: assert ans * 2 == w * h, r['id']
             elif 'hypotenuse' in q: assert ans == math.hypot(w, h), r['id']
             else: assert 'perimeter' in q and ans == w + h + math.hypot(w, h), r['id']
@@ -144,7 +148,7 @@ def test_geometry_answers_recomputed_independently():
             A = math.degrees(math.atan2(ay - cy, cx - ax)); B = math.degrees(math.atan2(by - cy, bx - cx))
             assert abs(A - s['angles'][0]) < .5 and abs(B - s['angles'][1]) < .5, r['id']  # drawn to scale
             assert ans == 180 - round(A) - round(B), r['id']
-    assert len(seen) == 8, seen  # all eight figure/question kinds were generated
+    assert len(seen) == 9, seen  # all nine figure/question kinds were generated
 
 
 def test_hypotenuses_are_whole_numbers_and_fit():
