@@ -321,3 +321,17 @@ def test_bad_input_errors_name_the_problem():
     with pytest.raises(ValueError, match='level=0'): generate(3, levels=[0])
     with pytest.raises(ValueError, match="record 'x', field 'metadata'"): solve_scene({'id': 'x', 'metadata': {'family': 'chart'}})
     with pytest.raises(ValueError, match="unknown synth family"): generate(2, families=['counting', 'maps'])
+
+
+@pytest.mark.parametrize('fmt', ['jsonl', 'parquet'])
+def test_write_splits_round_trips(tmp_path, fmt):
+    from vr1_nb.core import load_problems
+    from vr1_nb.synth import write_splits
+    s = write_splits(tmp_path, 40, 20, seed=3, fmt=fmt, families=['counting', 'chart'], levels=[1], mc_fraction=.5)
+    assert json.loads((tmp_path/'synth_summary.json').read_text()) == s
+    tr, te = load_problems(tmp_path/f'train.{fmt}'), load_problems(tmp_path/f'test.{fmt}')
+    assert (len(tr), len(te)) == (40, 20) and sum(s['train'].values()) == 40 and sum(s['test'].values()) == 20
+    assert s['test_drawn'] - s['test_dropped'] == 20
+    assert not {problem_key(r) for r in tr} & {problem_key(r) for r in te}
+    for r in tr + te:
+        assert solve_scene(r) == r['answer'] and len(r['images']) == 1
