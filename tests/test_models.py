@@ -1,0 +1,229 @@
+"Behaviour tests for vr1_nb.models: the tiny offline Qwen2-VL, its tokenizer, the processor layer, loading and LoRA."
+import json, os, subprocess, sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+torch.set_num_threads(1)
+
+from vr1_nb import models as M
+
+
+@pytest.fixture(scope='module')
+def tok(): return M.train_tokenizer()
+
+@pytest.fixture(scope='module')
+def built(tok): return M.build_tiny_model('tiny', tok, seed=0)
+
+@pytest.fixture(scope='module')
+def saved(built, tmp_path_factory):
+    return M.save_model(*built, tmp_path_factory.mktemp('m')/'tiny')
+
+def _image(px=112):
+    im = Image.new('RGB', (px, px), 'white')
+    d = ImageDraw.Draw(im); d.ellipse((10, 10, 40, 40), fill='red'); d.rectangle((60, 60, 100, 100), fill='blue')
+    return im
+
+
+# --- tokenizer -------------------------------------------------------------------------------------------------
+def test_tokenizer_roundtrip_with_special_tokens(tok, tmp_path):
+    s = "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>How many? 12 × 3 = 36°<|im_end|>\n<think>Wait</think><answer>36</answer>"
+    tok.save_pretrained(tmp_path)
+    from transformers import AutoTokenizer
+    t2 = AutoTokenizer.from_pretrained(tmp_path)
+    assert t2(s).input_ids == tok(s).input_ids
+    assert t2.decode(t2(s).input_ids) == s
+    for t in M.QWEN_VL_SPECIAL_TOKENS + M.REASONING_TAGS:  # each one token, same id after reload
+        assert len(tok(t).input_ids) == 1 and t2.convert_tokens_to_ids(t) == tok.convert_tokens_to_ids(t)
+    assert t2.eos_token == '<|im_end|>' and t2.pad_token == '<|endoftext|>'
+    assert t2.chat_template == tok.chat_template
+    # tags are kept by skip_special_tokens (rewards read them), chat markers are dropped
+    out = t2.decode(t2(s).input_ids, skip_special_tokens=True)
+    assert '<think>' in out and '</answer>' in out and '<|im_start|>' not in out and '<|image_pad|>' not in out
+
+
+def test_tokenizer_deterministic_and_corpus_sensitive():
+    texts = ["The image shows 3 red circles. Wait, check: 3 + 4 = 7."] * 20 + ["Hmm, the bar chart's maximum is 9."] * 10
+    a, b = M.train_tokenizer(texts, vocab_size=400), M.train_tokenizer(list(texts), vocab_size=400)
+    assert a.backend_tokenizer.to_str() == b.backend_tokenizer.to_str()
+    c = M.train_tokenizer(texts + ["completely different words about zebras and giraffes"] * 30, vocab_size=400)
+    assert c.backend_tokenizer.to_str() != a.backend_tokenizer.to_str()
+    with pytest.raises(ValueError, match='empty'): M.train_tokenizer([])
+
+
+def test_tokenizer_same_in_a_fresh_process(tok):
+    "Rust hash maps are randomly seeded per process: the trained vocabulary must not depend on it."
+    code = "from vr1_nb.models import train_tokenizer; import sys; sys.stdout.write(train_tokenizer().backend_tokenizer.to_str())"
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True,
+                         env={**os.environ, 'OMP_NUM_THREADS': '1'}).stdout
+    assert out == tok.backend_tokenizer.to_str()
+
+
+def test_any_text_encodes_and_digits_split(tok):
+    for s in ["naïve café 日本 🙂 ∮∑", "x^2 + y^2 = r^2", "\t\n  spaces  "]:
+        assert tok.decode(tok(s).input_ids) == s
+    assert tok.tokenize('1234') == ['1', '2', '3', '4']
+
+
+def test_chat_template(tok):
+    msgs = [{'role': 'system', 'content': 'Be brief.'},
+            {'role': 'user', 'content': [{'type': 'image', 'image': _image()}, {'type': 'text', 'text': 'Count.'}]},
+            {'role': 'assistant', 'content': [{'type': 'text', 'text': '<answer>2</answer>'}]}]
+    text = tok.apply_chat_template(msgs, tokenize=False)
+    assert text == ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>"
+                    "Count.<|im_end|>\n<|im_start|>assistant\n<answer>2</answer><|im_end|>\n")
+    gen = tok.apply_chat_template(msgs[1:2], tokenize=False, add_generation_prompt=True)
+    assert gen.endswith('<|im_start|>assistant\n') and not gen.startswith('<|im_start|>system')
+
+
+# --- processor ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('px,tokens', [(112, 16), (224, 64), (168, 36), (1000, 64)])
+def test_visual_token_budget(built, px, tokens):
+    _, proc = built
+    text = proc.apply_chat_template([{'role': 'user', 'content': [{'type': 'image'}, {'type': 'text', 'text': 'q'}]}],
+                                    tokenize=False, add_generation_prompt=True)
+    enc = proc(text=[text], images=[_image(px)], return_tensors='pt')
+    assert int((enc['input_ids'] == proc.image_token_id).sum()) == tokens
+    assert enc['pixel_values'].shape[0] == tokens * 4  # 2x2 patches merged per token
+
+
+def test_autoprocessor_tokenizer_only_is_detected(saved, tmp_path):
+    import shutil
+    from transformers import AutoProcessor, ProcessorMixin
+    d = tmp_path/'ckpt'; shutil.copytree(saved, d)
+    cfg = json.loads((d/'processor_config.json').read_text())
+    (d/'processor_config.json').write_text(json.dumps({**cfg, 'processor_class': 'SomeCustomProcessor'}))
+    raw = AutoProcessor.from_pretrained(d)
+    assert not isinstance(raw, ProcessorMixin)            # the silent failure this layer exists for
+    assert not M.is_image_processor(raw)
+    p = M.load_processor(d)
+    assert M.is_image_processor(p) and type(p).__name__ == 'ImageOnlyQwen2VLProcessor'
+
+
+def test_load_processor_handles_autoprocessor_raising(saved, monkeypatch):
+    import transformers
+    def boom(*a, **k): raise ImportError("Qwen2VLVideoProcessor requires the Torchvision library")
+    monkeypatch.setattr(transformers.AutoProcessor, 'from_pretrained', boom)
+    assert M.is_image_processor(M.load_processor(saved))
+
+
+def test_load_processor_uses_autoprocessor_when_it_works(saved, built, monkeypatch):
+    import transformers
+    full = built[1]
+    monkeypatch.setattr(transformers.AutoProcessor, 'from_pretrained', lambda *a, **k: full)
+    assert M.load_processor(saved) is full
+
+
+def test_text_only_checkpoint_is_an_error(tok, tmp_path):
+    tok.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match='no image processor configuration'): M.load_processor(tmp_path)
+
+
+def test_saved_processor_looks_standard(saved):
+    cfg = json.loads((saved/'processor_config.json').read_text())
+    assert cfg['processor_class'] == 'Qwen2VLProcessor'
+    assert cfg['video_processor']['video_processor_type'] == 'Qwen2VLVideoProcessor'
+    assert cfg['image_processor']['size'] == {'shortest_edge': M.TINY_MIN_PIXELS, 'longest_edge': M.TINY_MAX_PIXELS}
+
+
+def test_pixel_overrides(saved):
+    p = M.load_processor(saved, max_pixels=112*112)
+    text = p.apply_chat_template([{'role': 'user', 'content': [{'type': 'image'}]}], tokenize=False)
+    assert int((p(text=[text], images=[_image(224)], return_tensors='pt')['input_ids'][0] == p.image_token_id).sum()) == 16
+
+
+# --- model -------------------------------------------------------------------------------------------------------
+def test_presets_sizes(tok):
+    m, _ = M.build_tiny_model('tiny', tok)
+    assert 100_000 < M.count_params(m) < 1_000_000
+    small = M.tiny_config('small', tok)
+    assert small.text_config.hidden_size == 256 and small.vision_config.depth == 4 and small.vision_config.embed_dim == 128
+    with pytest.raises(ValueError, match='choose one of'): M.build_tiny_model('huge', tok)
+
+
+def test_build_is_seeded(tok, built):
+    same, _ = M.build_tiny_model('tiny', tok, seed=0)
+    other, _ = M.build_tiny_model('tiny', tok, seed=1)
+    a, b, c = (list(m.state_dict().values()) for m in (built[0], same, other))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c))
+
+
+def test_save_reload_identical_outputs(built, saved):
+    model, proc = built
+    m2, p2 = M.load_model(saved)
+    text = proc.apply_chat_template([{'role': 'user', 'content': [{'type': 'image'}, {'type': 'text', 'text': 'How many?'}]}],
+                                    tokenize=False, add_generation_prompt=True)
+    e1 = proc(text=[text], images=[_image()], return_tensors='pt')
+    e2 = p2(text=[text], images=[_image()], return_tensors='pt')
+    assert torch.equal(e1['input_ids'], e2['input_ids']) and torch.allclose(e1['pixel_values'], e2['pixel_values'])
+    with torch.no_grad(): l1, l2 = model(**e1).logits, m2(**e2).logits
+    assert torch.allclose(l1, l2, atol=1e-6)
+    assert torch.isfinite(l1).all() and l1.shape[-1] == len(proc.tokenizer)
+
+
+def test_generate_answer_on_cpu(built, tmp_path):
+    model, proc = built
+    p = tmp_path/'img.png'; _image().save(p)
+    a = M.generate_answer(model, proc, [p], 'How many red circles are there?', max_new_tokens=6)
+    b = M.generate_answer(model, proc, _image(), 'How many red circles are there?', max_new_tokens=6)
+    assert isinstance(a, str) and a == b   # greedy, same image from a path or in memory
+    n = len(proc.tokenizer(a, add_special_tokens=False).input_ids)
+    assert n <= 6
+    sampled = M.generate_answer(model, proc, [], 'text only question', max_new_tokens=4, do_sample=True, top_k=0)
+    assert isinstance(sampled, str)
+    with pytest.raises(FileNotFoundError, match='not found'): M.generate_answer(model, proc, [tmp_path/'no.png'], 'q')
+    with pytest.raises(TypeError, match='image processor'): M.generate_answer(model, proc.tokenizer, [], 'q')
+
+
+def test_missing_path_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match='Pass a directory'): M.load_model(tmp_path/'nope')
+    with pytest.raises(FileNotFoundError, match='no config.json'): M.load_model(tmp_path)
+    # a hub-looking id with the hub switched off never reaches the network
+    with pytest.raises(FileNotFoundError, match='HF_HUB_OFFLINE'): M.load_model('Qwen/Qwen2-VL-2B-Instruct')
+
+
+def test_load_model_dtype(saved):
+    m, _ = M.load_model(saved, dtype='bfloat16')
+    assert next(m.parameters()).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match='unknown dtype'): M.load_model(saved, dtype='float99')
+
+
+def test_get_tiny_model_caches(tok, tmp_path):
+    m1, _ = M.get_tiny_model('tiny', tmp_path, tokenizer=tok)
+    (entry,) = list(tmp_path.iterdir())
+    mtime = (entry/'model.safetensors').stat().st_mtime_ns
+    m2, p2 = M.get_tiny_model('tiny', tmp_path, tokenizer=tok)
+    assert (entry/'model.safetensors').stat().st_mtime_ns == mtime       # reloaded, not rebuilt
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+    assert M.is_image_processor(p2)
+    other = M.train_tokenizer(["a different corpus, so a different vocabulary"] * 5, vocab_size=300)
+    assert M.tiny_model_key('tiny', other) != entry.name and M.tiny_model_key('tiny', tok, seed=1) != entry.name
+
+
+# --- training helpers --------------------------------------------------------------------------------------------
+def test_freeze_vision_tower(tok):
+    m, _ = M.build_tiny_model('tiny', tok)
+    M.freeze_vision_tower(m)
+    assert all(not p.requires_grad for p in M.vision_tower(m).parameters())
+    assert all(p.requires_grad for n, p in m.named_parameters() if 'visual' not in n)
+
+
+def test_lora_targets_language_model_only(tok):
+    pm = M.apply_lora(M.build_tiny_model('tiny', tok)[0], r=4, alpha=8)
+    train = [n for n, p in pm.named_parameters() if p.requires_grad]
+    assert train and all('lora_' in n and 'visual' not in n for n in train)
+    assert {n.split('.')[-4] for n in train} == {'q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'}
+    full = M.apply_lora(M.build_tiny_model('tiny', tok)[0], r=4, alpha=8, freeze_vision=False)
+    assert any('visual' in n and p.requires_grad for n, p in full.named_parameters())
+
+
+def test_unsloth_missing_is_a_clear_error():
+    pytest.importorskip('torch')
+    try: import unsloth  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match='pip install unsloth'): M.load_unsloth('Qwen/Qwen2-VL-2B-Instruct')
+    else: pytest.skip('unsloth installed')
