@@ -1,0 +1,114 @@
+"Contracts of vr1_nb.bridge: kill -9 + resume gives the same dataset, loaders for released formats, bad input, teacher errors."
+import json, os, signal, subprocess, sys, textwrap, time
+from pathlib import Path
+import pytest
+from PIL import Image
+from vr1_nb import synth
+from vr1_nb.core import load_jsonl, RecordError
+from vr1_nb.generate import Store
+from vr1_nb.bridge import *
+
+REPO = Path(__file__).resolve().parents[1]
+NOERR = {k: 0 for k in SCENE_ERRORS}
+
+_RUN = textwrap.dedent("""
+    import sys
+    from vr1_nb.bridge import bridge_run
+    cfg = dict(method=sys.argv[3], k=2, synth=dict(n=8, seed=5), progress=False,
+               teachers=dict(mllm=dict(backend='scene', seed=1, latency=float(sys.argv[2])),
+                             reasoner=dict(backend='scene', seed=1, latency=float(sys.argv[2]))))
+    print(bridge_run(cfg, sys.argv[1], resume=True))
+""")
+
+def _bridge(out, latency, method='vision_r1', **kw):
+    return subprocess.Popen([sys.executable, '-c', _RUN, str(out), str(latency), method], cwd=REPO, **kw)
+
+def _dataset(run):
+    "chains.jsonl text plus the bytes of every image it points to."
+    p = Path(run)/'chains.jsonl'
+    return p.read_text(), {f.name: f.read_bytes() for f in sorted((Path(run)/'chains_images').glob('*.png'))}
+
+@pytest.mark.parametrize('method', ['vision_r1', 'openvlthinker'])
+def test_bridge_killed_mid_run_resumes_to_the_same_dataset(tmp_path, method):
+    assert _bridge(tmp_path/'full', 0, method).wait() == 0
+    p = _bridge(tmp_path/'killed', 0.03, method)
+    gen = tmp_path/'killed'/'generations.jsonl'; deadline = time.time() + 60
+    while time.time() < deadline and not (gen.exists() and gen.read_bytes().count(b'\n') >= 12): time.sleep(0.02)
+    os.kill(p.pid, signal.SIGKILL); p.wait()
+    assert not (tmp_path/'killed'/'chains.jsonl').exists(), "the run must be killed before it finished"
+    done_before = gen.read_bytes().count(b'\n')
+    assert _bridge(tmp_path/'killed', 0, method).wait() == 0
+    keys = [json.loads(l)['key'] for l in gen.read_text().splitlines()]
+    assert len(keys) == len(set(keys)) > done_before  # resumed, no duplicate generations
+    assert _dataset(tmp_path/'killed') == _dataset(tmp_path/'full')
+    assert (tmp_path/'killed'/'COMPLETE').exists()
+    ids = [r['id'] for r in load_jsonl(tmp_path/'killed'/'chains.jsonl')]
+    assert len(ids) == len(set(ids)) == (16 if method == 'vision_r1' else 8)
+
+def test_scene_teacher_errors_make_wrong_answers_and_pseudo_paths(tmp_path):
+    probs = synth.generate(40, seed=2, render=False)
+    st = SceneTeacher(probs, errors=dict(NOERR, miss=0.4, misread=0.4, wrong_step=0.3), seed=0)
+    with Store(tmp_path/'g.jsonl') as s: rows = vision_r1_bridge(probs, st, st, s, progress=False)
+    wrong = [r for r in rows if not r['verdict']]
+    pseudo = [r for r in rows if r['verdict'] and (r['metadata']['teacher_diagnostics']['caption_errors']
+                                                    or 'wrong_step' in r['metadata']['teacher_diagnostics']['reasoning_errors'])]
+    assert wrong and pseudo  # both kinds of error occur: answer checking removes the first, not the second
+    assert all(r['metadata']['teacher_diagnostics']['answer_changed'] for r in wrong)
+    st0 = SceneTeacher(probs, errors=NOERR)
+    with Store(tmp_path/'h.jsonl') as s: assert all(r['verdict'] for r in vision_r1_bridge(probs, st0, st0, s, progress=False))
+
+def test_unreadable_image_and_refusals_are_rejected_not_kept(tmp_path):
+    probs = synth.generate(4, seed=0)
+    (tmp_path/'bad.png').write_bytes(b'not an image'); probs[1]['images'] = [str(tmp_path/'bad.png')]
+    st = SceneTeacher(probs, errors=dict(NOERR, refusal=1.0))
+    with Store(tmp_path/'g.jsonl') as s: rows = vision_r1_bridge(probs, st, st, s, progress=False)
+    assert 'unreadable image' in rows[1]['reject_reason'] and rows[1]['response'] is None
+    assert all(r['verdict'] is False and r['pred'] is None for r in rows if r['reject_reason'] is None)  # refusals carry no answer
+
+def test_openvlthinker_selects_shortest_or_longest_and_truncates(tmp_path):
+    probs = synth.generate(6, seed=3, render=False)
+    st = SceneTeacher(probs, errors=dict(NOERR, reflect=0.5, wrong_step=0.5))
+    with Store(tmp_path/'g.jsonl') as s:
+        short = openvlthinker_distill(probs, st, st, s, k=4, select='shortest', truncate_reflection=False, progress=False)
+        long_ = openvlthinker_distill(probs, st, st, s, k=4, select='longest', truncate_reflection=False, progress=False)
+        cut = openvlthinker_distill(probs, st, st, s, k=4, select='longest', truncate_reflection=True, progress=False)
+    assert all(len(a['response']) <= len(b['response']) for a, b in zip(short, long_))
+    assert any(len(a['response']) < len(b['response']) for a, b in zip(short, long_))
+    assert any('Wait,' in r['response'] for r in long_) and not any('Wait,' in r['response'] for r in cut)
+    assert all(r['response'].endswith(f"<answer>{r['answer']}</answer>") for r in cut)
+
+def test_rejection_sampling_returns_only_verified_sft_records(tmp_path):
+    probs = synth.generate(10, seed=4)
+    st = SceneTeacher(probs, errors=dict(NOERR, slip=0.5, miss=0.3))
+    with Store(tmp_path/'g.jsonl') as s:
+        kept, rej = rejection_sample(st, probs, s, k=3, round=2, return_rejected=True, progress=False)
+        assert len(s) == 30 and all(k.split('|')[1] == 'rs2' for k in s.keys())
+    assert kept and len(kept) + len(rej) == 10
+    assert all(r['verdict'] and r['response'].endswith(f"<answer>{r['answer']}</answer>") for r in kept)
+    assert all(r['reject_reason'] == 'no_correct_sample' and r['metadata']['n_correct'] == 0 for r in rej)
+
+def test_sharegpt_and_openvlthinker_loaders(tmp_path):
+    Image.new('RGB', (8, 8), 'red').save(tmp_path/'a.png')
+    v1 = [{"id": "x1", "conversations": [{"from": "system", "value": "Be careful."}, {"from": "human", "value": "<image>\nWhat is 2+2?"},
+                                        {"from": "gpt", "value": "<think>2+2=4</think>\n<answer>4</answer>"}], "image": "a.png"}]
+    v2 = [{"messages": [{"role": "user", "content": "<image>Which?"}, {"role": "assistant", "content": "So the answer is \\boxed{B}."}], "images": ["a.png"]}]
+    (tmp_path/'v1.json').write_text(json.dumps(v1)); (tmp_path/'v2.jsonl').write_text(json.dumps(v2[0]) + '\n')
+    a, b = load_sharegpt(tmp_path/'v1.json'), load_sharegpt(tmp_path/'v2.jsonl', source='x')
+    assert (a[0]['id'], a[0]['question'], a[0]['answer'], a[0]['answer_type']) == ('x1', 'What is 2+2?', '4', 'integer')
+    assert a[0]['response'].startswith('<think>') and Image.open(a[0]['images'][0]).size == (8, 8)
+    assert (b[0]['id'], b[0]['answer'], b[0]['source'], b[0]['images']) == ('v2-000000', 'B', 'x', [str(tmp_path/'a.png')])
+    (tmp_path/'bad.json').write_text(json.dumps([{"conversations": [{"from": "robot", "value": "hi"}]}]))
+    with pytest.raises(RecordError, match=r"bad\.json\[0\].*robot|robot"): load_sharegpt(tmp_path/'bad.json')
+    import datasets, io
+    buf = io.BytesIO(); Image.new('RGB', (6, 6), 'blue').save(buf, format='PNG')
+    rows = [{"image": {"bytes": buf.getvalue(), "path": None}, "problem": "<image>How many?", "solution": "<think>1+2</think><answer>3</answer>"}]
+    datasets.Dataset.from_list(rows).cast_column('image', datasets.Image()).to_parquet(str(tmp_path/'ovl.parquet'))
+    (tmp_path/'ovl.json').write_text(json.dumps([{"image": "a.png", "question": "Q?", "response": "r", "answer": "7"}]))
+    c, d = load_openvlthinker(tmp_path/'ovl.parquet'), load_openvlthinker(tmp_path/'ovl.json')
+    assert (c[0]['question'], c[0]['answer'], c[0]['images'][0].size) == ('How many?', '3', (6, 6))
+    assert (d[0]['answer'], d[0]['metadata']['answer_from'], d[0]['images']) == ('7', 'answer', [str(tmp_path/'a.png')])
+
+def test_bridge_config_errors_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="unknown key.*'teacher'"): bridge_run(dict(teacher={}), tmp_path/'a')
+    with pytest.raises(ValueError, match="'problems'.*'synth'"): bridge_run(dict(progress=False), tmp_path/'b')
+    with pytest.raises(ValueError, match="teacher backend 'gpt'"): bridge_run(dict(synth=dict(n=2), teachers=dict(mllm=dict(backend='gpt'), reasoner={})), tmp_path/'c')
