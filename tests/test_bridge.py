@@ -112,3 +112,19 @@ def test_bridge_config_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="unknown key.*'teacher'"): bridge_run(dict(teacher={}), tmp_path/'a')
     with pytest.raises(ValueError, match="'problems'.*'synth'"): bridge_run(dict(progress=False), tmp_path/'b')
     with pytest.raises(ValueError, match="teacher backend 'gpt'"): bridge_run(dict(synth=dict(n=2), teachers=dict(mllm=dict(backend='gpt'), reasoner={})), tmp_path/'c')
+
+def test_failing_teacher_leaves_the_run_incomplete_and_resume_finishes_it(tmp_path):
+    from vr1_nb.generate import CallableBackend
+    probs = synth.generate(4, seed=0, render=False)
+    st, down = SceneTeacher(probs, errors=NOERR), {probs[2]['id']}
+    def flaky(r):
+        if r.id in down: raise ConnectionError('teacher down')
+        return st._answer(r)
+    be = CallableBackend(flaky, 'flaky')
+    cfg = dict(synth=dict(n=4, seed=0, render=False), teachers=dict(mllm=be, reasoner=be), progress=False)
+    rows = load_jsonl(bridge_run(cfg, tmp_path/'run'))
+    assert [r['reject_reason'] for r in rows] == [None, None, 'teacher_unavailable', None]  # rejected with a reason, run continued
+    assert not (tmp_path/'run'/'COMPLETE').exists()
+    down.clear()
+    rows = load_jsonl(bridge_run(cfg, tmp_path/'run', resume=True))
+    assert all(r['verdict'] for r in rows) and (tmp_path/'run'/'COMPLETE').exists()

@@ -11,7 +11,7 @@ __all__ = ['log', 'Request', 'make_response', 'BadInput', 'load_image', 'image_t
            'to_hf_messages', 'message_images', 'FatalBackendError', 'Backend', 'CallableBackend', 'Store',
            'run_requests', 'HFBackend', 'OpenAIBackend', 'VLLMBackend', 'load_backend_model', 'serve']
 
-# %% ../nbs/06_generate.ipynb #5b67c7ed
+# %% ../nbs/06_generate.ipynb #dd485def
 import base64, fcntl, hashlib, io, itertools, json, logging, os, random, threading, time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, asdict
@@ -23,10 +23,10 @@ from fastcore.basics import patch
 from PIL import Image
 from .core import derive_seed
 
-# %% ../nbs/06_generate.ipynb #e2ac2cc5
+# %% ../nbs/06_generate.ipynb #6d51c9bc
 log = logging.getLogger(__name__)
 
-# %% ../nbs/06_generate.ipynb #1b50af76
+# %% ../nbs/06_generate.ipynb #b91ce21c
 @dataclass
 class Request:
     "One generation request: who asks (`id`, `stage`, `teacher`, `prompt_version`, `sample`) and what."
@@ -53,7 +53,7 @@ class Request:
         "Stable key `id|stage|teacher|prompt_version|sample` used by the store."
         return f"{self.id}|{self.stage}|{self.teacher}|{self.prompt_version}|{self.sample}"
 
-# %% ../nbs/06_generate.ipynb #ce893042
+# %% ../nbs/06_generate.ipynb #07831e2e
 def make_response(req: Request, # the request answered
                   texts: list[str] | None = None, # one text per completion
                   error: str | None = None, # why the request failed, if it did
@@ -65,7 +65,7 @@ def make_response(req: Request, # the request answered
                 sample=req.sample, seed=req.seed, texts=list(texts or []), error=error, retryable=bool(retryable),
                 model=model, meta=req.meta, **extra)
 
-# %% ../nbs/06_generate.ipynb #0801101e
+# %% ../nbs/06_generate.ipynb #a27adf98
 class BadInput(ValueError):
     "A request the teacher cannot answer as given (e.g. an unreadable image); rejected, not retried."
 
@@ -84,7 +84,7 @@ def image_to_data_url(x) -> str:
     buf = io.BytesIO(); load_image(x).save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
-# %% ../nbs/06_generate.ipynb #eb485a3b
+# %% ../nbs/06_generate.ipynb #7e64f3d4
 def _image_of(part: dict):
     "The image object/URL held by a content part, or None for text parts."
     if part.get("type") == "image": return part.get("image", part.get("url", part.get("path")))
@@ -117,7 +117,7 @@ def message_images(messages: list) -> list:
     "All images (as given) in `messages`, in order."
     return [i for m in messages if not isinstance(m["content"], str) for p in m["content"] if (i := _image_of(p)) is not None]
 
-# %% ../nbs/06_generate.ipynb #ddc72e05
+# %% ../nbs/06_generate.ipynb #13b0d3d8
 class FatalBackendError(RuntimeError):
     "The backend cannot answer any request (bad key, unknown model, missing engine): stop the run."
 
@@ -131,7 +131,7 @@ class Backend:
         for i in range(0, len(requests), self.batch_size): yield from self.generate(requests[i:i + self.batch_size])
     def __repr__(self): return f"{type(self).__name__}(name={self.name!r})"
 
-# %% ../nbs/06_generate.ipynb #36687791
+# %% ../nbs/06_generate.ipynb #14440841
 class CallableBackend(Backend):
     "Backend around `fn(request) -> list[str]` (one text per completion)."
     def __init__(self, fn: Callable, # fn(Request) -> list[str], a str, or a dict {"texts": [...], **extra fields to store}
@@ -147,7 +147,7 @@ class CallableBackend(Backend):
         return make_response(r, [out] if isinstance(out, str) else list(out), model=self.name)
     def generate(self, requests): return [self._one(r) for r in requests]
 
-# %% ../nbs/06_generate.ipynb #8b9c92a3
+# %% ../nbs/06_generate.ipynb #3bd47d95
 class Store:
     "Resumable append-only JSONL store: stable request key -> response dict."
     def __init__(self, path: str | Path): # JSONL file (created if missing)
@@ -159,7 +159,7 @@ class Store:
         self._load()
         self._f = open(self.path, "ab")
 
-# %% ../nbs/06_generate.ipynb #f91e2bac
+# %% ../nbs/06_generate.ipynb #2da968a9
 @patch
 def _load(self: Store):
     "Read existing lines, drop a torn tail, skip (with a warning) a corrupt line."
@@ -175,7 +175,7 @@ def _load(self: Store):
         except json.JSONDecodeError: log.warning("store %s: skipping corrupt line %d", self.path, i); continue
         self._data.setdefault(d["key"], d)
 
-# %% ../nbs/06_generate.ipynb #d79ea05b
+# %% ../nbs/06_generate.ipynb #88ba2763
 @patch
 def add(self: Store, resp: dict):
     "Append one response (fsync'ed); a key already stored is ignored."
@@ -204,7 +204,7 @@ def __enter__(self: Store): return self
 @patch
 def __exit__(self: Store, *a): self.close()
 
-# %% ../nbs/06_generate.ipynb #bf1018bb
+# %% ../nbs/06_generate.ipynb #41fc6785
 def run_requests(backend: Backend, # who answers
                  requests: Iterable[Request], # what to ask; keys must be unique
                  store: Store, # where answers go (and what is already done)
@@ -224,7 +224,7 @@ def run_requests(backend: Backend, # who answers
             bar.update(1); bar.set_postfix(failed=stats["failed"], refresh=False)
     return stats
 
-# %% ../nbs/06_generate.ipynb #9eaae9cb
+# %% ../nbs/06_generate.ipynb #1991eade
 class HFBackend(Backend):
     "Local Hugging Face model (`generate`), batched for greedy requests, seeded per request when sampling."
     def __init__(self, model, # a transformers generative model
@@ -237,7 +237,7 @@ class HFBackend(Backend):
         self.tok = getattr(processor, "tokenizer", processor)
         self.multimodal = hasattr(processor, "image_processor")
 
-# %% ../nbs/06_generate.ipynb #447974ae
+# %% ../nbs/06_generate.ipynb #ea9514ac
 @patch
 def _gen_kwargs(self: HFBackend, r: Request) -> dict:
     p = r.params; t = float(p.get("temperature", 0.0) or 0.0)
@@ -262,7 +262,7 @@ def _run(self: HFBackend, reqs: list[Request], kw: dict) -> list[list[str]]:
     per = len(texts) // len(reqs)
     return [[t.strip() for t in texts[i * per:(i + 1) * per]] for i in range(len(reqs))]
 
-# %% ../nbs/06_generate.ipynb #2a25855e
+# %% ../nbs/06_generate.ipynb #d085d693
 @patch
 def generate(self: HFBackend, requests: list[Request]) -> list[dict]:
     "Greedy requests batched by equal parameters; sampled requests one by one under their own seed."
@@ -282,7 +282,7 @@ def generate(self: HFBackend, requests: list[Request]) -> list[dict]:
             for i, t in zip(chunk, texts): out[i] = make_response(requests[i], t * requests[i].n, model=self.name)
     return [out[i] for i in range(len(requests))]
 
-# %% ../nbs/06_generate.ipynb #8fcfa5e0
+# %% ../nbs/06_generate.ipynb #d2a2c7c2
 class OpenAIBackend(Backend):
     "OpenAI-compatible chat endpoint(s) with bounded concurrency, retries with backoff, replica spreading."
     def __init__(self, base_url: str | list[str], # one endpoint ".../v1" or a list of replicas
@@ -306,7 +306,7 @@ class OpenAIBackend(Backend):
         self._rr, self._lock = itertools.count(), threading.Lock()
     def __repr__(self): return f"OpenAIBackend(model={self.model!r}, base_url={self.urls!r}, api_key_env={self.api_key_env!r})"
 
-# %% ../nbs/06_generate.ipynb #de8b153b
+# %% ../nbs/06_generate.ipynb #ddb5e1c3
 @patch
 def _call(self: OpenAIBackend, client, r: Request, msgs: list):
     p = r.params; kw = dict(model=self.model, messages=msgs, n=r.n, seed=r.seed)
@@ -317,7 +317,7 @@ def _call(self: OpenAIBackend, client, r: Request, msgs: list):
     out = client.chat.completions.create(**kw)
     return [c.message.content or "" for c in sorted(out.choices, key=lambda c: c.index)]
 
-# %% ../nbs/06_generate.ipynb #0abca850
+# %% ../nbs/06_generate.ipynb #d7859e28
 @patch
 def _one(self: OpenAIBackend, r: Request) -> dict:
     "One request with retries; raises FatalBackendError on 401/403/404."
@@ -346,7 +346,7 @@ def _one(self: OpenAIBackend, r: Request) -> dict:
             time.sleep(wait)
     return make_response(r, error=f"gave up after {self.max_retries + 1} attempts: {err}", retryable=True, model=self.model)
 
-# %% ../nbs/06_generate.ipynb #89922890
+# %% ../nbs/06_generate.ipynb #05ea2eec
 @patch
 def imap(self: OpenAIBackend, requests: list[Request]) -> Iterator[dict]:
     "Yield responses as they complete, at most `concurrency` in flight."
@@ -367,7 +367,7 @@ def generate(self: OpenAIBackend, requests: list[Request]) -> list[dict]:
     by_key = {d["key"]: d for d in self.imap(requests)}
     return [by_key[r.key] for r in requests]
 
-# %% ../nbs/06_generate.ipynb #42d8836a
+# %% ../nbs/06_generate.ipynb #af41ecb5
 class VLLMBackend(Backend):
     "vLLM offline engine (`vllm.LLM`), imported lazily; one `SamplingParams` (with seed) per request."
     def __init__(self, model: str, # HF model id or local path
@@ -397,7 +397,7 @@ class VLLMBackend(Backend):
             for (i, _), o in zip(ok, res): out[i] = make_response(requests[i], [c.text for c in o.outputs], model=self.name)
         return [out[i] for i in range(len(requests))]
 
-# %% ../nbs/06_generate.ipynb #e6463485
+# %% ../nbs/06_generate.ipynb #939b9f15
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def log_message(self, fmt, *args): log.debug("serve: " + fmt, *args)
@@ -411,7 +411,7 @@ class _Handler(BaseHTTPRequestHandler):
         key = self.server.api_key
         return key is None or self.headers.get("Authorization", "") == f"Bearer {key}"
 
-# %% ../nbs/06_generate.ipynb #f4d1f5ac
+# %% ../nbs/06_generate.ipynb #9b8f3bc3
 @patch
 def do_GET(self: _Handler):
     if not self._authorized(): return self._err(401, "invalid API key", "authentication_error")
@@ -421,7 +421,7 @@ def do_GET(self: _Handler):
     if self.path.rstrip("/") in ("/health", ""): return self._send(200, {"status": "ok"})
     self._err(404, f"no route {self.path}")
 
-# %% ../nbs/06_generate.ipynb #ff38a81d
+# %% ../nbs/06_generate.ipynb #ff5c6026
 @patch
 def do_POST(self: _Handler):
     srv = self.server
@@ -446,28 +446,28 @@ def do_POST(self: _Handler):
                      "choices": [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
                                  for i, t in enumerate(resp["texts"])]})
 
-# %% ../nbs/06_generate.ipynb #f70745b5
-def load_backend_model(model: str | Backend = "tiny", # "tiny", a local model directory, or a ready Backend
-                       name: str | None = None) -> Backend: # teacher name
-    "A `Backend` for `serve`: the tiny offline model, a local HF model directory, or `model` itself."
+# %% ../nbs/06_generate.ipynb #30c849d9
+def load_backend_model(model: str | Backend = "tiny", # "tiny", a local checkpoint directory (or hub id where allowed), or a ready Backend
+                       name: str | None = None, # teacher name
+                       **load_kw) -> Backend: # passed to `models.load_model` (dtype, device_map, ...)
+    "A `Backend` for `serve` and the bridge: the tiny offline model, a checkpoint loaded by `models.load_model`, or `model` itself."
     if isinstance(model, Backend): return model
-    if model == "tiny":
-        from vr1_nb.models import get_tiny_model
-        m, p = get_tiny_model()[:2]; return HFBackend(m, p, name=name or "tiny")
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-    if not Path(model).exists(): raise FileNotFoundError(f"serve: model directory {model!r} not found (no hub downloads here)")
-    return HFBackend(AutoModelForImageTextToText.from_pretrained(model), AutoProcessor.from_pretrained(model), name=name or Path(model).name)
+    from vr1_nb import models
+    if model == "tiny": m, p = models.get_tiny_model()[:2]; return HFBackend(m, p, name=name or "tiny")
+    m, p = models.load_model(model, **load_kw)
+    return HFBackend(m, p, name=name or Path(str(model)).name)
 
-# %% ../nbs/06_generate.ipynb #29108d64
+# %% ../nbs/06_generate.ipynb #e17450f4
 def serve(model: str | Backend = "tiny", # "tiny", a local HF model directory, or any Backend
           host: str = "127.0.0.1", # interface to bind (keep localhost unless you mean it)
           port: int = 8000, # TCP port; 0 picks a free one (read it from `server.server_port`)
           model_name: str | None = None, # name clients must send (default: backend name)
           api_key: str | None = None, # if set, require `Authorization: Bearer <api_key>`
           fail_first: int = 0, # fault injection: answer the first N chat requests with HTTP 500
-          block: bool = True): # serve forever (CLI) or return the running server (tests, notebooks)
+          block: bool = True, # serve forever (CLI) or return the running server (tests, notebooks)
+          **load_kw): # passed to `models.load_model` (dtype, device_map, ...)
     "Expose `model` as an OpenAI-compatible `/v1/chat/completions` + `/v1/models` server."
-    backend = load_backend_model(model, model_name)
+    backend = load_backend_model(model, model_name, **load_kw)
     srv = ThreadingHTTPServer((host, port), _Handler); srv.daemon_threads = True
     srv.backend, srv.model_name, srv.api_key, srv.fail_first = backend, model_name or backend.name, api_key, fail_first
     srv.n_chat, srv.count_lock, srv.gen_lock = 0, threading.Lock(), threading.Lock()
