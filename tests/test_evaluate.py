@@ -1,0 +1,244 @@
+"Contracts of vr1_nb.evaluate: protocols reach the backend, resume regenerates nothing, loaders for the released layouts, contamination on real MATH-V records, and `vr1 score` reproducing the harness's numbers."
+import io, json, threading
+from collections import Counter
+from pathlib import Path
+import pytest
+from PIL import Image
+from vr1_nb import synth
+from vr1_nb.core import RecordError, format_question, load_config, save_jsonl
+from vr1_nb.evaluate import *
+from vr1_nb.generate import CallableBackend, Store, serve
+
+BENCH = Path(__file__).resolve().parents[2]/'shared'/'benchmarks'
+
+def _probs(n=6, seed=5):
+    return synth.generate(n, seed=seed, split='test', mc_fraction=0.5)
+
+def _right_or_wrong(problems, right):
+    "A scripted model: the exact R1 solution for ids in `right`, a wrong but well-formed answer otherwise."
+    by_id = {p['id']: p for p in problems}
+    def fn(r):
+        p = by_id[r.id]
+        if r.id in right: return synth.r1_response(p)
+        wrong = 'Z' if p['choices'] else str(int(p['answer']) + 7)
+        return f"<think>guess</think><answer>{wrong}</answer>"
+    return fn
+
+# --- protocols and generation -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('name,expect', [('vision-r1', (0.6, 0.95, 16384)), ('openvlthinker', (0.01, 1.0, 2048)), ('greedy', (0.0, 1.0, 1024))])
+def test_protocol_params_reach_backend(tmp_path, name, expect):
+    seen = []
+    be = CallableBackend(lambda r: seen.append(r.params) or '<answer>1</answer>', 'spy')
+    evaluate(_probs(2), be, name, tmp_path/'run', progress=False, plots=False)
+    assert {(p['temperature'], p['top_p'], p['max_tokens']) for p in seen} == {expect}
+
+def test_reask_counts_and_rescue(tmp_path):
+    probs = _probs(3)
+    calls = Counter()
+    def fn(r):  # item 0: answers at once; item 1: closes its tag on the 3rd attempt; item 2: never does
+        calls[r.id] += 1
+        i = [p['id'] for p in probs].index(r.id)
+        if i == 0 or (i == 1 and calls[r.id] == 3): return synth.r1_response(probs[i])
+        return "<think>still thinking"
+    sc = evaluate(probs, CallableBackend(fn, 's'), 'vision-r1', tmp_path/'run', progress=False, plots=False)
+    assert (calls[probs[0]['id']], calls[probs[1]['id']], calls[probs[2]['id']]) == (1, 3, 5)
+    assert (sc['correct'], sc['reask']['reasked'], sc['reask']['rescued'], sc['reask']['missing_answer_tag']) == (2, 2, 1, 1)
+    assert 'non-standard' in sc['reask']['note'] and '2 of 3 samples re-asked' in sc['reask']['note']
+    assert 'non-standard' in (tmp_path/'run'/'report.md').read_text()
+    # a protocol without re-asks asks once
+    calls.clear(); sc = evaluate(probs, CallableBackend(fn, 's'), 'greedy', tmp_path/'run2', progress=False, plots=False)
+    assert set(calls.values()) == {1} and 'note' not in sc['reask']
+
+def test_resume_after_transient_failure(tmp_path):
+    probs = _probs(4); fail = {probs[2]['id']}; calls = Counter()
+    def fn(r):
+        calls[r.id] += 1
+        if r.id in fail: raise ConnectionError("server went away")
+        return synth.r1_response(probs[[p['id'] for p in probs].index(r.id)])
+    with pytest.raises(RuntimeError, match="resume=True"):
+        evaluate(probs, CallableBackend(fn, 'flaky'), 'greedy', tmp_path/'run', progress=False, plots=False)
+    assert not (tmp_path/'run'/'COMPLETE').exists()
+    with pytest.raises(FileExistsError, match="resume"):  # an unfinished run is never silently overwritten
+        evaluate(probs, CallableBackend(fn, 'flaky'), 'greedy', tmp_path/'run', progress=False, plots=False)
+    fail.clear(); calls.clear()
+    sc = evaluate(probs, CallableBackend(fn, 'flaky'), 'greedy', tmp_path/'run', resume=True, progress=False, plots=False)
+    assert dict(calls) == {probs[2]['id']: 1}   # only the failed request was asked again
+    assert sc['correct'] == 4 and (tmp_path/'run'/'COMPLETE').exists()
+
+def test_changed_protocol_does_not_reuse_answers(tmp_path):
+    probs = _probs(2); seen = []
+    be = CallableBackend(lambda r: seen.append(r.key) or '<answer>1</answer>', 's')
+    with Store(tmp_path/'s.jsonl') as st:
+        generate_responses(probs, be, resolve_protocol('greedy'), st, progress=False)
+        generate_responses(probs, be, resolve_protocol({'protocol': 'greedy', 'max_new_tokens': 8}), st, progress=False)
+    assert len(seen) == 4 and len(set(seen)) == 4
+
+def test_k_samples_pass_at_k_and_majority(tmp_path):
+    probs = synth.generate(4, seed=2, split='test', mc_fraction=0.0)
+    def fn(r):  # problem i is right on samples < i (of 4), one fixed wrong answer otherwise
+        i = [p['id'] for p in probs].index(r.id); p = probs[i]
+        return synth.r1_response(p) if r.sample < i else f"<answer>{int(p['answer']) + 1}</answer>"
+    sc = evaluate(probs, CallableBackend(fn, 's'), {'protocol': 'openvlthinker', 'k': 4}, tmp_path/'run', progress=False, plots=False)
+    assert sc['pass_at_k']['pass@1'] == pytest.approx((0 + 1 + 2 + 3) / 16)
+    assert sc['pass_at_k']['pass@4'] == pytest.approx(3 / 4)
+    assert sc['pass_at_k']['pass@2'] == pytest.approx((0 + pass_at_k(4, 1, 2) + pass_at_k(4, 2, 2) + 1) / 4)
+    # vote: problem 3 wins 3-1, problem 2 ties 2-2 and the tie goes to the first sample (right), 0 and 1 lose
+    assert sc['majority']['correct'] == 2 and sc['mean_accuracy'] == pytest.approx(6 / 16)
+    rows = [json.loads(l) for l in (tmp_path/'run'/'predictions.jsonl').read_text().splitlines()]
+    assert [len(r['samples']) for r in rows] == [4] * 4 and rows[3]['majority_correct'] and rows[2]['majority_correct'] and not rows[1]['majority_correct']
+
+def test_bad_input_errors_name_the_problem(tmp_path):
+    p = _probs(2); p[1]['id'] = p[0]['id']
+    with pytest.raises(RecordError, match=p[0]['id']):
+        evaluate(p, CallableBackend(lambda r: '', 's'), 'greedy', tmp_path/'run', progress=False)
+    with pytest.raises(ValueError, match="temprature"): resolve_protocol({'protocol': 'greedy', 'temprature': 0})
+    save_jsonl(_probs(1), tmp_path/'x.jsonl')
+    with pytest.raises(ValueError, match="no model"): eval_run({'eval': {}}, tmp_path/'x.jsonl', tmp_path/'r')
+
+def test_unreadable_image_is_an_error_row_not_a_crash(tmp_path):
+    p = _probs(2); p[0]['images'] = [str(tmp_path/'missing.png')]
+    from vr1_nb.generate import BadInput, load_image
+    def fn(r):
+        for m in r.messages:
+            for part in m['content']:
+                if part.get('type') == 'image': load_image(part['image'])
+        return synth.r1_response(p[1])
+    sc = evaluate(p, CallableBackend(fn, 's'), 'greedy', tmp_path/'run', progress=False, plots=False)
+    assert sc['errors'] == 1 and sc['correct'] == 1
+
+# --- the LLM extractor through a real OpenAI-compatible server -----------------------------------------------
+
+def test_llm_extractor_through_openai_server(tmp_path):
+    probs = synth.generate(3, seed=9, split='test', mc_fraction=0.0)
+    answers = {p['question']: p['answer'] for p in probs}
+    def judge_fn(r):  # a 'GPT' that reads the query in the prompt and extracts the gold (what a good judge does)
+        prompt = r.messages[-1]['content']; prompt = prompt if isinstance(prompt, str) else prompt[0]['text']
+        return next(a for q, a in answers.items() if q in prompt)
+    srv = serve(CallableBackend(judge_fn, 'judge'), port=0, block=False, model_name='gpt-judge')
+    try:
+        cfg = {'eval': {'protocol': 'greedy', 'judge': {'base_url': srv.base_url, 'model': 'gpt-judge'}}}
+        save_jsonl(probs, tmp_path/'p.jsonl')
+        free_text = CallableBackend(lambda r: "I believe it is the number I counted.", 'model')
+        run = eval_run(cfg, tmp_path/'p.jsonl', tmp_path/'run', backend=free_text, progress=False)
+    finally: srv.shutdown(); srv.server_close()
+    sc = json.loads((run/'scores.json').read_text())
+    rows = [json.loads(l) for l in (run/'predictions.jsonl').read_text().splitlines()]
+    assert sc['correct'] == 3 and sc['extractor'] == 'gpt-judge' and srv.n_chat == 3
+    assert all(r['extraction'] == r['answer'] for r in rows)
+
+# --- loaders for the released sets -----------------------------------------------------------------------------
+
+def _png_bytes(color):
+    b = io.BytesIO(); Image.new('RGB', (16, 16), color).save(b, format='PNG'); return b.getvalue()
+
+def test_easyr1_layout_from_parquet_with_embedded_images(tmp_path):
+    import datasets
+    from datasets import Features, Image as HFImage, Sequence, Value
+    ds = datasets.Dataset.from_dict({'images': [[{'bytes': _png_bytes('red'), 'path': None}], [{'bytes': _png_bytes('blue'), 'path': None}]],
+                                     'problem': ['<image>What is the area?', '<image>Which angle is larger?\nA. 30°\nB. 40°'],
+                                     'answer': ['12', 'B']},
+                                    features=Features({'images': Sequence(HFImage()), 'problem': Value('string'), 'answer': Value('string')}))
+    ds.to_parquet(str(tmp_path/'vision_r1_rl.parquet'))
+    recs = load_rl_set(tmp_path/'vision_r1_rl.parquet', source='vision-r1-rl')
+    assert [r['answer_type'] for r in recs] == ['integer', 'multiple_choice']
+    assert recs[1]['choices'] == ['30°', '40°'] and recs[1]['answer_text'] == '40°' and '<image>' not in recs[0]['question']
+    assert recs[0]['images'][0].convert('RGB').getpixel((0, 0)) == (255, 0, 0) and recs[0]['source'] == 'vision-r1-rl'
+
+def test_openvlthinker_grpo_and_r1v_layouts(tmp_path):
+    Image.new('RGB', (16, 16), 'green').save(tmp_path/'img.png')
+    (tmp_path/'grpo_medium.json').write_text(json.dumps([{'images': ['img.png'], 'problem': '<image>Find y.', 'answer': '\\boxed{5}'}]))
+    (tmp_path/'clevr.jsonl').write_text(json.dumps({'image': 'img.png', 'problem': 'How many items are there in the image?', 'solution': '<answer> 3 </answer>'}) + '\n')
+    (tmp_path/'geoqa.jsonl').write_text(json.dumps({'image': 'img.png', 'problem': 'As shown in the figure, find angle C.', 'solution': '<answer>145°</answer>'}) + '\n')
+    g, c, q = load_rl_set(tmp_path/'grpo_medium.json'), load_rl_set(tmp_path/'clevr.jsonl'), load_rl_set(tmp_path/'geoqa.jsonl', layout='r1v')
+    assert (g[0]['answer'], c[0]['answer'], q[0]['answer']) == ('5', '3', '145°')
+    assert Path(c[0]['images'][0]) == tmp_path/'img.png' and c[0]['metadata']['layout'] == 'r1v'
+    (tmp_path/'bad.jsonl').write_text(json.dumps({'id': 'x7', 'image': 'img.png', 'problem': 'p', 'solution': 'no tags'}) + '\n')
+    with pytest.raises(RecordError, match="x7.*solution"): load_rl_set(tmp_path/'bad.jsonl')
+    (tmp_path/'odd.jsonl').write_text(json.dumps({'prompt': 'p', 'target': '1'}) + '\n')
+    with pytest.raises(ValueError, match="prompt"): load_rl_set(tmp_path/'odd.jsonl')
+    with pytest.raises(FileNotFoundError, match="offline"): load_rl_set('Osilly/Vision-R1-rl')   # hub id: only with network
+
+def test_mm_math_boxed_layout_evaluates(tmp_path):
+    rows = [{'question': 'In triangle ABC, AB = 2. Find BC.', 'solution': 'By the law of sines ... $BC = \\boxed{\\sqrt{3}}$', 'file_name': None},
+            {'question': 'Compute the area.', 'solution': 'area = 1/2 * 3 * 4 = \\boxed{6}', 'answer': '6'}]
+    (tmp_path/'mm_math.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    recs = load_eval_data(tmp_path/'mm_math.jsonl')
+    assert [r['answer'] for r in recs] == ['\\sqrt{3}', '6']
+    be = CallableBackend(lambda r: "<think>..</think><answer>3^{1/2}</answer>" if r.id.endswith('0') else "\\boxed{6.0}", 's')
+    sc = evaluate(recs, be, 'greedy', tmp_path/'run', progress=False, plots=False)
+    assert sc['correct'] == 2   # sympy equivalence through math-verify
+
+# --- contamination ---------------------------------------------------------------------------------------------
+
+def test_contamination_finds_mathvision_testmini_in_a_training_set(tmp_path):
+    from vr1_nb.benchmarks import load_mathvision
+    bench = load_mathvision(BENCH/'mathvision'/'testmini.jsonl')
+    planted = bench[10:15] + bench[100:103]
+    rows = [{'images': [], 'problem': '<image>' + b['question'].replace('<image1>', '') + '\nAnswer the question.', 'answer': b['answer_text']} for b in planted]
+    rows += [{'images': [], 'problem': format_question(p), 'answer': p['answer']} for p in synth.generate(30, seed=1, render=False)]
+    (tmp_path/'rl.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    rep = contamination(load_rl_set(tmp_path/'rl.jsonl'), bench)
+    assert rep['overlapping_ids'] == sorted(b['id'] for b in planted)
+    assert rep['question_overlap'] == 8 and rep['image_overlap'] == 0 and rep['bench'] == 304
+    assert rep['fraction'] == pytest.approx(8 / 304)
+    clean = contamination(synth.generate(30, seed=1, render=False), bench)
+    assert clean['any_overlap'] == 0
+
+def test_contamination_by_image_survives_a_png_resave(tmp_path):
+    train = synth.generate(4, seed=3, split='train')
+    bench = synth.generate(4, seed=3, split='test')
+    save_jsonl(train, tmp_path/'train.jsonl')   # written as PNG files, read back as paths
+    from vr1_nb.core import load_jsonl
+    reloaded = load_jsonl(tmp_path/'train.jsonl')
+    bench[1] = dict(bench[1], images=[reloaded[2]['images'][0]], question='A different question about the same picture?')
+    rep = contamination(train, bench)
+    assert rep['image_overlap'] == 1 and rep['pairs'] == [{'bench': bench[1]['id'], 'train': train[2]['id'], 'by': 'image'}]
+
+# --- Done when: `vr1 eval` writes what `vr1 score` reproduces ----------------------------------------------------
+
+def _same_numbers(scores, official):
+    assert (official['correct'], official['total']) == (scores['correct'], scores['total'])
+    assert official['accuracy'] == pytest.approx(scores['accuracy'], abs=1e-4)
+
+def test_eval_run_tiny_model_on_synth_reproduced_by_score_file(tmp_path):
+    from vr1_nb.scoring import score_file
+    save_jsonl(_probs(6, seed=11), tmp_path/'test.jsonl')
+    cfg = load_config('smoke', ['eval.max_new_tokens=12', 'eval.n=4'])
+    run = eval_run(cfg, tmp_path/'test.jsonl', tmp_path/'eval', progress=False)
+    sc = json.loads((run/'scores.json').read_text())
+    assert sc['total'] == 4 and sc['model'] == 'tiny-tiny' and sc['length_unit'] == 'tokens' and sc['benchmark'] == 'synth'
+    rows = [json.loads(l) for l in (run/'predictions.jsonl').read_text().splitlines()]
+    assert all(r['length'] <= 12 for r in rows) and {'id', 'response', 'prediction', 'correct'} <= set(rows[0])
+    _same_numbers(sc, score_file('synth', run/'predictions.jsonl', tmp_path/'test.jsonl'))
+    assert (run/'accuracy_by_source.png').stat().st_size > 1000 and (run/'length_hist.png').stat().st_size > 1000
+    # resume of a finished run reuses it: no model call at all
+    sc2 = json.loads((eval_run(cfg, tmp_path/'test.jsonl', tmp_path/'eval', backend=CallableBackend(lambda r: 1 / 0, 'x'), resume=True, progress=False)/'scores.json').read_text())
+    assert sc2 == sc
+
+def test_scripted_synth_eval_reproduced_by_score_file(tmp_path):
+    from vr1_nb.scoring import score_file
+    probs = _probs(8, seed=12); save_jsonl(probs, tmp_path/'test.jsonl')
+    right = {p['id'] for p in probs[::2]}
+    run = eval_run({'eval': {'protocol': 'greedy'}}, tmp_path/'test.jsonl', tmp_path/'eval', backend=CallableBackend(_right_or_wrong(probs, right), 's'), progress=False)
+    sc = json.loads((run/'scores.json').read_text())
+    assert sc['correct'] == 4 and sc['total'] == 8
+    _same_numbers(sc, score_file('synth', run/'predictions.jsonl', tmp_path/'test.jsonl'))
+
+def test_mathverse_text_only_reproduced_by_score_file(tmp_path):
+    from vr1_nb.scoring import score_file
+    from vr1_nb.benchmarks import load_mathverse
+    data = BENCH/'mathverse'/'testmini_text_only.json'
+    recs = load_mathverse(data)[:12]
+    # a scripted model: right in different styles on some problems, wrong or unanswered on others
+    style = {r['id']: i % 4 for i, r in enumerate(recs)}
+    def fn(r):
+        rec = next(x for x in recs if x['id'] == r.id); s = style[r.id]
+        if s == 0: return f"<think>...</think><answer>{rec['answer']}</answer>"
+        if s == 1: return f"Let me think. The answer is \\boxed{{{rec['answer']}}}."
+        if s == 2: return "<think>I am not sure</think><answer>Z</answer>"
+        return "I cannot see the figure."
+    run = eval_run({'eval': {'protocol': 'openvlthinker', 'n': 12}}, data, tmp_path/'eval', backend=CallableBackend(fn, 'scripted'), progress=False)
+    sc = json.loads((run/'scores.json').read_text())
+    assert sc['benchmark'] == 'mathverse' and sc['total'] == 12 and sc['correct'] == 6
+    _same_numbers(sc, score_file('mathverse', run/'predictions.jsonl', data))
