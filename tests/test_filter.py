@@ -11,7 +11,7 @@ def test_bridge_then_filter_on_synthetic_data(tmp_path):
     cfg = dict(synth=dict(n=24, seed=11), k=2, progress=False,
                teachers=dict(mllm=dict(backend='scene', seed=4), reasoner=dict(backend='scene', seed=4)))
     chains = bridge_run(cfg, tmp_path/'bridge')
-    cold = filter_run(dict(truncate_reflection=True), chains, tmp_path/'filter')
+    cold = filter_run(dict(truncate_reflection=True), tmp_path/'bridge', tmp_path/'filter')  # a bridge run dir is accepted
     kept, rejected = load_jsonl(cold), load_jsonl(tmp_path/'filter'/'rejected.jsonl')
     assert len(kept) + len(rejected) == 48 and 0 < len(kept) < 48  # a yield below 100%...
     assert all(verify_completions([r['response'] for r in kept], [r['answer'] for r in kept], [r['choices'] or None for r in kept], tagged_only=True))

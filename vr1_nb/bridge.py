@@ -11,7 +11,7 @@ __all__ = ['PROMPTS', 'SCENE_ERRORS', 'REWRITES', 'REFLECTION_KEYWORDS', 'BRIDGE
            'truncate_reflection', 'split_think', 'final_answer', 'format_r1', 'vision_r1_bridge', 'select_chain',
            'openvlthinker_distill', 'rejection_sample', 'load_sharegpt', 'load_openvlthinker', 'bridge_run']
 
-# %% ../nbs/07_bridge.ipynb #82c343c1
+# %% ../nbs/07_bridge.ipynb #29e31c9e
 import copy, hashlib, json, random, re, time
 from pathlib import Path
 from .core import (derive_seed, format_question, validate_record, save_jsonl, load_problems, RunDir,
@@ -20,7 +20,7 @@ from .generate import (Request, Backend, CallableBackend, BadInput, Store, run_r
                              OpenAIBackend, VLLMBackend, load_backend_model)
 from .answers import extract_answer, verify_batch, choice_letter, answer_block
 
-# %% ../nbs/07_bridge.ipynb #a6040526
+# %% ../nbs/07_bridge.ipynb #d8e39ab8
 PROMPTS = {
     "vision_r1/pseudo_cot": ("v1",
         "Given the image, a question about it and its correct answer, first write a detailed caption of the image, "
@@ -43,7 +43,7 @@ PROMPTS = {
     "rejection/solve": ("v1", "{question}\n" + R1_INSTRUCTION),
 }
 
-# %% ../nbs/07_bridge.ipynb #c5099872
+# %% ../nbs/07_bridge.ipynb #63dd4382
 def get_prompt(name: str, # a key of `PROMPTS`, e.g. "vision_r1/reasoning"
                overrides: dict | None = None) -> tuple[str, str]: # {name: template text or {"text", "version"}}
     "`(version, template)` for prompt `name`, with a config override taking precedence."
@@ -54,13 +54,13 @@ def get_prompt(name: str, # a key of `PROMPTS`, e.g. "vision_r1/reasoning"
     if isinstance(o, dict): return str(o.get("version") or "custom-" + hashlib.sha256(o["text"].encode()).hexdigest()[:8]), o["text"]
     return "custom-" + hashlib.sha256(o.encode()).hexdigest()[:8], o
 
-# %% ../nbs/07_bridge.ipynb #a6ad4e1c
+# %% ../nbs/07_bridge.ipynb #2f3b1bfa
 def user_message(text: str, # the prompt text
                  images: list = ()) -> list: # images to put before the text
     "An OpenAI-style single user turn: the images, then the text."
     return [{"role": "user", "content": [{"type": "image", "image": im} for im in images] + [{"type": "text", "text": text}]}]
 
-# %% ../nbs/07_bridge.ipynb #7cb9aeb1
+# %% ../nbs/07_bridge.ipynb #b0662962
 SCENE_ERRORS = dict(miss=0.1, miscount=0.05, misread=0.1, slip=0.1, wrong_step=0.1,
                     refusal=0.02, empty=0.01, truncated=0.02, reflect=0.3)
 
@@ -70,7 +70,7 @@ def _bump(rng, v, lo=1, hi=None):
         if lo <= v + d and (hi is None or v + d <= hi): return v + d
     return v
 
-# %% ../nbs/07_bridge.ipynb #89378d42
+# %% ../nbs/07_bridge.ipynb #6a279a03
 def _perturb_counting(rng, sc, kind):
     objs = sc["objects"]
     if kind == "miss" and objs: objs.pop(rng.randrange(len(objs))); return True
@@ -98,7 +98,7 @@ def _perturb_geometry(rng, sc, kind):
 def _perturb_chart(rng, sc, kind):
     i = rng.randrange(len(sc["values"])); sc["values"][i] = _bump(rng, sc["values"][i], 1, sc["y_max"]); return True
 
-# %% ../nbs/07_bridge.ipynb #f15dff4a
+# %% ../nbs/07_bridge.ipynb #398c2918
 _PERTURB = dict(counting=_perturb_counting, geometry=_perturb_geometry, chart=_perturb_chart)
 
 def perceive(rec: dict, # a synth record (scene and query in metadata)
@@ -111,7 +111,7 @@ def perceive(rec: dict, # a synth record (scene and query in metadata)
         if rng.random() < rates.get(kind, 0) and _PERTURB[m["family"]](rng, m["scene"], kind): errs.append(kind)
     return p, errs
 
-# %% ../nbs/07_bridge.ipynb #b63fd2ca
+# %% ../nbs/07_bridge.ipynb #b496ecd9
 def _solve_perceived(p: dict) -> tuple[str, list[str], str]:
     "(final answer, steps, numeric value) of a perceived record; letters for multiple choice."
     from vr1_nb import synth
@@ -125,7 +125,7 @@ def _solve_perceived(p: dict) -> tuple[str, list[str], str]:
         steps.append(f"{val} is not among the options; the closest is {ch[i]}.")
     steps.append(f"{ch[i]} is option ({LETTERS[i]})."); return LETTERS[i], steps, val
 
-# %% ../nbs/07_bridge.ipynb #a5a2ae73
+# %% ../nbs/07_bridge.ipynb #4714a0d5
 def _corrupt_number(text: str, rng) -> str | None:
     "`text` with one of its numbers changed by one, or None if it has none."
     nums = list(re.finditer(r"(?<![\w.])\d+(?![\w.])", text))
@@ -134,7 +134,7 @@ def _corrupt_number(text: str, rng) -> str | None:
 
 def _first_sentence(t): return re.split(r"(?<=\.)\s", t.strip(), 1)[0]
 
-# %% ../nbs/07_bridge.ipynb #cbd85fd5
+# %% ../nbs/07_bridge.ipynb #a716c6e1
 def r1_text(desc: str, # the description the reasoner read
             steps: list, # solution steps
             answer: str, # final answer
@@ -161,7 +161,7 @@ def r1_text(desc: str, # the description the reasoner read
     if "truncated" in errs: text = text[: max(20, len(text) // 2)]
     return text, errs
 
-# %% ../nbs/07_bridge.ipynb #3e423457
+# %% ../nbs/07_bridge.ipynb #e3570b06
 class SceneTeacher(CallableBackend):
     "Rule-based teacher for synthetic problems: reads the ground-truth scene from metadata, errs at set rates."
     def __init__(self, problems: list, # the synth records it may be asked about (looked up by id)
@@ -180,7 +180,7 @@ class SceneTeacher(CallableBackend):
         if rid not in self.records: raise BadInput(f"scene teacher: record {rid!r} is not among its problems")
         return perceive(self.records[rid], self.rates, derive_seed(self.seed, self.name, rid, "perception"))
 
-# %% ../nbs/07_bridge.ipynb #27f41c6b
+# %% ../nbs/07_bridge.ipynb #cca0cc7e
 def _scene_answer(self: SceneTeacher, r: Request):
     if self.latency: time.sleep(self.latency)
     from vr1_nb import synth
@@ -205,7 +205,7 @@ def _scene_answer(self: SceneTeacher, r: Request):
     return dict(texts=outs, diagnostics=diags[0] if r.n == 1 else diags)
 SceneTeacher._answer = _scene_answer
 
-# %% ../nbs/07_bridge.ipynb #cb3c431d
+# %% ../nbs/07_bridge.ipynb #ec9c618f
 def _scene_read(self: SceneTeacher, r: Request):
     "Recognise a description this teacher wrote in the prompt: (perceived record, caption errors) or (None, [])."
     from vr1_nb import synth
@@ -216,7 +216,7 @@ def _scene_read(self: SceneTeacher, r: Request):
     return None, []
 SceneTeacher._read = _scene_read
 
-# %% ../nbs/07_bridge.ipynb #1434cf3d
+# %% ../nbs/07_bridge.ipynb #0b5bd7af
 def make_teacher(cfg: dict | Backend, # {"backend": "scene"|"openai"|"hf"|"vllm", ...options} or a ready Backend
                  problems: list | None = None) -> Backend: # the problems (needed by the scene teacher)
     "A `Backend` from a teacher config section."
@@ -232,7 +232,7 @@ def make_teacher(cfg: dict | Backend, # {"backend": "scene"|"openai"|"hf"|"vllm"
     if kind == "vllm": return VLLMBackend(**cfg)
     raise ValueError(f"teacher backend {kind!r}: use one of 'scene', 'openai', 'hf', 'vllm'")
 
-# %% ../nbs/07_bridge.ipynb #6f9d0b17
+# %% ../nbs/07_bridge.ipynb #0afd0106
 def run_stage(backend: Backend, # the teacher for this stage
               requests: list, # its requests
               store: Store, # the run's store
@@ -248,7 +248,7 @@ def _text(resp, i=0):
     t = resp["texts"][i] if len(resp["texts"]) > i else None
     return (t, None) if t is not None else (None, "teacher_error: missing completion")
 
-# %% ../nbs/07_bridge.ipynb #762a0e75
+# %% ../nbs/07_bridge.ipynb #86373832
 REWRITES = [
     (r"\bread the description\b", "look at the image"), (r"\bthe description says\b", "the image shows"), (r"\bthe description states\b", "the image shows"),
     (r"\bthe description mentions\b", "the image shows"), (r"\bthe description shows\b", "the image shows"),
@@ -266,7 +266,7 @@ def rewrite_description_refs(text: str, # reasoning that refers to a description
     for pat, rep in rules: text = re.sub(pat, sub(rep), text, flags=re.I)
     return text
 
-# %% ../nbs/07_bridge.ipynb #a9ec9350
+# %% ../nbs/07_bridge.ipynb #4438337a
 REFLECTION_KEYWORDS = ["But wait", "Wait", "Hmm", "Alternatively", "Let me double-check", "Double-check", "Let me check",
                        "Let me verify", "Let me re-check", "Let me recheck", "On second thought", "Hold on", "Check"]
 
@@ -282,24 +282,29 @@ def truncate_reflection(think: str, # the thinking text
         if m.start() >= min_chars: return think[:m.start()].rstrip()
     return think
 
-# %% ../nbs/07_bridge.ipynb #6726394a
-def split_think(text: str) -> tuple[str, str]:
+# %% ../nbs/07_bridge.ipynb #4b03e6dd
+def split_think(text: str, # an R1-style output
+               ) -> tuple[str, str]:
     "(thinking, rest) of an R1 output: the text inside/before `</think>` and what follows it."
     if "</think>" in text:
         a, b = text.split("</think>", 1); return a.replace("<think>", "").strip(), b.strip()
     return text.replace("<think>", "").strip(), ""
 
-def final_answer(text: str, rec: dict) -> str | None:
+def final_answer(text: str, # a teacher's output
+                 rec: dict, # its problem (choices decide whether a letter is wanted)
+                ) -> str | None:
     "The final answer of `text` as it should appear in `<answer>`: the option letter for multiple choice."
     a = extract_answer(text, short_fallback=0)  # a teacher's bare one-liner ("I can't help") is not an answer
     if a is None or not rec.get("choices"): return a
     return choice_letter(a, rec["choices"]) or a
 
-def format_r1(think: str, answer: str) -> str:
+def format_r1(think: str, # the reasoning
+              answer: str, # the final answer
+             ) -> str:
     "The training target: `<think>\\n…\\n</think>\\n<answer>…</answer>` (the format of `synth.r1_response`)."
     return f"<think>\n{think.strip()}\n</think>\n<answer>{answer}</answer>"
 
-# %% ../nbs/07_bridge.ipynb #5850ad00
+# %% ../nbs/07_bridge.ipynb #a0d6b39a
 def _chain(rec, s, k, reasoning, err, extra, cfg, meta, verdict=None):
     rid = rec["id"] if k == 1 else f"{rec['id']}#{s}"
     row = {**rec, "id": rid, **extra, "reasoning": reasoning, "response": None, "pred": None, "verdict": verdict,
@@ -322,7 +327,7 @@ def _diag(resp, i=0):
     d = (resp or {}).get("diagnostics")
     return d[i] if isinstance(d, list) else d
 
-# %% ../nbs/07_bridge.ipynb #d398b8d2
+# %% ../nbs/07_bridge.ipynb #7cd4c4df
 def vision_r1_bridge(problems: list, # problem records (with images)
                      mllm: Backend, # the multimodal teacher: steps (a) and (b)
                      reasoner: Backend, # the text-only reasoning teacher: step (c)
@@ -364,7 +369,7 @@ def vision_r1_bridge(problems: list, # problem records (with images)
             rows.append(row)
     return _verify_rows(rows)
 
-# %% ../nbs/07_bridge.ipynb #af6305b5
+# %% ../nbs/07_bridge.ipynb #c97a6b6a
 def select_chain(rows: list, # candidate chains of one problem
                  how: str = "shortest", # "shortest" | "longest" | "first" | "random"
                  seed: int = 0) -> dict | None: # for "random"
@@ -377,7 +382,7 @@ def select_chain(rows: list, # candidate chains of one problem
     if how == "random": return random.Random(seed).choice(ok)
     raise ValueError(f"select={how!r}: use 'shortest', 'longest', 'first' or 'random'")
 
-# %% ../nbs/07_bridge.ipynb #92ea92b1
+# %% ../nbs/07_bridge.ipynb #25e9c813
 def _select_per_problem(problems, rows, k, how, seed):
     out = []
     for i, r in enumerate(problems):
@@ -390,7 +395,7 @@ def _select_per_problem(problems, rows, k, how, seed):
         out.append(best)
     return out
 
-# %% ../nbs/07_bridge.ipynb #81d7e7cd
+# %% ../nbs/07_bridge.ipynb #0cfe08c3
 def openvlthinker_distill(problems: list, # problem records (with images)
                           captioner: Backend, # the vision-language model that captions
                           reasoner: Backend, # the text reasoning model
@@ -424,7 +429,7 @@ def openvlthinker_distill(problems: list, # problem records (with images)
             rows.append(row)
     return _select_per_problem(problems, _verify_rows(rows), k, select, seed)
 
-# %% ../nbs/07_bridge.ipynb #b9a684e3
+# %% ../nbs/07_bridge.ipynb #ad953b9b
 def rejection_sample(backend: Backend, # the model that answers (e.g. the RL model)
                      problems: list, # problem records with gold answers
                      store: Store, # resumable store (one per round)
@@ -448,7 +453,7 @@ def rejection_sample(backend: Backend, # the model that answers (e.g. the RL mod
     kept = [r for r in out if r["reject_reason"] is None]
     return (kept, [r for r in out if r["reject_reason"] is not None]) if return_rejected else kept
 
-# %% ../nbs/07_bridge.ipynb #1a642811
+# %% ../nbs/07_bridge.ipynb #159b7528
 _ROLE = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 
 def _turns(item, where):
@@ -461,7 +466,7 @@ def _turns(item, where):
         out.append((role, t.get("value", t.get("content", ""))))
     return out
 
-# %% ../nbs/07_bridge.ipynb #a1f11ce0
+# %% ../nbs/07_bridge.ipynb #2d03d7a2
 def _answer_type(a: str) -> str:
     if re.fullmatch(r"[+-]?\d+", a or ""): return "integer"
     if re.fullmatch(r"[+-]?\d*\.\d+", a or ""): return "float"
@@ -488,7 +493,7 @@ def load_sharegpt(path, # LLaMA-Factory sharegpt .json (list) or .jsonl
                                         metadata=dict(answer_from="response", format="sharegpt", file=path.name))))
     return out
 
-# %% ../nbs/07_bridge.ipynb #73c64d9c
+# %% ../nbs/07_bridge.ipynb #ea174761
 def _first(d, *keys, default=None):
     for k in keys:
         if d.get(k) is not None: return d[k]
@@ -518,7 +523,7 @@ def load_openvlthinker(path, # .json, .jsonl or .parquet SFT set
                                         metadata=dict(answer_from="answer" if it.get("answer") is not None else "response", format="openvlthinker"))))
     return out
 
-# %% ../nbs/07_bridge.ipynb #8af14d6a
+# %% ../nbs/07_bridge.ipynb #d115bfbe
 BRIDGE_DEFAULTS = dict(method="vision_r1", k=1, select="shortest", reasoner_sees_answer=True, rewrite=True,
                        truncate_reflection=False, teachers=dict(mllm=dict(backend="scene"), reasoner=dict(backend="scene")),
                        prompts={}, params={}, seed=0, progress=True)
@@ -535,7 +540,7 @@ def _teachers(cfg, problems):
     reasoner = mllm if t.get("reasoner") == t["mllm"] else make_teacher(t["reasoner"], problems)
     return mllm, reasoner
 
-# %% ../nbs/07_bridge.ipynb #0e6fdc5f
+# %% ../nbs/07_bridge.ipynb #1dd3524c
 def bridge_run(config: dict, # the `bridge` section (see BRIDGE_DEFAULTS)
                out_dir, # run directory (a core.RunDir)
                resume: bool = False, # continue an unfinished run in `out_dir`

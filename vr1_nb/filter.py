@@ -9,7 +9,7 @@ Docs: https://vr1-nb.github.io/vr1_nb/filter.html.md"""
 __all__ = ['REFUSAL_PATTERNS', 'FILTER_DEFAULTS', 'format_ok', 'is_refusal', 'reflection_stats', 'shingles', 'jaccard',
            'near_duplicates', 'filter_records', 'filter_summary', 'summary_table', 'plot_summary', 'filter_run']
 
-# %% ../nbs/08_filter.ipynb #b9ad4bf5
+# %% ../nbs/08_filter.ipynb #cab2bd1d
 import hashlib, json, re, unicodedata
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -17,24 +17,27 @@ from .core import load_problems, save_jsonl, RunDir, atomic_write_text
 from .answers import verify_completions, answer_block, extract_answer
 from .bridge import REFLECTION_KEYWORDS, truncate_reflection, split_think, format_r1
 
-# %% ../nbs/08_filter.ipynb #8ad798f8
+# %% ../nbs/08_filter.ipynb #3c196135
 _FORMAT = re.compile(r"^\s*<think>(?P<think>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*$", re.S)
 
-def format_ok(text) -> bool:
+def format_ok(text, # a response
+             ) -> bool:
     "True when `text` is one `<think>` block followed by one non-empty `<answer>` block and nothing else."
     if not isinstance(text, str): return False
     m = _FORMAT.match(text)
     return bool(m) and text.count("<think>") == 1 and text.count("<answer>") == 1 and bool(m["answer"].strip())
 
-# %% ../nbs/08_filter.ipynb #0e20aad8
+# %% ../nbs/08_filter.ipynb #f61c1f77
 REFUSAL_PATTERNS = [r"\bI(?:'m| am) sorry\b", r"\bI can(?:'|no)t (?:help|assist|answer|provide)\b", r"\bI(?:'m| am) unable to\b",
                     r"\bAs an AI\b", r"\bI cannot comply\b"]
 
-def is_refusal(text: str, patterns: list = REFUSAL_PATTERNS) -> bool:
+def is_refusal(text: str, # a response
+               patterns: list = REFUSAL_PATTERNS, # regexes of refusal phrases
+              ) -> bool:
     "True when `text` is short and reads as a refusal."
     return isinstance(text, str) and len(text) < 400 and any(re.search(p, text, re.I) for p in patterns)
 
-# %% ../nbs/08_filter.ipynb #fe140d2d
+# %% ../nbs/08_filter.ipynb #5fbbb17c
 def reflection_stats(texts: list, # responses
                      keywords: list = REFLECTION_KEYWORDS) -> dict: # words to count
     "Per keyword: total occurrences and the share of responses containing it."
@@ -45,20 +48,24 @@ def reflection_stats(texts: list, # responses
         out[k] = dict(count=sum(c), share=round(sum(x > 0 for x in c) / n, 4))
     return out
 
-# %% ../nbs/08_filter.ipynb #233529b9
+# %% ../nbs/08_filter.ipynb #4070ceca
 def _norm(t: str) -> str:
     return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", t or "").lower()).strip()
 
-def shingles(text: str, n: int = 3) -> set:
+def shingles(text: str, # any text
+             n: int = 3, # words per shingle
+            ) -> set:
     "Word n-gram set of the normalised text."
     w = _norm(text).split()
     return {" ".join(w[i:i + n]) for i in range(max(len(w) - n + 1, 1))} if w else set()
 
-def jaccard(a: set, b: set) -> float:
+def jaccard(a: set, # one set
+            b: set, # the other
+           ) -> float:
     "Jaccard similarity of two sets (1.0 for two empty sets)."
     return len(a & b) / len(a | b) if a | b else 1.0
 
-# %% ../nbs/08_filter.ipynb #98da559b
+# %% ../nbs/08_filter.ipynb #48ddfc9a
 def near_duplicates(records: list, # records with `response`
                     threshold: float = 0.9) -> dict: # Jaccard at or above which two chains are duplicates
     "`{index: index of the earlier record it duplicates}` (same problem: near; any problem: exact)."
@@ -74,7 +81,7 @@ def near_duplicates(records: list, # records with `response`
         else: g.append((i, sh))
     return dup
 
-# %% ../nbs/08_filter.ipynb #b36b7c6f
+# %% ../nbs/08_filter.ipynb #25268940
 FILTER_DEFAULTS = dict(require_format=True, verify=True, min_think_chars=20, max_chars=8000, truncate_reflection=False,
                        reflection_keywords=REFLECTION_KEYWORDS, dedup=True, dedup_threshold=0.9, reject_refusals=True)
 
@@ -84,7 +91,7 @@ def _truncate(r, kws):
     if cut == think or ans is None: return r
     return {**r, "response": format_r1(cut, ans), "metadata": {**(r.get("metadata") or {}), "truncated_at_reflection": True}}
 
-# %% ../nbs/08_filter.ipynb #5b077951
+# %% ../nbs/08_filter.ipynb #b128cd18
 def _first_checks(r, cfg):
     if r.get("reject_reason"): return r["reject_reason"]
     t = r.get("response")
@@ -99,7 +106,7 @@ def _length_check(r, cfg):
     if cfg["max_chars"] and len(r["response"]) > cfg["max_chars"]: return "too_long"
     return None
 
-# %% ../nbs/08_filter.ipynb #d646337d
+# %% ../nbs/08_filter.ipynb #e64239c6
 def filter_records(records: list, # raw chains (project schema + `response`)
                    **config) -> tuple[list, list]: # options of FILTER_DEFAULTS
     "Split `records` into (kept, rejected); each rejected record carries its `reject_reason`."
@@ -127,12 +134,15 @@ def filter_records(records: list, # raw chains (project schema + `response`)
         r["reject_reason"] = x; (rejected if x else kept).append(r)
     return kept, rejected
 
-# %% ../nbs/08_filter.ipynb #9458aa5b
+# %% ../nbs/08_filter.ipynb #2444890d
 def _pseudo(r):
     d = (r.get("metadata") or {}).get("teacher_diagnostics") or {}
     return bool(d.get("caption_errors")) or "wrong_step" in (d.get("reasoning_errors") or [])
 
-def filter_summary(kept: list, rejected: list, keywords: list = REFLECTION_KEYWORDS) -> dict:
+def filter_summary(kept: list, # kept records
+                   rejected: list, # rejected records (with `reject_reason`)
+                   keywords: list = REFLECTION_KEYWORDS, # reflection words to count in the kept set
+                  ) -> dict:
     "Counts per reason and per source, yield, reflection statistics, and pseudo paths among the kept."
     by_src = defaultdict(lambda: dict(kept=0, rejected=0))
     for r in kept: by_src[r.get("source", "")]["kept"] += 1
@@ -144,8 +154,9 @@ def filter_summary(kept: list, rejected: list, keywords: list = REFLECTION_KEYWO
                 kept_with_teacher_errors=sum(_pseudo(r) for r in kept),
                 kept_with_diagnostics=sum(bool((r.get("metadata") or {}).get("teacher_diagnostics")) for r in kept))
 
-# %% ../nbs/08_filter.ipynb #57d2c9e5
-def summary_table(summary: dict) -> str:
+# %% ../nbs/08_filter.ipynb #0a3e1417
+def summary_table(summary: dict, # from `filter_summary`
+                 ) -> str:
     "The summary as a Markdown table (reasons, then sources)."
     lines = ["| reason | records |", "|---|---|", f"| kept | {summary['kept']} |"]
     lines += [f"| rejected: {k} | {v} |" for k, v in summary["reasons"].items()]
@@ -156,8 +167,11 @@ def summary_table(summary: dict) -> str:
                       f"{summary['kept_with_teacher_errors']} of {summary['kept']}."]
     return "\n".join(lines)
 
-# %% ../nbs/08_filter.ipynb #f937a090
-def plot_summary(kept: list, rejected: list, path=None):
+# %% ../nbs/08_filter.ipynb #db66973d
+def plot_summary(kept: list, # kept records
+                 rejected: list, # rejected records
+                 path=None, # save the figure here (PNG) if given
+                ):
     "Figure: rejected per reason, kept/rejected per source, response-length histogram; saved to `path` if given."
     import matplotlib; matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
@@ -175,9 +189,9 @@ def plot_summary(kept: list, rejected: list, path=None):
     if path: fig.savefig(path, dpi=90)
     return fig
 
-# %% ../nbs/08_filter.ipynb #527849ae
+# %% ../nbs/08_filter.ipynb #2235f1c6
 def filter_run(config: dict, # the `filter` section (keys of FILTER_DEFAULTS)
-               in_path, # raw chains (.jsonl / .parquet / dataset dir)
+               in_path, # raw chains (.jsonl / .parquet / dataset dir, or a bridge run directory)
                out_dir, # run directory
                resume: bool = False, # accept an existing run directory
                overwrite: bool = False) -> Path: # move an existing run aside
@@ -186,6 +200,8 @@ def filter_run(config: dict, # the `filter` section (keys of FILTER_DEFAULTS)
     run = RunDir(out_dir, "filter", config={**cfg, "input": str(in_path)}, resume=resume, overwrite=overwrite)
     out = run / "cold_start.jsonl"
     if run.is_complete and out.exists(): return out
+    in_path = Path(in_path)
+    if in_path.is_dir() and (in_path / "chains.jsonl").exists(): in_path = in_path / "chains.jsonl"  # a bridge run directory
     recs = load_problems(in_path)
     if recs and "response" not in recs[0]: raise ValueError(f"{in_path}: records have no 'response' column (expected raw chains from `vr1 bridge`)")
     kept, rejected = filter_records(recs, **cfg)

@@ -11,7 +11,7 @@ __all__ = ['log', 'Request', 'make_response', 'BadInput', 'load_image', 'image_t
            'to_hf_messages', 'message_images', 'FatalBackendError', 'Backend', 'CallableBackend', 'Store',
            'run_requests', 'HFBackend', 'OpenAIBackend', 'VLLMBackend', 'load_backend_model', 'serve']
 
-# %% ../nbs/06_generate.ipynb #dd485def
+# %% ../nbs/06_generate.ipynb #566622ef
 import base64, fcntl, hashlib, io, itertools, json, logging, os, random, threading, time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, asdict
@@ -23,10 +23,10 @@ from fastcore.basics import patch
 from PIL import Image
 from .core import derive_seed
 
-# %% ../nbs/06_generate.ipynb #6d51c9bc
+# %% ../nbs/06_generate.ipynb #6663ca11
 log = logging.getLogger(__name__)
 
-# %% ../nbs/06_generate.ipynb #b91ce21c
+# %% ../nbs/06_generate.ipynb #87640483
 @dataclass
 class Request:
     "One generation request: who asks (`id`, `stage`, `teacher`, `prompt_version`, `sample`) and what."
@@ -53,7 +53,7 @@ class Request:
         "Stable key `id|stage|teacher|prompt_version|sample` used by the store."
         return f"{self.id}|{self.stage}|{self.teacher}|{self.prompt_version}|{self.sample}"
 
-# %% ../nbs/06_generate.ipynb #07831e2e
+# %% ../nbs/06_generate.ipynb #9e5ee365
 def make_response(req: Request, # the request answered
                   texts: list[str] | None = None, # one text per completion
                   error: str | None = None, # why the request failed, if it did
@@ -65,11 +65,12 @@ def make_response(req: Request, # the request answered
                 sample=req.sample, seed=req.seed, texts=list(texts or []), error=error, retryable=bool(retryable),
                 model=model, meta=req.meta, **extra)
 
-# %% ../nbs/06_generate.ipynb #a27adf98
+# %% ../nbs/06_generate.ipynb #c8fff215
 class BadInput(ValueError):
     "A request the teacher cannot answer as given (e.g. an unreadable image); rejected, not retried."
 
-def load_image(x) -> Image.Image:
+def load_image(x, # a PIL image, a file path, or a `data:` URL
+              ) -> Image.Image:
     "Open `x` (PIL image, path or `data:` URL) as an RGB PIL image, or raise `BadInput`."
     try:
         if isinstance(x, Image.Image): return x.convert("RGB")
@@ -78,13 +79,14 @@ def load_image(x) -> Image.Image:
         with Image.open(x) as im: return im.convert("RGB")
     except Exception as e: raise BadInput(f"unreadable image {str(x)[:80]!r}: {type(e).__name__}: {e}") from e
 
-def image_to_data_url(x) -> str:
+def image_to_data_url(x, # a PIL image, a file path, or a `data:` URL
+                      ) -> str:
     "PNG `data:` URL for an image (PIL, path or data URL)."
     if isinstance(x, str) and x.startswith("data:"): return x
     buf = io.BytesIO(); load_image(x).save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
-# %% ../nbs/06_generate.ipynb #7e64f3d4
+# %% ../nbs/06_generate.ipynb #c526cd42
 def _image_of(part: dict):
     "The image object/URL held by a content part, or None for text parts."
     if part.get("type") == "image": return part.get("image", part.get("url", part.get("path")))
@@ -105,19 +107,23 @@ def _map_content(messages, fn_image, text_only=False):
         out.append(dict(role=m["role"], content=parts))
     return out
 
-def to_openai_messages(messages: list) -> list:
+def to_openai_messages(messages: list, # chat messages, images in any accepted form
+                      ) -> list:
     "Messages with every image as an OpenAI `image_url` data-URL part."
     return _map_content(messages, lambda im: {"type": "image_url", "image_url": {"url": image_to_data_url(im)}})
 
-def to_hf_messages(messages: list, text_only: bool = False) -> list:
+def to_hf_messages(messages: list, # chat messages, images in any accepted form
+                   text_only: bool = False, # drop images and join text parts (text-only tokenizers)
+                  ) -> list:
     "Messages with every image as a Hugging Face `{'type': 'image', 'image': PIL}` part (or text only)."
     return _map_content(messages, lambda im: {"type": "image", "image": load_image(im)}, text_only)
 
-def message_images(messages: list) -> list:
+def message_images(messages: list, # chat messages
+                  ) -> list:
     "All images (as given) in `messages`, in order."
     return [i for m in messages if not isinstance(m["content"], str) for p in m["content"] if (i := _image_of(p)) is not None]
 
-# %% ../nbs/06_generate.ipynb #13b0d3d8
+# %% ../nbs/06_generate.ipynb #12e9c31f
 class FatalBackendError(RuntimeError):
     "The backend cannot answer any request (bad key, unknown model, missing engine): stop the run."
 
@@ -131,7 +137,7 @@ class Backend:
         for i in range(0, len(requests), self.batch_size): yield from self.generate(requests[i:i + self.batch_size])
     def __repr__(self): return f"{type(self).__name__}(name={self.name!r})"
 
-# %% ../nbs/06_generate.ipynb #14440841
+# %% ../nbs/06_generate.ipynb #ade868d8
 class CallableBackend(Backend):
     "Backend around `fn(request) -> list[str]` (one text per completion)."
     def __init__(self, fn: Callable, # fn(Request) -> list[str], a str, or a dict {"texts": [...], **extra fields to store}
@@ -147,7 +153,7 @@ class CallableBackend(Backend):
         return make_response(r, [out] if isinstance(out, str) else list(out), model=self.name)
     def generate(self, requests): return [self._one(r) for r in requests]
 
-# %% ../nbs/06_generate.ipynb #3bd47d95
+# %% ../nbs/06_generate.ipynb #f564963f
 class Store:
     "Resumable append-only JSONL store: stable request key -> response dict."
     def __init__(self, path: str | Path): # JSONL file (created if missing)
@@ -159,7 +165,7 @@ class Store:
         self._load()
         self._f = open(self.path, "ab")
 
-# %% ../nbs/06_generate.ipynb #2da968a9
+# %% ../nbs/06_generate.ipynb #77e26ca6
 @patch
 def _load(self: Store):
     "Read existing lines, drop a torn tail, skip (with a warning) a corrupt line."
@@ -175,7 +181,7 @@ def _load(self: Store):
         except json.JSONDecodeError: log.warning("store %s: skipping corrupt line %d", self.path, i); continue
         self._data.setdefault(d["key"], d)
 
-# %% ../nbs/06_generate.ipynb #88ba2763
+# %% ../nbs/06_generate.ipynb #75f646a3
 @patch
 def add(self: Store, resp: dict):
     "Append one response (fsync'ed); a key already stored is ignored."
@@ -204,7 +210,7 @@ def __enter__(self: Store): return self
 @patch
 def __exit__(self: Store, *a): self.close()
 
-# %% ../nbs/06_generate.ipynb #41fc6785
+# %% ../nbs/06_generate.ipynb #7a3ead39
 def run_requests(backend: Backend, # who answers
                  requests: Iterable[Request], # what to ask; keys must be unique
                  store: Store, # where answers go (and what is already done)
@@ -224,7 +230,7 @@ def run_requests(backend: Backend, # who answers
             bar.update(1); bar.set_postfix(failed=stats["failed"], refresh=False)
     return stats
 
-# %% ../nbs/06_generate.ipynb #1991eade
+# %% ../nbs/06_generate.ipynb #36020343
 class HFBackend(Backend):
     "Local Hugging Face model (`generate`), batched for greedy requests, seeded per request when sampling."
     def __init__(self, model, # a transformers generative model
@@ -237,7 +243,7 @@ class HFBackend(Backend):
         self.tok = getattr(processor, "tokenizer", processor)
         self.multimodal = hasattr(processor, "image_processor")
 
-# %% ../nbs/06_generate.ipynb #ea9514ac
+# %% ../nbs/06_generate.ipynb #72a35aaf
 @patch
 def _gen_kwargs(self: HFBackend, r: Request) -> dict:
     p = r.params; t = float(p.get("temperature", 0.0) or 0.0)
@@ -262,7 +268,7 @@ def _run(self: HFBackend, reqs: list[Request], kw: dict) -> list[list[str]]:
     per = len(texts) // len(reqs)
     return [[t.strip() for t in texts[i * per:(i + 1) * per]] for i in range(len(reqs))]
 
-# %% ../nbs/06_generate.ipynb #d085d693
+# %% ../nbs/06_generate.ipynb #22336bb7
 @patch
 def generate(self: HFBackend, requests: list[Request]) -> list[dict]:
     "Greedy requests batched by equal parameters; sampled requests one by one under their own seed."
@@ -272,17 +278,23 @@ def generate(self: HFBackend, requests: list[Request]) -> list[dict]:
         try: to_hf_messages(r.messages)  # reject unreadable images before touching the model
         except BadInput as e: out[i] = make_response(r, error=str(e), model=self.name); continue
         kw = self._gen_kwargs(r)
-        if kw["do_sample"]:
-            torch.manual_seed(r.seed); out[i] = make_response(r, self._run([r], kw)[0], model=self.name)
+        if kw["do_sample"]: torch.manual_seed(r.seed); out[i] = self._safe([r], kw)[0]
         else: greedy.setdefault(json.dumps(kw, sort_keys=True), []).append(i)
     for kws, idx in greedy.items():
         for j in range(0, len(idx), self.batch_size):
             chunk = idx[j:j + self.batch_size]
-            texts = self._run([requests[i] for i in chunk], json.loads(kws))
-            for i, t in zip(chunk, texts): out[i] = make_response(requests[i], t * requests[i].n, model=self.name)
+            for i, resp in zip(chunk, self._safe([requests[i] for i in chunk], json.loads(kws))): out[i] = resp
     return [out[i] for i in range(len(requests))]
 
-# %% ../nbs/06_generate.ipynb #d2a2c7c2
+@patch
+def _safe(self: HFBackend, reqs: list[Request], kw: dict) -> list[dict]:
+    "Run a batch; if it fails, run its requests one by one so one bad input only fails itself (stored, not retried)."
+    try: return [make_response(r, t if kw["do_sample"] else t * r.n, model=self.name) for r, t in zip(reqs, self._run(reqs, kw))]
+    except Exception as e:
+        if len(reqs) == 1: return [make_response(reqs[0], error=f"generation failed: {type(e).__name__}: {e}", model=self.name)]
+        return [x for r in reqs for x in self._safe([r], kw)]
+
+# %% ../nbs/06_generate.ipynb #5bfe1bd3
 class OpenAIBackend(Backend):
     "OpenAI-compatible chat endpoint(s) with bounded concurrency, retries with backoff, replica spreading."
     def __init__(self, base_url: str | list[str], # one endpoint ".../v1" or a list of replicas
@@ -306,7 +318,7 @@ class OpenAIBackend(Backend):
         self._rr, self._lock = itertools.count(), threading.Lock()
     def __repr__(self): return f"OpenAIBackend(model={self.model!r}, base_url={self.urls!r}, api_key_env={self.api_key_env!r})"
 
-# %% ../nbs/06_generate.ipynb #ddb5e1c3
+# %% ../nbs/06_generate.ipynb #f09a9431
 @patch
 def _call(self: OpenAIBackend, client, r: Request, msgs: list):
     p = r.params; kw = dict(model=self.model, messages=msgs, n=r.n, seed=r.seed)
@@ -317,7 +329,7 @@ def _call(self: OpenAIBackend, client, r: Request, msgs: list):
     out = client.chat.completions.create(**kw)
     return [c.message.content or "" for c in sorted(out.choices, key=lambda c: c.index)]
 
-# %% ../nbs/06_generate.ipynb #d7859e28
+# %% ../nbs/06_generate.ipynb #cb974bdb
 @patch
 def _one(self: OpenAIBackend, r: Request) -> dict:
     "One request with retries; raises FatalBackendError on 401/403/404."
@@ -346,7 +358,7 @@ def _one(self: OpenAIBackend, r: Request) -> dict:
             time.sleep(wait)
     return make_response(r, error=f"gave up after {self.max_retries + 1} attempts: {err}", retryable=True, model=self.model)
 
-# %% ../nbs/06_generate.ipynb #05ea2eec
+# %% ../nbs/06_generate.ipynb #98f64814
 @patch
 def imap(self: OpenAIBackend, requests: list[Request]) -> Iterator[dict]:
     "Yield responses as they complete, at most `concurrency` in flight."
@@ -367,7 +379,7 @@ def generate(self: OpenAIBackend, requests: list[Request]) -> list[dict]:
     by_key = {d["key"]: d for d in self.imap(requests)}
     return [by_key[r.key] for r in requests]
 
-# %% ../nbs/06_generate.ipynb #af41ecb5
+# %% ../nbs/06_generate.ipynb #57b590c3
 class VLLMBackend(Backend):
     "vLLM offline engine (`vllm.LLM`), imported lazily; one `SamplingParams` (with seed) per request."
     def __init__(self, model: str, # HF model id or local path
@@ -397,7 +409,7 @@ class VLLMBackend(Backend):
             for (i, _), o in zip(ok, res): out[i] = make_response(requests[i], [c.text for c in o.outputs], model=self.name)
         return [out[i] for i in range(len(requests))]
 
-# %% ../nbs/06_generate.ipynb #939b9f15
+# %% ../nbs/06_generate.ipynb #6e4c7950
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def log_message(self, fmt, *args): log.debug("serve: " + fmt, *args)
@@ -411,7 +423,7 @@ class _Handler(BaseHTTPRequestHandler):
         key = self.server.api_key
         return key is None or self.headers.get("Authorization", "") == f"Bearer {key}"
 
-# %% ../nbs/06_generate.ipynb #9b8f3bc3
+# %% ../nbs/06_generate.ipynb #5976b3f4
 @patch
 def do_GET(self: _Handler):
     if not self._authorized(): return self._err(401, "invalid API key", "authentication_error")
@@ -421,7 +433,7 @@ def do_GET(self: _Handler):
     if self.path.rstrip("/") in ("/health", ""): return self._send(200, {"status": "ok"})
     self._err(404, f"no route {self.path}")
 
-# %% ../nbs/06_generate.ipynb #ff5c6026
+# %% ../nbs/06_generate.ipynb #44f10792
 @patch
 def do_POST(self: _Handler):
     srv = self.server
@@ -446,7 +458,7 @@ def do_POST(self: _Handler):
                      "choices": [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
                                  for i, t in enumerate(resp["texts"])]})
 
-# %% ../nbs/06_generate.ipynb #30c849d9
+# %% ../nbs/06_generate.ipynb #1a2e3212
 def load_backend_model(model: str | Backend = "tiny", # "tiny", a local checkpoint directory (or hub id where allowed), or a ready Backend
                        name: str | None = None, # teacher name
                        **load_kw) -> Backend: # passed to `models.load_model` (dtype, device_map, ...)
@@ -457,7 +469,7 @@ def load_backend_model(model: str | Backend = "tiny", # "tiny", a local checkpoi
     m, p = models.load_model(model, **load_kw)
     return HFBackend(m, p, name=name or Path(str(model)).name)
 
-# %% ../nbs/06_generate.ipynb #e17450f4
+# %% ../nbs/06_generate.ipynb #16f1ed41
 def serve(model: str | Backend = "tiny", # "tiny", a local HF model directory, or any Backend
           host: str = "127.0.0.1", # interface to bind (keep localhost unless you mean it)
           port: int = 8000, # TCP port; 0 picks a free one (read it from `server.server_port`)
