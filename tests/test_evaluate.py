@@ -242,3 +242,19 @@ def test_mathverse_text_only_reproduced_by_score_file(tmp_path):
     sc = json.loads((run/'scores.json').read_text())
     assert sc['benchmark'] == 'mathverse' and sc['total'] == 12 and sc['correct'] == 6
     _same_numbers(sc, score_file('mathverse', run/'predictions.jsonl', data))
+
+def test_every_preset_eval_section_resolves():
+    from vr1_nb.core import list_presets
+    for name in list_presets():
+        ev = {k: v for k, v in (load_config(name).get('eval') or {}).items() if k not in ('n', 'benchmark', 'judge', 'backend', 'batch_size', 'plots')}
+        p = resolve_protocol(ev)
+        assert p['max_tokens'] >= 8, name
+    vr1 = resolve_protocol({k: v for k, v in load_config('vision-r1-7b')['eval'].items()})
+    assert (vr1['temperature'], vr1['top_p'], vr1['max_tokens'], vr1['reask']) == (0.6, 0.95, 16384, 4)
+
+def test_contamination_run_between_files(tmp_path):
+    rows = [{'images': [], 'problem': '<image>The kangaroo is inside how many circles?', 'answer': '3'},
+            {'images': [], 'problem': 'An unrelated training problem about apples and oranges.', 'answer': '2'}]
+    (tmp_path/'rl.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    rep = contamination_run(tmp_path/'rl.jsonl', BENCH/'mathvision'/'testmini.jsonl', out=tmp_path/'rep.json')
+    assert rep['overlapping_ids'] == ['32'] and json.loads((tmp_path/'rep.json').read_text())['bench'] == 304
