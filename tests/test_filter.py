@@ -62,3 +62,13 @@ def test_reflection_stats_and_config_errors():
     assert s == {'Wait': dict(count=1, share=0.5), 'Hmm': dict(count=1, share=0.5), 'Alternatively': dict(count=1, share=0.5),
                  'Check': dict(count=1, share=0.5)}
     with pytest.raises(ValueError, match="unknown key.*'max_len'"): filter_records([], max_len=3)
+
+def test_max_tokens_with_and_without_a_tokenizer():
+    rec = _r(0, GOOD)
+    assert count_tokens(GOOD) == len(__import__('re').findall(r"\w+|[^\w\s]", GOOD))
+    assert filter_records([rec], max_tokens=10)[1][0]['reject_reason'] == 'too_long'
+    assert filter_records([rec], max_tokens=1000)[0]
+    class Tok:  # any callable with the tokenizers' interface
+        def __call__(self, text, add_special_tokens=False): return {'input_ids': list(text)}
+    assert count_tokens('abc', Tok()) == 3
+    assert filter_records([rec], max_tokens=len(GOOD) - 1, tokenizer=Tok())[1][0]['reject_reason'] == 'too_long'

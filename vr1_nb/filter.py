@@ -7,9 +7,10 @@ Docs: https://vr1-nb.github.io/vr1_nb/filter.html.md"""
 
 # %% auto #0
 __all__ = ['REFUSAL_PATTERNS', 'FILTER_DEFAULTS', 'format_ok', 'is_refusal', 'reflection_stats', 'shingles', 'jaccard',
-           'near_duplicates', 'filter_records', 'filter_summary', 'summary_table', 'plot_summary', 'filter_run']
+           'near_duplicates', 'count_tokens', 'filter_records', 'filter_summary', 'summary_table', 'plot_summary',
+           'filter_run']
 
-# %% ../nbs/08_filter.ipynb #cab2bd1d
+# %% ../nbs/08_filter.ipynb #8d74c657
 import hashlib, json, re, unicodedata
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -17,7 +18,7 @@ from .core import load_problems, save_jsonl, RunDir, atomic_write_text
 from .answers import verify_completions, answer_block, extract_answer
 from .bridge import REFLECTION_KEYWORDS, truncate_reflection, split_think, format_r1
 
-# %% ../nbs/08_filter.ipynb #3c196135
+# %% ../nbs/08_filter.ipynb #fe521c4d
 _FORMAT = re.compile(r"^\s*<think>(?P<think>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*$", re.S)
 
 def format_ok(text, # a response
@@ -27,7 +28,7 @@ def format_ok(text, # a response
     m = _FORMAT.match(text)
     return bool(m) and text.count("<think>") == 1 and text.count("<answer>") == 1 and bool(m["answer"].strip())
 
-# %% ../nbs/08_filter.ipynb #f61c1f77
+# %% ../nbs/08_filter.ipynb #06250487
 REFUSAL_PATTERNS = [r"\bI(?:'m| am) sorry\b", r"\bI can(?:'|no)t (?:help|assist|answer|provide)\b", r"\bI(?:'m| am) unable to\b",
                     r"\bAs an AI\b", r"\bI cannot comply\b"]
 
@@ -37,7 +38,7 @@ def is_refusal(text: str, # a response
     "True when `text` is short and reads as a refusal."
     return isinstance(text, str) and len(text) < 400 and any(re.search(p, text, re.I) for p in patterns)
 
-# %% ../nbs/08_filter.ipynb #5fbbb17c
+# %% ../nbs/08_filter.ipynb #6ed10041
 def reflection_stats(texts: list, # responses
                      keywords: list = REFLECTION_KEYWORDS) -> dict: # words to count
     "Per keyword: total occurrences and the share of responses containing it."
@@ -48,7 +49,7 @@ def reflection_stats(texts: list, # responses
         out[k] = dict(count=sum(c), share=round(sum(x > 0 for x in c) / n, 4))
     return out
 
-# %% ../nbs/08_filter.ipynb #4070ceca
+# %% ../nbs/08_filter.ipynb #960f3d01
 def _norm(t: str) -> str:
     return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", t or "").lower()).strip()
 
@@ -65,7 +66,7 @@ def jaccard(a: set, # one set
     "Jaccard similarity of two sets (1.0 for two empty sets)."
     return len(a & b) / len(a | b) if a | b else 1.0
 
-# %% ../nbs/08_filter.ipynb #48ddfc9a
+# %% ../nbs/08_filter.ipynb #9501b985
 def near_duplicates(records: list, # records with `response`
                     threshold: float = 0.9) -> dict: # Jaccard at or above which two chains are duplicates
     "`{index: index of the earlier record it duplicates}` (same problem: near; any problem: exact)."
@@ -81,9 +82,10 @@ def near_duplicates(records: list, # records with `response`
         else: g.append((i, sh))
     return dup
 
-# %% ../nbs/08_filter.ipynb #25268940
-FILTER_DEFAULTS = dict(require_format=True, verify=True, min_think_chars=20, max_chars=8000, truncate_reflection=False,
-                       reflection_keywords=REFLECTION_KEYWORDS, dedup=True, dedup_threshold=0.9, reject_refusals=True)
+# %% ../nbs/08_filter.ipynb #d5f5e669
+FILTER_DEFAULTS = dict(require_format=True, verify=True, min_think_chars=20, max_chars=8000, max_tokens=None, tokenizer=None,
+                       truncate_reflection=False, reflection_keywords=REFLECTION_KEYWORDS, dedup=True, dedup_threshold=0.9,
+                       reject_refusals=True)
 
 def _truncate(r, kws):
     think, _ = split_think(r["response"]); ans = answer_block(r["response"])
@@ -91,7 +93,7 @@ def _truncate(r, kws):
     if cut == think or ans is None: return r
     return {**r, "response": format_r1(cut, ans), "metadata": {**(r.get("metadata") or {}), "truncated_at_reflection": True}}
 
-# %% ../nbs/08_filter.ipynb #b128cd18
+# %% ../nbs/08_filter.ipynb #63ec71b9
 def _first_checks(r, cfg):
     if r.get("reject_reason"): return r["reject_reason"]
     t = r.get("response")
@@ -100,19 +102,30 @@ def _first_checks(r, cfg):
     if cfg["require_format"] and not format_ok(t): return "bad_format"
     return None
 
+def count_tokens(text: str, # a response
+                 tokenizer=None, # a tokenizer (or a local path to load one); None: approximate
+                ) -> int:
+    "Tokens in `text` by `tokenizer`, or approximately (words and punctuation marks) without one."
+    if tokenizer is None: return len(re.findall(r"\w+|[^\w\s]", text))
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
 def _length_check(r, cfg):
     think, _ = split_think(r["response"])
     if len(think.strip()) < cfg["min_think_chars"]: return "too_short"
     if cfg["max_chars"] and len(r["response"]) > cfg["max_chars"]: return "too_long"
+    if cfg["max_tokens"] and count_tokens(r["response"], cfg["tokenizer"]) > cfg["max_tokens"]: return "too_long"
     return None
 
-# %% ../nbs/08_filter.ipynb #e64239c6
+# %% ../nbs/08_filter.ipynb #9dfc1873
 def filter_records(records: list, # raw chains (project schema + `response`)
                    **config) -> tuple[list, list]: # options of FILTER_DEFAULTS
     "Split `records` into (kept, rejected); each rejected record carries its `reject_reason`."
     cfg = {**FILTER_DEFAULTS, **config}
     bad = set(cfg) - set(FILTER_DEFAULTS)
     if bad: raise ValueError(f"filter config: unknown key(s) {sorted(bad)}; known: {sorted(FILTER_DEFAULTS)}")
+    if isinstance(cfg["tokenizer"], (str, Path)):
+        from transformers import AutoTokenizer
+        cfg["tokenizer"] = AutoTokenizer.from_pretrained(str(cfg["tokenizer"]))
     recs = [dict(r) for r in records]
     if cfg["truncate_reflection"]:
         recs = [_truncate(r, cfg["reflection_keywords"]) if isinstance(r.get("response"), str) and format_ok(r["response"]) else r for r in recs]
@@ -134,7 +147,7 @@ def filter_records(records: list, # raw chains (project schema + `response`)
         r["reject_reason"] = x; (rejected if x else kept).append(r)
     return kept, rejected
 
-# %% ../nbs/08_filter.ipynb #2444890d
+# %% ../nbs/08_filter.ipynb #b4ed2748
 def _pseudo(r):
     d = (r.get("metadata") or {}).get("teacher_diagnostics") or {}
     return bool(d.get("caption_errors")) or "wrong_step" in (d.get("reasoning_errors") or [])
@@ -154,7 +167,7 @@ def filter_summary(kept: list, # kept records
                 kept_with_teacher_errors=sum(_pseudo(r) for r in kept),
                 kept_with_diagnostics=sum(bool((r.get("metadata") or {}).get("teacher_diagnostics")) for r in kept))
 
-# %% ../nbs/08_filter.ipynb #0a3e1417
+# %% ../nbs/08_filter.ipynb #55baf8d7
 def summary_table(summary: dict, # from `filter_summary`
                  ) -> str:
     "The summary as a Markdown table (reasons, then sources)."
@@ -167,7 +180,7 @@ def summary_table(summary: dict, # from `filter_summary`
                       f"{summary['kept_with_teacher_errors']} of {summary['kept']}."]
     return "\n".join(lines)
 
-# %% ../nbs/08_filter.ipynb #db66973d
+# %% ../nbs/08_filter.ipynb #60b567a8
 def plot_summary(kept: list, # kept records
                  rejected: list, # rejected records
                  path=None, # save the figure here (PNG) if given
@@ -189,7 +202,7 @@ def plot_summary(kept: list, # kept records
     if path: fig.savefig(path, dpi=90)
     return fig
 
-# %% ../nbs/08_filter.ipynb #2235f1c6
+# %% ../nbs/08_filter.ipynb #0095d35f
 def filter_run(config: dict, # the `filter` section (keys of FILTER_DEFAULTS)
                in_path, # raw chains (.jsonl / .parquet / dataset dir, or a bridge run directory)
                out_dir, # run directory
@@ -197,7 +210,7 @@ def filter_run(config: dict, # the `filter` section (keys of FILTER_DEFAULTS)
                overwrite: bool = False) -> Path: # move an existing run aside
     "Filter `in_path` into `out_dir/cold_start.jsonl` (+ rejected, summary table and plot); returns the kept set's path."
     cfg = {**FILTER_DEFAULTS, **(config or {})}
-    run = RunDir(out_dir, "filter", config={**cfg, "input": str(in_path)}, resume=resume, overwrite=overwrite)
+    run = RunDir(out_dir, "filter", config={**cfg, "tokenizer": str(cfg["tokenizer"]), "input": str(in_path)}, resume=resume, overwrite=overwrite)
     out = run / "cold_start.jsonl"
     if run.is_complete and out.exists(): return out
     in_path = Path(in_path)
