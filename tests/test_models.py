@@ -286,3 +286,40 @@ def test_trl_sft_step_lowers_loss_with_frozen_vision(tok, tmp_path):
     losses = [h['loss'] for h in tr.state.log_history if 'loss' in h]
     assert losses[-1] < losses[0]
     assert all(torch.equal(a, b) for a, b in zip(before, M.vision_tower(model).parameters()))
+
+
+# --- other Qwen-VL families, in the hub's file layout (preprocessor_config.json, no video processor) ---------------
+def _family_checkpoint(family, tok, d):
+    import transformers as T
+    ids = {k: tok.convert_tokens_to_ids(t) for k, t in [('image_token_id', '<|image_pad|>'), ('video_token_id', '<|video_pad|>'),
+           ('vision_start_token_id', '<|vision_start|>'), ('vision_end_token_id', '<|vision_end|>')]}
+    text = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128,
+                vocab_size=len(tok), max_position_embeddings=1024, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                rope_parameters=dict(rope_type='default', rope_theta=10000.0, mrope_section=[2, 3, 3]))
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, spatial_merge_size=2, temporal_patch_size=2)
+    if family == 'qwen2_5_vl':
+        cfg = T.Qwen2_5_VLConfig(text_config=text, vision_config=dict(vision, patch_size=14, window_size=56, fullatt_block_indexes=[1]), **ids)
+        model, pcls, ip = T.Qwen2_5_VLForConditionalGeneration(cfg), 'Qwen2_5_VLProcessor', ('Qwen2VLImageProcessor', 14)
+    else:
+        text['head_dim'] = 16; text['rope_parameters']['mrope_interleaved'] = True
+        cfg = T.Qwen3VLConfig(text_config=text, vision_config=dict(vision, patch_size=16, num_position_embeddings=64,
+                                                                   deepstack_visual_indexes=[0]), **ids)
+        model, pcls, ip = T.Qwen3VLForConditionalGeneration(cfg), 'Qwen3VLProcessor', ('Qwen2VLImageProcessorFast', 16)
+    model.save_pretrained(d); tok.save_pretrained(d)
+    (d/'preprocessor_config.json').write_text(json.dumps(dict(
+        image_processor_type=ip[0], patch_size=ip[1], processor_class=pcls, merge_size=2, temporal_patch_size=2,
+        min_pixels=56*56, max_pixels=224*224, image_mean=[0.5]*3, image_std=[0.5]*3)))
+    return d
+
+
+@pytest.mark.parametrize('family,cls', [('qwen2_5_vl', 'Qwen2_5_VLForConditionalGeneration'), ('qwen3_vl', 'Qwen3VLForConditionalGeneration')])
+def test_load_other_qwen_vl_families(tok, tmp_path, family, cls):
+    d = _family_checkpoint(family, tok, tmp_path/family)
+    model, proc = M.load_model(d)
+    assert type(model).__name__ == cls and M.is_image_processor(proc)
+    text = proc.apply_chat_template([{'role': 'user', 'content': [{'type': 'image'}, {'type': 'text', 'text': 'q'}]}],
+                                    tokenize=False, add_generation_prompt=True)
+    assert int((proc(text=[text], images=[_image()], return_tensors='pt')['input_ids'] == proc.image_token_id).sum()) == 16
+    assert isinstance(M.generate_answer(model, proc, _image(), 'How many?', max_new_tokens=3), str)
+    pm = M.apply_lora(model, r=2, alpha=4)
+    assert not any('visual' in n for n, p in pm.named_parameters() if p.requires_grad)
