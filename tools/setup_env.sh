@@ -19,6 +19,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   "$VENV/bin/pip" install -q "${TORCH_SPEC:-torch==2.13.0}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} 2>&1 | grep -v "^WARNING: Location" || true
+  "$VENV/bin/python" -c "import torch" || { echo "setup: installing ${TORCH_SPEC:-torch==2.13.0} failed; set TORCH_SPEC/TORCH_INDEX_URL to a CPU build you can reach" >&2; exit 1; }
 fi
 stamp="$VENV/.vr1-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
