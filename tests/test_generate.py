@@ -160,3 +160,12 @@ def test_vllm_backend():
     r = Request('a', 's', be.name, _msgs('What colour is this?', Image.new('RGB', (64, 64), 'red')), params=dict(temperature=0.8, max_tokens=16), n=2)
     a, b = be.generate([r])[0], be.generate([r, Request('b', 's', be.name, _msgs('hi'))])[0]
     assert len(a['texts']) == 2 and a['texts'] == b['texts']  # per-request seed: batching does not change samples
+
+def test_store_skips_corrupt_middle_lines_and_rejects_a_second_writer(tmp_path):
+    p = tmp_path/'g.jsonl'; a, b = Request('a', 's', 't'), Request('b', 's', 't')
+    with Store(p) as st: st.add(make_response(a, ['x']))
+    with open(p, 'ab') as f: f.write(b'[1, 2]\n{"no_key": 1}\n')
+    with Store(p) as st:
+        st.add(make_response(b, ['y'])); assert st.keys() == [a.key, b.key]
+        with pytest.raises(RuntimeError, match='in use'): Store(p)
+    assert [d['texts'] for d in Store(p).values()] == [['x'], ['y']]
