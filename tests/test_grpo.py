@@ -101,3 +101,20 @@ def test_kill_and_resume(tmp_path):
     assert resumed.get('resumed') and (out/'COMPLETE').exists()
     kept = [x for x in before if 'reward' in x and x['step'] <= 4 + max(ckpts)]
     assert [x['reward'] for x in rows[:len(kept)]] == [x['reward'] for x in kept]
+
+def test_two_process_ddp(tmp_path):
+    "Tiny SFT then GRPO under `accelerate launch --multi_gpu --num_processes 2` with use_cpu=True: real gloo DDP, one model."
+    # `--cpu --num_processes 2` (and a MULTI_CPU config) silently start ONE process; see configs/accelerate/README.md
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1', 'HF_HUB_OFFLINE': '1'}
+    cmd = [str(Path(sys.executable).parent/'accelerate'), 'launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1',
+           '--mixed_precision', 'no', '--dynamo_backend', 'no', str(Path(__file__).parent/'ddp_train.py'), str(tmp_path)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-4000:]
+    for tag in ('sft', 'grpo'):
+        ranks = [json.loads((tmp_path/f'{tag}-rank{i}.json').read_text()) for i in (0, 1)]
+        assert [x['world'] for x in ranks] == [2, 2] and {x['backend'] for x in ranks} == {'gloo'}, ranks
+        assert ranks[0]['end'] == ranks[1]['end'], f'{tag}: the two ranks ended with different parameters'
+        assert ranks[0]['begin'] != ranks[0]['end'], f'{tag}: parameters did not change'
+        assert [x['steps'] for x in ranks] == [2, 2]
+    assert (tmp_path/'sft'/'COMPLETE').exists() and (tmp_path/'grpo'/'COMPLETE').exists()
+    assert len([r for r in read_log(tmp_path/'grpo') if 'loss' in r]) == 2     # rank 0 alone writes the log
