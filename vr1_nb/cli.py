@@ -12,7 +12,8 @@ from .core import ConfigError, load_config, list_presets, presets_dir, RunExists
 
 # %% auto #0
 __all__ = ['SECTIONS', 'GiB', 'check_sections', 'check_stages', 'model_arch', 'estimate_memory', 'dry_run', 'cmd_presets',
-           'cmd_score', 'build_parser', 'main']
+           'cmd_score', 'cmd_synth', 'cmd_bridge', 'cmd_filter', 'cmd_sft', 'cmd_grpo', 'cmd_iterate', 'cmd_eval',
+           'cmd_serve', 'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #2d03e0c5
 SECTIONS = ('name', 'seed', 'hardware', 'model', 'data', 'teacher', 'bridge', 'filter', 'rewards', 'sft', 'grpo',
@@ -149,27 +150,142 @@ def cmd_score(args):
     print(json.dumps(score_file(args.benchmark, args.predictions, args.data), indent=None if args.compact else 1, default=str))
 
 # %% ../nbs/13_cli.ipynb #90ead230
+def _out(args, default):
+    return Path(args.out or default)
+
+def _maybe_dry(args, cfg):
+    if getattr(args, 'dry_run', False):
+        print(json.dumps(dry_run(cfg), indent=1, default=str)); return True
+
+def cmd_synth(args):
+    "Write disjoint synthetic train/test splits."
+    from vr1_nb.synth import write_splits
+    cfg = _load(args); d = cfg.get('data') or {}
+    kw = {k: d[k] for k in ('families', 'mc_fraction', 'levels') if k in d}
+    summ = write_splits(_out(args, 'runs/synth'), int(args.n_train or d.get('n_train', 100)), int(args.n_test or d.get('n_test', 100)),
+                        seed=int(cfg.get('seed', 0)), fmt=args.fmt, size=int(d.get('image_size', 112)), **kw)
+    print(json.dumps(summ, default=str))
+
+def cmd_bridge(args):
+    "Build raw reasoning chains with the config's teachers (resumable)."
+    from vr1_nb.bridge import bridge_run, bridge_config
+    cfg = _load(args); b = bridge_config(cfg)
+    if args.problems: b['problems'] = args.problems
+    print(bridge_run(b, _out(args, 'runs/bridge'), resume=args.resume, overwrite=args.overwrite))
+
+def cmd_filter(args):
+    "Filter raw chains into a cold-start set, every rejection with its reason."
+    from vr1_nb.filter import filter_run
+    cfg = _load(args)
+    print(filter_run(cfg.get('filter') or {}, args.input, _out(args, 'runs/filter'), resume=args.resume, overwrite=args.overwrite))
+
+# %% ../nbs/13_cli.ipynb #d8b76cdd
+def cmd_sft(args):
+    "Cold-start SFT on TRL's SFTTrainer."
+    cfg = _load(args)
+    if _maybe_dry(args, cfg): return
+    from vr1_nb.sft import sft_run
+    print(sft_run(cfg, args.train, _out(args, 'runs/sft'), resume=args.resume, overwrite=args.overwrite))
+
+def cmd_grpo(args):
+    "GRPO with the config's PTST stages and beta schedule."
+    cfg = _load(args)
+    if _maybe_dry(args, cfg): return
+    from vr1_nb.grpo import grpo_run
+    from vr1_nb.core import load_problems
+    ev = load_problems(args.eval) if args.eval else None
+    print(grpo_run(cfg, args.train, _out(args, 'runs/grpo'), resume=args.resume, overwrite=args.overwrite, eval_records=ev))
+
+def cmd_iterate(args):
+    "OpenVLThinker's SFT <-> GRPO rounds."
+    cfg = _load(args)
+    if _maybe_dry(args, cfg): return
+    from vr1_nb.iterate import iterate_run
+    print(json.dumps(iterate_run(cfg, _out(args, 'runs/iterate'), resume=args.resume), default=str))
+
+# %% ../nbs/13_cli.ipynb #fb629f0f
+def cmd_eval(args):
+    "Generate and score answers on a dataset; or, with --contamination, report overlap with a training set."
+    from vr1_nb import evaluate as E
+    if args.contamination:
+        print(json.dumps(E.contamination_run(args.contamination, args.data, out=args.out, benchmark=args.benchmark), default=str)); return
+    cfg = _load(args)
+    print(E.eval_run(cfg, args.data, _out(args, 'runs/eval'), model_path=args.model, resume=args.resume,
+                     overwrite=args.overwrite, benchmark=args.benchmark))
+
+def cmd_serve(args):
+    "Serve a local model as an OpenAI-compatible chat endpoint."
+    import os
+    from vr1_nb.generate import serve
+    key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    print(f"serving {args.model} on http://{args.host}:{args.port}/v1", flush=True)
+    serve(args.model, host=args.host, port=args.port, model_name=args.model_name, api_key=key, fail_first=args.fail_first)
+
+def cmd_demo(args):
+    "The whole pipeline on a preset, ending in a report."
+    from vr1_nb.pipeline import demo_run
+    print(demo_run(args.preset, args.out or f"runs/{'demo' if args.preset == 'tiny-cpu' else args.preset}", resume=not args.overwrite,
+                   overrides=args.overrides))
+
+# %% ../nbs/13_cli.ipynb #c8ccbaf7
+def _stage(sub, name, func, help, out=True):
+    p = sub.add_parser(name, help=help, description=(func.__doc__ or help))
+    _config_args(p, out); p.set_defaults(func=func); return p
+
 def build_parser() -> argparse.ArgumentParser:
     "The `vr1` argument parser."
     ap = argparse.ArgumentParser(prog='vr1', description="Vision-R1 / OpenVLThinker / OThink-MR1 pipelines: "
         "synthetic data -> bridging -> filtering -> cold-start SFT -> GRPO (PTST, GRPO-D) -> evaluation.")
     sub = ap.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    p = sub.add_parser('presets', help="list, show or validate (dry-run) the shipped presets")
-    p.add_argument('action', choices=['list', 'show', 'check'], help="check: validate config shape, PTST stages, group sizes and memory without weights or network")
-    p.add_argument('name', nargs='?', help="preset name (check: default all)")
-    p.add_argument('--set', dest='overrides', action='append', default=[], metavar='SECTION.KEY=VALUE')
-    p.set_defaults(func=cmd_presets)
+    p = _stage(sub, 'synth', cmd_synth, "write synthetic train/test problems (counting, geometry, charts) with exact answers")
+    p.add_argument('--n-train', type=int); p.add_argument('--n-test', type=int)
+    p.add_argument('--fmt', choices=['jsonl', 'parquet'], default='jsonl')
+    p = _stage(sub, 'bridge', cmd_bridge, "build raw chains of thought with teachers (Vision-R1 modality bridging, OpenVLThinker caption distillation)")
+    p.add_argument('--problems', help="problems file (default: the config's bridge.problems / bridge.synth)")
+    p = _stage(sub, 'filter', cmd_filter, "filter raw chains: verification, format, length, reflection truncation, dedup")
+    p.add_argument('--input', '-i', required=True, help="raw chains (.jsonl/.parquet) or a bridge run directory")
+    for name, func, help in (('sft', cmd_sft, "cold-start SFT (TRL SFTTrainer, full or LoRA)"),
+                             ('grpo', cmd_grpo, "GRPO with PTST stages and a constant or GRPO-D beta schedule"),
+                             ('iterate', cmd_iterate, "OpenVLThinker SFT <-> GRPO rounds with rejection sampling")):
+        p = _stage(sub, name, func, help)
+        p.add_argument('--dry-run', action='store_true', help="validate the config (TRL options, stages, memory) and exit")
+        if name != 'iterate': p.add_argument('--train', '-t', required=False, help="training set (.jsonl/.parquet)")
+        if name == 'grpo': p.add_argument('--eval', help="held-out problems evaluated during GRPO")
+    p = _stage(sub, 'eval', cmd_eval, "generate + score on a dataset (predictions.jsonl, scores.json, plots)")
+    p.add_argument('--data', '-d', required=True, help="problems: our JSONL/Parquet or a benchmark file")
+    p.add_argument('--model', '-m', help="checkpoint directory or tiny:<size> (default: model.path of the config)")
+    p.add_argument('--benchmark', '-b', help="scoring convention (default: inferred)")
+    p.add_argument('--contamination', metavar='TRAIN', help="instead: report overlap between TRAIN and --data (question text, image hash)")
     p = sub.add_parser('score', help="score predictions with a benchmark's official convention (prints JSON)")
     p.add_argument('--benchmark', '-b', required=True, choices=['mathvista', 'mathvision', 'mathverse', 'synth'])
     p.add_argument('--predictions', '-p', required=True, help="official prediction file or our predictions JSONL")
     p.add_argument('--data', '-d', help="the benchmark's problems (testmini.json, test.jsonl, ...) or our problems JSONL")
     p.add_argument('--compact', action='store_true', help="one-line JSON")
     p.set_defaults(func=cmd_score)
+    p = sub.add_parser('serve', help="serve a local model as an OpenAI-compatible endpoint on localhost")
+    p.add_argument('--model', '-m', default='tiny', help="'tiny' or a local model directory")
+    p.add_argument('--host', default='127.0.0.1'); p.add_argument('--port', type=int, default=8000)
+    p.add_argument('--model-name', help="name clients send (default: the backend's)")
+    p.add_argument('--api-key-env', help="require the key held in this environment variable")
+    p.add_argument('--fail-first', type=int, default=0, help="fault injection: answer the first N requests with HTTP 500")
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser('demo', help="the whole pipeline on a CPU preset, ending in a report (the README's main job)")
+    p.add_argument('--preset', default='tiny-cpu', help="tiny-cpu (<= 15 min on 2 cores) or smoke (<= 2 min)")
+    p.add_argument('--out', '-o', help="output directory (default runs/<demo|preset>); reruns resume")
+    p.add_argument('--overwrite', action='store_true', help="move an existing demo run aside and start over")
+    p.add_argument('--set', dest='overrides', action='append', default=[], metavar='SECTION.KEY=VALUE')
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser('presets', help="list, show or validate (dry-run) the shipped presets")
+    p.add_argument('action', choices=['list', 'show', 'check'], help="check: validate config shape, PTST stages, group sizes and memory without weights or network")
+    p.add_argument('name', nargs='?', help="preset name (check: default all)")
+    p.add_argument('--set', dest='overrides', action='append', default=[], metavar='SECTION.KEY=VALUE')
+    p.set_defaults(func=cmd_presets)
     return ap
 
-# %% ../nbs/13_cli.ipynb #d8b76cdd
+# %% ../nbs/13_cli.ipynb #fe442376
 def main(argv:list[str]|None=None):
     "Entry point of the `vr1` command."
     args = build_parser().parse_args(argv)
+    if getattr(args, 'train', 'x') is None and not getattr(args, 'dry_run', False): _fail(f"{args.command}: --train is required")
     try: return args.func(args)
     except (ConfigError, RunExistsError, FileNotFoundError) as e: _fail(str(e))
