@@ -11,7 +11,7 @@ __all__ = ['log', 'Request', 'make_response', 'BadInput', 'load_image', 'image_t
            'to_hf_messages', 'message_images', 'FatalBackendError', 'Backend', 'CallableBackend', 'Store',
            'run_requests', 'HFBackend', 'OpenAIBackend', 'VLLMBackend', 'load_backend_model', 'serve']
 
-# %% ../nbs/06_generate.ipynb #bb254681
+# %% ../nbs/06_generate.ipynb #88586946
 import base64, fcntl, hashlib, io, itertools, json, logging, os, random, threading, time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, asdict
@@ -23,10 +23,10 @@ from fastcore.basics import patch
 from PIL import Image
 from .core import derive_seed
 
-# %% ../nbs/06_generate.ipynb #8faecb14
+# %% ../nbs/06_generate.ipynb #0ff6570c
 log = logging.getLogger(__name__)
 
-# %% ../nbs/06_generate.ipynb #418d2568
+# %% ../nbs/06_generate.ipynb #01141525
 @dataclass
 class Request:
     "One generation request: who asks (`id`, `stage`, `teacher`, `prompt_version`, `sample`) and what."
@@ -53,7 +53,7 @@ class Request:
         "Stable key `id|stage|teacher|prompt_version|sample` used by the store."
         return f"{self.id}|{self.stage}|{self.teacher}|{self.prompt_version}|{self.sample}"
 
-# %% ../nbs/06_generate.ipynb #365670ae
+# %% ../nbs/06_generate.ipynb #65fabcab
 def make_response(req: Request, # the request answered
                   texts: list[str] | None = None, # one text per completion
                   error: str | None = None, # why the request failed, if it did
@@ -65,7 +65,7 @@ def make_response(req: Request, # the request answered
                 sample=req.sample, seed=req.seed, texts=list(texts or []), error=error, retryable=bool(retryable),
                 model=model, meta=req.meta, **extra)
 
-# %% ../nbs/06_generate.ipynb #d0d9845d
+# %% ../nbs/06_generate.ipynb #f78b3017
 class BadInput(ValueError):
     "A request the teacher cannot answer as given (e.g. an unreadable image); rejected, not retried."
 
@@ -86,7 +86,7 @@ def image_to_data_url(x, # a PIL image, a file path, or a `data:` URL
     buf = io.BytesIO(); load_image(x).save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
-# %% ../nbs/06_generate.ipynb #a2fa9ce8
+# %% ../nbs/06_generate.ipynb #55743aa8
 def _image_of(part: dict):
     "The image object/URL held by a content part, or None for text parts."
     if part.get("type") == "image": return part.get("image", part.get("url", part.get("path")))
@@ -123,7 +123,7 @@ def message_images(messages: list, # chat messages
     "All images (as given) in `messages`, in order."
     return [i for m in messages if not isinstance(m["content"], str) for p in m["content"] if (i := _image_of(p)) is not None]
 
-# %% ../nbs/06_generate.ipynb #8fe1c0e4
+# %% ../nbs/06_generate.ipynb #f9d34da1
 class FatalBackendError(RuntimeError):
     "The backend cannot answer any request (bad key, unknown model, missing engine): stop the run."
 
@@ -137,7 +137,7 @@ class Backend:
         for i in range(0, len(requests), self.batch_size): yield from self.generate(requests[i:i + self.batch_size])
     def __repr__(self): return f"{type(self).__name__}(name={self.name!r})"
 
-# %% ../nbs/06_generate.ipynb #346ce225
+# %% ../nbs/06_generate.ipynb #80b7cd45
 class CallableBackend(Backend):
     "Backend around `fn(request) -> list[str]` (one text per completion)."
     def __init__(self, fn: Callable, # fn(Request) -> list[str], a str, or a dict {"texts": [...], **extra fields to store}
@@ -153,11 +153,12 @@ class CallableBackend(Backend):
         return make_response(r, [out] if isinstance(out, str) else list(out), model=self.name)
     def generate(self, requests): return [self._one(r) for r in requests]
 
-# %% ../nbs/06_generate.ipynb #45640e39
+# %% ../nbs/06_generate.ipynb #1af84a28
 class Store:
     "Resumable append-only JSONL store: stable request key -> response dict."
-    def __init__(self, path: str | Path): # JSONL file (created if missing)
-        self.path = Path(path); self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: str | Path, # JSONL file (created if missing)
+                 fsync: bool = True): # fsync every line (survives power loss); False: flush only (survives kill -9)
+        self.path, self.fsync = Path(path), fsync; self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lockf = open(str(self.path) + ".lock", "w")
         try: fcntl.flock(self._lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError: raise RuntimeError(f"store {self.path} is in use by another process") from None
@@ -165,7 +166,7 @@ class Store:
         self._load()
         self._f = open(self.path, "ab")
 
-# %% ../nbs/06_generate.ipynb #d2b8d981
+# %% ../nbs/06_generate.ipynb #54e99027
 @patch
 def _load(self: Store):
     "Read existing lines, drop a torn tail, skip (with a warning) a corrupt line."
@@ -182,13 +183,14 @@ def _load(self: Store):
         if not isinstance(d, dict) or "key" not in d: log.warning("store %s: skipping corrupt line %d", self.path, i); continue
         self._data.setdefault(d["key"], d)
 
-# %% ../nbs/06_generate.ipynb #560f99ba
+# %% ../nbs/06_generate.ipynb #373fcf1c
 @patch
 def add(self: Store, resp: dict):
     "Append one response (fsync'ed); a key already stored is ignored."
     if resp["key"] in self._data: return
     self._f.write((json.dumps(resp, ensure_ascii=False, default=str) + "\n").encode())
-    self._f.flush(); os.fsync(self._f.fileno())
+    self._f.flush()
+    if self.fsync: os.fsync(self._f.fileno())
     self._data[resp["key"]] = resp
 
 @patch
@@ -211,7 +213,7 @@ def __enter__(self: Store): return self
 @patch
 def __exit__(self: Store, *a): self.close()
 
-# %% ../nbs/06_generate.ipynb #ea1230dd
+# %% ../nbs/06_generate.ipynb #f68b9a06
 def run_requests(backend: Backend, # who answers
                  requests: Iterable[Request], # what to ask; keys must be unique
                  store: Store, # where answers go (and what is already done)
@@ -231,7 +233,7 @@ def run_requests(backend: Backend, # who answers
             bar.update(1); bar.set_postfix(failed=stats["failed"], refresh=False)
     return stats
 
-# %% ../nbs/06_generate.ipynb #e4f0f3e4
+# %% ../nbs/06_generate.ipynb #b44be8ff
 class HFBackend(Backend):
     "Local Hugging Face model (`generate`), batched for greedy requests, seeded per request when sampling."
     def __init__(self, model, # a transformers generative model
@@ -244,7 +246,7 @@ class HFBackend(Backend):
         self.tok = getattr(processor, "tokenizer", processor)
         self.multimodal = hasattr(processor, "image_processor")
 
-# %% ../nbs/06_generate.ipynb #f91d650f
+# %% ../nbs/06_generate.ipynb #cdcb9308
 @patch
 def _gen_kwargs(self: HFBackend, r: Request) -> dict:
     p = r.params; t = float(p.get("temperature", 0.0) or 0.0)
@@ -269,7 +271,7 @@ def _run(self: HFBackend, reqs: list[Request], kw: dict) -> list[list[str]]:
     per = len(texts) // len(reqs)
     return [[t.strip() for t in texts[i * per:(i + 1) * per]] for i in range(len(reqs))]
 
-# %% ../nbs/06_generate.ipynb #157a6a43
+# %% ../nbs/06_generate.ipynb #2e8eb4d4
 @patch
 def generate(self: HFBackend, requests: list[Request]) -> list[dict]:
     "Greedy requests batched by equal parameters; sampled requests one by one under their own seed."
@@ -295,7 +297,7 @@ def _safe(self: HFBackend, reqs: list[Request], kw: dict) -> list[dict]:
         if len(reqs) == 1: return [make_response(reqs[0], error=f"generation failed: {type(e).__name__}: {e}", model=self.name)]
         return [x for r in reqs for x in self._safe([r], kw)]
 
-# %% ../nbs/06_generate.ipynb #72a5ba20
+# %% ../nbs/06_generate.ipynb #8202478d
 class OpenAIBackend(Backend):
     "OpenAI-compatible chat endpoint(s) with bounded concurrency, retries with backoff, replica spreading."
     def __init__(self, base_url: str | list[str], # one endpoint ".../v1" or a list of replicas
@@ -319,7 +321,7 @@ class OpenAIBackend(Backend):
         self._rr, self._lock = itertools.count(), threading.Lock()
     def __repr__(self): return f"OpenAIBackend(model={self.model!r}, base_url={self.urls!r}, api_key_env={self.api_key_env!r})"
 
-# %% ../nbs/06_generate.ipynb #e7dbfa3e
+# %% ../nbs/06_generate.ipynb #c160146e
 @patch
 def _call(self: OpenAIBackend, client, r: Request, msgs: list):
     p = r.params; kw = dict(model=self.model, messages=msgs, n=r.n, seed=r.seed)
@@ -330,7 +332,7 @@ def _call(self: OpenAIBackend, client, r: Request, msgs: list):
     out = client.chat.completions.create(**kw)
     return [c.message.content or "" for c in sorted(out.choices, key=lambda c: c.index)]
 
-# %% ../nbs/06_generate.ipynb #3df93b54
+# %% ../nbs/06_generate.ipynb #664a436d
 @patch
 def _one(self: OpenAIBackend, r: Request) -> dict:
     "One request with retries; raises FatalBackendError on 401/403/404."
@@ -359,7 +361,7 @@ def _one(self: OpenAIBackend, r: Request) -> dict:
             time.sleep(wait)
     return make_response(r, error=f"gave up after {self.max_retries + 1} attempts: {err}", retryable=True, model=self.model)
 
-# %% ../nbs/06_generate.ipynb #84069f66
+# %% ../nbs/06_generate.ipynb #c42737f5
 @patch
 def imap(self: OpenAIBackend, requests: list[Request]) -> Iterator[dict]:
     "Yield responses as they complete, at most `concurrency` in flight."
@@ -380,7 +382,7 @@ def generate(self: OpenAIBackend, requests: list[Request]) -> list[dict]:
     by_key = {d["key"]: d for d in self.imap(requests)}
     return [by_key[r.key] for r in requests]
 
-# %% ../nbs/06_generate.ipynb #4053cf30
+# %% ../nbs/06_generate.ipynb #52382154
 class VLLMBackend(Backend):
     "vLLM offline engine (`vllm.LLM`), imported lazily; one `SamplingParams` (with seed) per request."
     def __init__(self, model: str, # HF model id or local path
@@ -410,7 +412,7 @@ class VLLMBackend(Backend):
             for (i, _), o in zip(ok, res): out[i] = make_response(requests[i], [c.text for c in o.outputs], model=self.name)
         return [out[i] for i in range(len(requests))]
 
-# %% ../nbs/06_generate.ipynb #5e5eb6b4
+# %% ../nbs/06_generate.ipynb #6d5372c5
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def log_message(self, fmt, *args): log.debug("serve: " + fmt, *args)
@@ -424,7 +426,7 @@ class _Handler(BaseHTTPRequestHandler):
         key = self.server.api_key
         return key is None or self.headers.get("Authorization", "") == f"Bearer {key}"
 
-# %% ../nbs/06_generate.ipynb #73b25035
+# %% ../nbs/06_generate.ipynb #f149cc1d
 @patch
 def do_GET(self: _Handler):
     if not self._authorized(): return self._err(401, "invalid API key", "authentication_error")
@@ -434,7 +436,7 @@ def do_GET(self: _Handler):
     if self.path.rstrip("/") in ("/health", ""): return self._send(200, {"status": "ok"})
     self._err(404, f"no route {self.path}")
 
-# %% ../nbs/06_generate.ipynb #326db02e
+# %% ../nbs/06_generate.ipynb #f7b615a7
 @patch
 def do_POST(self: _Handler):
     srv = self.server
@@ -459,7 +461,7 @@ def do_POST(self: _Handler):
                      "choices": [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
                                  for i, t in enumerate(resp["texts"])]})
 
-# %% ../nbs/06_generate.ipynb #cb859a7f
+# %% ../nbs/06_generate.ipynb #a2e5a331
 def load_backend_model(model: str | Backend = "tiny", # "tiny", a local checkpoint directory (or hub id where allowed), or a ready Backend
                        name: str | None = None, # teacher name
                        **load_kw) -> Backend: # passed to `models.load_model` (dtype, device_map, ...)
@@ -470,7 +472,7 @@ def load_backend_model(model: str | Backend = "tiny", # "tiny", a local checkpoi
     m, p = models.load_model(model, **load_kw)
     return HFBackend(m, p, name=name or Path(str(model)).name)
 
-# %% ../nbs/06_generate.ipynb #9d8962ab
+# %% ../nbs/06_generate.ipynb #c0d495e0
 def serve(model: str | Backend = "tiny", # "tiny", a local HF model directory, or any Backend
           host: str = "127.0.0.1", # interface to bind (keep localhost unless you mean it)
           port: int = 8000, # TCP port; 0 picks a free one (read it from `server.server_port`)
