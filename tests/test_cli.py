@@ -1,0 +1,53 @@
+"CLI smoke runs: real subprocesses of `vr1`, as a user types them."
+import json, os, subprocess, sys
+from pathlib import Path
+import pytest
+from vr1_nb.core import list_presets, load_jsonl
+from vr1_nb.answers import verify_answer, extract_answer
+
+VR1 = [str(Path(sys.executable).parent/'vr1')]  # the installed console script, as a user runs it
+
+def vr1(*args, ok=True, cwd=None, timeout=600):
+    r = subprocess.run(VR1 + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    if ok: assert r.returncode == 0, f"vr1 {' '.join(map(str, args))} failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}"
+    return r
+
+def test_help_lists_every_stage():
+    out = vr1('--help').stdout
+    for cmd in ('synth', 'bridge', 'filter', 'sft', 'grpo', 'iterate', 'eval', 'score', 'serve', 'demo'): assert cmd in out
+
+def test_every_gpu_preset_dry_run():
+    "Every GPU preset validates (TRL configs, PTST stages, group sizes, memory) without weights or network (one process: imports dominate)."
+    reps = {r['name']: r for r in map(json.loads, vr1('presets', 'check').stdout.splitlines())}
+    gpu = [p for p in list_presets() if p not in ('tiny-cpu', 'smoke')]
+    assert len(gpu) >= 3 and set(gpu) <= set(reps)
+    for name in gpu:
+        rep = reps[name]
+        assert rep['stages'] and all(s['num_generations'] > 1 for s in rep['stages']), name
+        assert rep['memory_gib']['fits'] is True, (name, rep['memory_gib'])
+
+def test_bad_config_is_one_line_error(tmp_path):
+    (tmp_path/'bad.yaml').write_text('base: smoke\ngrpo: {learning_rte: 1}\n')
+    r = vr1('grpo', '--config', tmp_path/'bad.yaml', '--dry-run', ok=False)
+    assert r.returncode != 0 and 'Traceback' not in r.stderr and "did you mean 'learning_rate'" in r.stderr
+    r = vr1('sft', '--config', 'nope', '--train', 'x.jsonl', ok=False)
+    assert r.returncode != 0 and 'Traceback' not in r.stderr and 'neither a YAML file nor a preset' in r.stderr
+
+def test_score_mathvista_official_counts(shared_benchmarks):
+    mv = shared_benchmarks/'mathvista'
+    for name, want in (('random_guess', 179), ('frequent_guess', 263), ('llava_llama_2_13b', 261)):
+        rep = json.loads(vr1('score', '-b', 'mathvista', '-p', mv/'results'/f'output_{name}.json', '-d', mv/'testmini.json', '--compact').stdout)
+        assert (rep['correct'], rep['total']) == (want, 1000), name
+
+def test_synth_bridge_filter_cold_start(tmp_path):
+    "Issue 4's done-when: on synthetic data with the scene teacher, bridge + filter keep only verifying chains, yield < 100%."
+    vr1('synth', '-c', 'smoke', '-o', tmp_path/'data', '--n-train', 40, '--n-test', 8)
+    vr1('bridge', '-c', 'smoke', '--problems', tmp_path/'data'/'train.jsonl', '-o', tmp_path/'bridge')
+    vr1('filter', '-c', 'smoke', '-i', tmp_path/'bridge', '-o', tmp_path/'filter')
+    kept = load_jsonl(tmp_path/'filter'/'cold_start.jsonl')
+    assert 0 < len(kept) < 40
+    for r in kept:
+        assert verify_answer(extract_answer(r['response']), r['answer'], choices=r.get('choices')), r['id']
+    assert (tmp_path/'filter'/'COMPLETE').exists()
+    again = vr1('bridge', '-c', 'smoke', '--problems', tmp_path/'data'/'train.jsonl', '-o', tmp_path/'bridge', ok=False)
+    assert again.returncode != 0 and '--resume' in again.stderr
