@@ -12,7 +12,7 @@ __all__ = ['PROMPTS', 'SCENE_ERRORS', 'REWRITES', 'REFLECTION_KEYWORDS', 'BRIDGE
            'openvlthinker_distill', 'rejection_sample', 'load_sharegpt', 'load_openvlthinker', 'bridge_run',
            'bridge_config']
 
-# %% ../nbs/07_bridge.ipynb #28eda132
+# %% ../nbs/07_bridge.ipynb #040cd45b
 import copy, hashlib, json, random, re, time
 from pathlib import Path
 from .core import (derive_seed, format_question, validate_record, save_jsonl, load_problems, RunDir,
@@ -21,7 +21,7 @@ from .generate import (Request, Backend, CallableBackend, BadInput, Store, run_r
                              OpenAIBackend, VLLMBackend, load_backend_model)
 from .answers import extract_answer, verify_batch, choice_letter, answer_block
 
-# %% ../nbs/07_bridge.ipynb #64533da5
+# %% ../nbs/07_bridge.ipynb #4d1addc0
 PROMPTS = {
     "vision_r1/pseudo_cot": ("v1",
         "Given the image, a question about it and its correct answer, first write a detailed caption of the image, "
@@ -44,7 +44,7 @@ PROMPTS = {
     "rejection/solve": ("v1", "{question}\n" + R1_INSTRUCTION),
 }
 
-# %% ../nbs/07_bridge.ipynb #917ef49e
+# %% ../nbs/07_bridge.ipynb #874bdedc
 def get_prompt(name: str, # a key of `PROMPTS`, e.g. "vision_r1/reasoning"
                overrides: dict | None = None) -> tuple[str, str]: # {name: template text or {"text", "version"}}
     "`(version, template)` for prompt `name`, with a config override taking precedence."
@@ -55,13 +55,13 @@ def get_prompt(name: str, # a key of `PROMPTS`, e.g. "vision_r1/reasoning"
     if isinstance(o, dict): return str(o.get("version") or "custom-" + hashlib.sha256(o["text"].encode()).hexdigest()[:8]), o["text"]
     return "custom-" + hashlib.sha256(o.encode()).hexdigest()[:8], o
 
-# %% ../nbs/07_bridge.ipynb #1b0ed5ff
+# %% ../nbs/07_bridge.ipynb #c64a45b5
 def user_message(text: str, # the prompt text
                  images: list = ()) -> list: # images to put before the text
     "An OpenAI-style single user turn: the images, then the text."
     return [{"role": "user", "content": [{"type": "image", "image": im} for im in images] + [{"type": "text", "text": text}]}]
 
-# %% ../nbs/07_bridge.ipynb #7cd8f260
+# %% ../nbs/07_bridge.ipynb #513abc2a
 SCENE_ERRORS = dict(miss=0.1, miscount=0.05, misread=0.1, slip=0.1, wrong_step=0.1,
                     refusal=0.02, empty=0.01, truncated=0.02, reflect=0.3)
 
@@ -71,7 +71,7 @@ def _bump(rng, v, lo=1, hi=None):
         if lo <= v + d and (hi is None or v + d <= hi): return v + d
     return v
 
-# %% ../nbs/07_bridge.ipynb #30f3ba15
+# %% ../nbs/07_bridge.ipynb #60b0a9cf
 def _perturb_counting(rng, sc, kind):
     objs = sc["objects"]
     if kind == "miss" and objs: objs.pop(rng.randrange(len(objs))); return True
@@ -99,7 +99,7 @@ def _perturb_geometry(rng, sc, kind):
 def _perturb_chart(rng, sc, kind):
     i = rng.randrange(len(sc["values"])); sc["values"][i] = _bump(rng, sc["values"][i], 1, sc["y_max"]); return True
 
-# %% ../nbs/07_bridge.ipynb #9b933e3a
+# %% ../nbs/07_bridge.ipynb #5a471a1c
 _PERTURB = dict(counting=_perturb_counting, geometry=_perturb_geometry, chart=_perturb_chart)
 
 def perceive(rec: dict, # a synth record (scene and query in metadata)
@@ -112,7 +112,7 @@ def perceive(rec: dict, # a synth record (scene and query in metadata)
         if rng.random() < rates.get(kind, 0) and _PERTURB[m["family"]](rng, m["scene"], kind): errs.append(kind)
     return p, errs
 
-# %% ../nbs/07_bridge.ipynb #8ad5651b
+# %% ../nbs/07_bridge.ipynb #b9da324f
 def _solve_perceived(p: dict) -> tuple[str, list[str], str]:
     "(final answer, steps, numeric value) of a perceived record; letters for multiple choice."
     from vr1_nb import synth
@@ -126,7 +126,7 @@ def _solve_perceived(p: dict) -> tuple[str, list[str], str]:
         steps.append(f"{val} is not among the options; the closest is {ch[i]}.")
     steps.append(f"{ch[i]} is option ({LETTERS[i]})."); return LETTERS[i], steps, val
 
-# %% ../nbs/07_bridge.ipynb #ba3d2aea
+# %% ../nbs/07_bridge.ipynb #f2d22a14
 def _corrupt_number(text: str, rng) -> str | None:
     "`text` with one of its numbers changed by one, or None if it has none."
     nums = list(re.finditer(r"(?<![\w.])\d+(?![\w.])", text))
@@ -135,7 +135,12 @@ def _corrupt_number(text: str, rng) -> str | None:
 
 def _first_sentence(t): return re.split(r"(?<=\.)\s", t.strip(), 1)[0]
 
-# %% ../nbs/07_bridge.ipynb #6c1907b2
+# %% ../nbs/07_bridge.ipynb #6689fda9
+_REFLECTIONS = ["Wait, let me re-read the question to make sure I answer what is asked. Yes, that is what it asks.",
+                "Hmm, let me make sure I did not skip anything in the description. No, everything is accounted for.",
+                "Alternatively, I can redo the last step in the other order; it gives the same result.",
+                "But wait, did I use the right numbers? Checking each one again, they match the description."]
+
 def r1_text(desc: str, # the description the reasoner read
             steps: list, # solution steps
             answer: str, # final answer
@@ -157,12 +162,12 @@ def r1_text(desc: str, # the description the reasoner read
         else: errs.remove("wrong_step")
     body = [f"Let me read the description carefully. {_first_sentence(desc)}", *steps,
             f"Let me double-check against the description: everything I used is stated in the description, so the result is {answer}."]
-    if "reflect" in errs: body.insert(-1, "Wait, let me re-read the question to make sure I answer what is asked. Yes, that is what it asks.")
+    if "reflect" in errs: body.insert(-1, rng.choice(_REFLECTIONS))
     text = "<think>\n" + "\n".join(body) + "\n</think>\n" + f"The final answer is \\boxed{{{answer}}}."
     if "truncated" in errs: text = text[: max(20, len(text) // 2)]
     return text, errs
 
-# %% ../nbs/07_bridge.ipynb #67423b62
+# %% ../nbs/07_bridge.ipynb #70fa223c
 class SceneTeacher(CallableBackend):
     "Rule-based teacher for synthetic problems: reads the ground-truth scene from metadata, errs at set rates."
     def __init__(self, problems: list, # the synth records it may be asked about (looked up by id)
@@ -181,7 +186,7 @@ class SceneTeacher(CallableBackend):
         if rid not in self.records: raise BadInput(f"scene teacher: record {rid!r} is not among its problems")
         return perceive(self.records[rid], self.rates, derive_seed(self.seed, self.name, rid, "perception"))
 
-# %% ../nbs/07_bridge.ipynb #d1720d3b
+# %% ../nbs/07_bridge.ipynb #e43e3e87
 def _scene_answer(self: SceneTeacher, r: Request):
     if self.latency: time.sleep(self.latency)
     from vr1_nb import synth
@@ -206,7 +211,7 @@ def _scene_answer(self: SceneTeacher, r: Request):
     return dict(texts=outs, diagnostics=diags[0] if r.n == 1 else diags)
 SceneTeacher._answer = _scene_answer
 
-# %% ../nbs/07_bridge.ipynb #750d1deb
+# %% ../nbs/07_bridge.ipynb #a5d8e76a
 def _scene_read(self: SceneTeacher, r: Request):
     "Recognise a description this teacher wrote in the prompt: (perceived record, caption errors) or (None, [])."
     from vr1_nb import synth
@@ -217,7 +222,7 @@ def _scene_read(self: SceneTeacher, r: Request):
     return None, []
 SceneTeacher._read = _scene_read
 
-# %% ../nbs/07_bridge.ipynb #ac2bfa65
+# %% ../nbs/07_bridge.ipynb #7acd2358
 def make_teacher(cfg: dict | Backend, # {"backend": "scene"|"openai"|"hf"|"vllm", ...options} or a ready Backend
                  problems: list | None = None) -> Backend: # the problems (needed by the scene teacher)
     "A `Backend` from a teacher config section."
@@ -233,7 +238,7 @@ def make_teacher(cfg: dict | Backend, # {"backend": "scene"|"openai"|"hf"|"vllm"
     if kind == "vllm": return VLLMBackend(**cfg)
     raise ValueError(f"teacher backend {kind!r}: use one of 'scene', 'openai', 'hf', 'vllm'")
 
-# %% ../nbs/07_bridge.ipynb #6187b3a9
+# %% ../nbs/07_bridge.ipynb #68d3a6df
 def run_stage(backend: Backend, # the teacher for this stage
               requests: list, # its requests
               store: Store, # the run's store
@@ -249,7 +254,7 @@ def _text(resp, i=0):
     t = resp["texts"][i] if len(resp["texts"]) > i else None
     return (t, None) if t is not None else (None, "teacher_error: missing completion")
 
-# %% ../nbs/07_bridge.ipynb #6908cb75
+# %% ../nbs/07_bridge.ipynb #3640c834
 REWRITES = [
     (r"\bread the description\b", "look at the image"), (r"\bthe description says\b", "the image shows"), (r"\bthe description states\b", "the image shows"),
     (r"\bthe description mentions\b", "the image shows"), (r"\bthe description shows\b", "the image shows"),
@@ -267,7 +272,7 @@ def rewrite_description_refs(text: str, # reasoning that refers to a description
     for pat, rep in rules: text = re.sub(pat, sub(rep), text, flags=re.I)
     return text
 
-# %% ../nbs/07_bridge.ipynb #0a792320
+# %% ../nbs/07_bridge.ipynb #b4a0f260
 REFLECTION_KEYWORDS = ["But wait", "Wait", "Hmm", "Alternatively", "Let me double-check", "Double-check", "Let me check",
                        "Let me verify", "Let me re-check", "Let me recheck", "On second thought", "Hold on", "Check"]
 
@@ -283,7 +288,7 @@ def truncate_reflection(think: str, # the thinking text
         if m.start() >= min_chars: return think[:m.start()].rstrip()
     return think
 
-# %% ../nbs/07_bridge.ipynb #2fb2adf4
+# %% ../nbs/07_bridge.ipynb #1d305c09
 def split_think(text: str, # an R1-style output
                ) -> tuple[str, str]:
     "(thinking, rest) of an R1 output: the text inside/before `</think>` and what follows it."
@@ -305,7 +310,7 @@ def format_r1(think: str, # the reasoning
     "The training target: `<think>\\n…\\n</think>\\n<answer>…</answer>` (the format of `synth.r1_response`)."
     return f"<think>\n{think.strip()}\n</think>\n<answer>{answer}</answer>"
 
-# %% ../nbs/07_bridge.ipynb #ced5074e
+# %% ../nbs/07_bridge.ipynb #bcb995b7
 def _chain(rec, s, k, reasoning, err, extra, cfg, meta, verdict=None):
     rid = rec["id"] if k == 1 else f"{rec['id']}#{s}"
     row = {**rec, "id": rid, **extra, "reasoning": reasoning, "response": None, "pred": None, "verdict": verdict,
@@ -328,7 +333,7 @@ def _diag(resp, i=0):
     d = (resp or {}).get("diagnostics")
     return d[i] if isinstance(d, list) else d
 
-# %% ../nbs/07_bridge.ipynb #1e597041
+# %% ../nbs/07_bridge.ipynb #fad90a66
 def vision_r1_bridge(problems: list, # problem records (with images)
                      mllm: Backend, # the multimodal teacher: steps (a) and (b)
                      reasoner: Backend, # the text-only reasoning teacher: step (c)
@@ -370,7 +375,7 @@ def vision_r1_bridge(problems: list, # problem records (with images)
             rows.append(row)
     return _verify_rows(rows)
 
-# %% ../nbs/07_bridge.ipynb #eaade0aa
+# %% ../nbs/07_bridge.ipynb #b04cf7be
 def select_chain(rows: list, # candidate chains of one problem
                  how: str = "shortest", # "shortest" | "longest" | "first" | "random"
                  seed: int = 0) -> dict | None: # for "random"
@@ -383,7 +388,7 @@ def select_chain(rows: list, # candidate chains of one problem
     if how == "random": return random.Random(seed).choice(ok)
     raise ValueError(f"select={how!r}: use 'shortest', 'longest', 'first' or 'random'")
 
-# %% ../nbs/07_bridge.ipynb #c9a04d89
+# %% ../nbs/07_bridge.ipynb #41b49b1d
 def _select_per_problem(problems, rows, k, how, seed):
     out = []
     for i, r in enumerate(problems):
@@ -396,7 +401,7 @@ def _select_per_problem(problems, rows, k, how, seed):
         out.append(best)
     return out
 
-# %% ../nbs/07_bridge.ipynb #84927e0f
+# %% ../nbs/07_bridge.ipynb #9a7ce007
 def openvlthinker_distill(problems: list, # problem records (with images)
                           captioner: Backend, # the vision-language model that captions
                           reasoner: Backend, # the text reasoning model
@@ -430,7 +435,7 @@ def openvlthinker_distill(problems: list, # problem records (with images)
             rows.append(row)
     return _select_per_problem(problems, _verify_rows(rows), k, select, seed)
 
-# %% ../nbs/07_bridge.ipynb #c91cd739
+# %% ../nbs/07_bridge.ipynb #9d83c12a
 def rejection_sample(backend: Backend, # the model that answers (e.g. the RL model)
                      problems: list, # problem records with gold answers
                      store: Store, # resumable store (one per round)
@@ -454,7 +459,7 @@ def rejection_sample(backend: Backend, # the model that answers (e.g. the RL mod
     kept = [r for r in out if r["reject_reason"] is None]
     return (kept, [r for r in out if r["reject_reason"] is not None]) if return_rejected else kept
 
-# %% ../nbs/07_bridge.ipynb #7de8407c
+# %% ../nbs/07_bridge.ipynb #890f0638
 _ROLE = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 
 def _turns(item, where):
@@ -467,7 +472,7 @@ def _turns(item, where):
         out.append((role, t.get("value", t.get("content", ""))))
     return out
 
-# %% ../nbs/07_bridge.ipynb #47501f88
+# %% ../nbs/07_bridge.ipynb #a050a512
 def _answer_type(a: str) -> str:
     if re.fullmatch(r"[+-]?\d+", a or ""): return "integer"
     if re.fullmatch(r"[+-]?\d*\.\d+", a or ""): return "float"
@@ -494,7 +499,7 @@ def load_sharegpt(path, # LLaMA-Factory sharegpt .json (list) or .jsonl
                                         metadata=dict(answer_from="response", format="sharegpt", file=path.name))))
     return out
 
-# %% ../nbs/07_bridge.ipynb #662c5e02
+# %% ../nbs/07_bridge.ipynb #789e3f45
 def _first(d, *keys, default=None):
     for k in keys:
         if d.get(k) is not None: return d[k]
@@ -524,7 +529,7 @@ def load_openvlthinker(path, # .json, .jsonl or .parquet SFT set
                                         metadata=dict(answer_from="answer" if it.get("answer") is not None else "response", format="openvlthinker"))))
     return out
 
-# %% ../nbs/07_bridge.ipynb #ba8bbe70
+# %% ../nbs/07_bridge.ipynb #40aecbe0
 BRIDGE_DEFAULTS = dict(method="vision_r1", k=1, select="shortest", reasoner_sees_answer=True, rewrite=True,
                        truncate_reflection=False, teachers=dict(mllm=dict(backend="scene"), reasoner=dict(backend="scene")),
                        prompts={}, params={}, seed=0, progress=True)
@@ -541,7 +546,7 @@ def _teachers(cfg, problems):
     reasoner = mllm if t.get("reasoner") == t["mllm"] else make_teacher(t["reasoner"], problems)
     return mllm, reasoner
 
-# %% ../nbs/07_bridge.ipynb #bf34bb4e
+# %% ../nbs/07_bridge.ipynb #a97408f9
 def bridge_run(config: dict, # the `bridge` section (see BRIDGE_DEFAULTS)
                out_dir, # run directory (a core.RunDir)
                resume: bool = False, # continue an unfinished run in `out_dir`
@@ -572,7 +577,7 @@ def bridge_run(config: dict, # the `bridge` section (see BRIDGE_DEFAULTS)
     run.complete(**counts)
     return out
 
-# %% ../nbs/07_bridge.ipynb #0c243308
+# %% ../nbs/07_bridge.ipynb #3932f977
 def bridge_config(cfg: dict) -> dict: # a full config (sections `bridge`, `teacher`, `seed`, ...)
     "The `bridge_run` section of a full config: `bridge`, with `teachers` built from the `teacher` section."
     b = dict(cfg.get("bridge") or {}); t = dict(cfg.get("teacher") or {})
