@@ -11,13 +11,13 @@ from pathlib import Path
 from .core import ConfigError, load_config, list_presets, presets_dir, RunExistsError
 
 # %% auto #0
-__all__ = ['SECTIONS', 'GiB', 'check_sections', 'check_stages', 'model_arch', 'estimate_memory', 'dry_run', 'cmd_presets',
-           'cmd_score', 'cmd_synth', 'cmd_bridge', 'cmd_filter', 'cmd_sft', 'cmd_grpo', 'cmd_iterate', 'cmd_eval',
-           'cmd_serve', 'cmd_demo', 'build_parser', 'main']
+__all__ = ['SECTIONS', 'GiB', 'check_sections', 'check_stages', 'model_arch', 'estimate_memory', 'check_stage_sections',
+           'dry_run', 'cmd_presets', 'cmd_score', 'cmd_synth', 'cmd_bridge', 'cmd_filter', 'cmd_sft', 'cmd_grpo',
+           'cmd_iterate', 'cmd_eval', 'cmd_serve', 'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #2d03e0c5
-SECTIONS = ('name', 'seed', 'hardware', 'model', 'data', 'teacher', 'bridge', 'filter', 'rewards', 'sft', 'grpo',
-            'stages', 'beta_schedule', 'eval', 'iterate', 'demo', 'replicate')
+SECTIONS = ('name', 'seed', 'hardware', 'model', 'data', 'prompt', 'teacher', 'bridge', 'filter', 'rewards', 'monitor',
+            'sft', 'grpo', 'stages', 'beta_schedule', 'eval', 'iterate', 'demo', 'replicate')
 
 def check_sections(cfg:dict) -> dict:
     "Raise `ConfigError` for an unknown top-level section (with the closest known one)."
@@ -99,6 +99,32 @@ def estimate_memory(cfg:dict, # a full config
     return est
 
 # %% ../nbs/13_cli.ipynb #34925b97
+def check_stage_sections(cfg:dict) -> dict:
+    "Validate the `teacher`/`bridge`, `filter`, `rewards` and `eval` sections with the modules that consume them."
+    out = {}
+    if cfg.get('bridge') or cfg.get('teacher'):
+        from vr1_nb.bridge import bridge_config, BRIDGE_DEFAULTS
+        try: b = bridge_config(cfg)
+        except ValueError as e: raise ConfigError(str(e)) from None
+        bad = set(b) - set(BRIDGE_DEFAULTS) - {'problems', 'synth', 'reflection_keywords'}
+        if bad: raise ConfigError(f"section 'bridge': unknown key(s) {sorted(bad)}; known: {sorted(BRIDGE_DEFAULTS)}")
+        out['bridge'] = f"{b.get('method', BRIDGE_DEFAULTS['method'])}, teachers: {sorted({t.get('backend') for t in b.get('teachers', {}).values()})}"
+    if cfg.get('filter'):
+        from vr1_nb.filter import FILTER_DEFAULTS
+        bad = set(cfg['filter']) - set(FILTER_DEFAULTS)
+        if bad: raise ConfigError(f"section 'filter': unknown key(s) {sorted(bad)}; known: {sorted(FILTER_DEFAULTS)}")
+        out['filter'] = 'ok'
+    if cfg.get('rewards') or cfg.get('grpo'):
+        from vr1_nb.grpo import reward_setup
+        funcs, weights, _ = reward_setup(cfg.get('rewards'), {'enabled': False})
+        out['rewards'] = [getattr(f, '__name__', type(f).__name__) for f in funcs]
+    if cfg.get('eval'):
+        from vr1_nb.evaluate import resolve_protocol
+        try: out['eval'] = resolve_protocol(cfg['eval']).get('name', 'ok')
+        except (KeyError, ValueError) as e: raise ConfigError(f"section 'eval': {e}") from None
+    return out
+
+# %% ../nbs/13_cli.ipynb #c71331c8
 def dry_run(cfg:dict, # a full config (e.g. from `load_config`)
            ) -> dict:
     "Validate a config end to end without weights or network; return the schedule and memory estimate."
@@ -113,6 +139,7 @@ def dry_run(cfg:dict, # a full config (e.g. from `load_config`)
         report['total_grpo_steps'] = report['stages'][-1]['last_step'] + 1
     bs = cfg.get('beta_schedule') or {}
     if bs and bs.get('kind') not in ('constant', 'grpo_d'): raise ConfigError(f"beta_schedule.kind {bs.get('kind')!r}: use 'constant' or 'grpo_d'")
+    report.update(check_stage_sections(cfg))
     try: report['memory_gib'] = {k: (round(v, 2) if isinstance(v, float) else v) for k,v in estimate_memory(cfg).items()}
     except ConfigError as e: report['memory_gib'] = f"not estimated: {e}"
     return report
