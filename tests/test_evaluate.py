@@ -224,6 +224,8 @@ def test_eval_run_tiny_model_on_synth_reproduced_by_score_file(tmp_path):
     # resume of a finished run reuses it: no model call at all
     sc2 = json.loads((eval_run(cfg, tmp_path/'test.jsonl', tmp_path/'eval', backend=CallableBackend(lambda r: 1 / 0, 'x'), resume=True, progress=False)/'scores.json').read_text())
     assert sc2 == sc
+    cfg2 = load_config('smoke', ['eval.max_new_tokens=20', 'eval.n=4'])   # a finished run under another protocol is not reused
+    with pytest.raises(ValueError, match="another protocol"): eval_run(cfg2, tmp_path/'test.jsonl', tmp_path/'eval', backend=CallableBackend(lambda r: '', 'x'), resume=True, progress=False)
 
 def test_scripted_synth_eval_reproduced_by_score_file(tmp_path):
     from vr1_nb.scoring import score_file
