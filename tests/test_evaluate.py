@@ -269,3 +269,21 @@ def test_contamination_run_between_files(tmp_path):
     (tmp_path/'rl.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
     rep = contamination_run(tmp_path/'rl.jsonl', BENCH/'mathvision'/'testmini.jsonl', out=tmp_path/'rep.json')
     assert rep['overlapping_ids'] == ['32'] and json.loads((tmp_path/'rep.json').read_text())['bench'] == 304
+
+def test_mathvista_with_llm_extraction_reproduced_by_score_file(tmp_path):
+    "MathVista's official path: an LLM extracts from free text, the official normalisation scores; `vr1 score` agrees from the stored extraction."
+    from vr1_nb.scoring import score_file
+    from vr1_nb.benchmarks import load_mathvista
+    data = BENCH/'mathvista'/'testmini.json'
+    recs = [r for r in load_mathvista(data) if not r['choices']][:9]   # free-form: a wrong extraction cannot land on the right option
+    by_query = {r['question'].strip()[:80]: (i, r) for i, r in enumerate(recs)}   # the shared file has no `query`: the question is asked
+    def judge(r):  # right on every third problem, a wrong extraction on the next, nothing on the last
+        prompt = r.messages[-1]['content']
+        i, rec = next(v for q, v in by_query.items() if q in prompt)
+        return [rec['answer'] if rec['choices'] else rec['answer_text'], 'certainly not this', ''][i % 3]
+    model = CallableBackend(lambda r: "After looking carefully, I would go with my first impression here.", 'm')
+    sc = evaluate(recs, model, 'greedy', tmp_path/'run', benchmark='mathvista', judge=CallableBackend(judge, 'gpt-judge'), progress=False, plots=False)
+    assert sc['correct'] == 3 and sc['extractor'] == 'gpt-judge'
+    rows = [json.loads(l) for l in (tmp_path/'run'/'predictions.jsonl').read_text().splitlines()]
+    assert all('extraction' in r for r in rows)
+    _same_numbers(sc, score_file('mathvista', tmp_path/'run'/'predictions.jsonl', data))
