@@ -260,7 +260,7 @@ def test_trl_grpo_step(tok, tmp_path):
     model, proc = M.get_tiny_model('tiny', tmp_path/'cache', tokenizer=tok)
     def reward(completions, answer, **kw): return [float(c[0]['content'].strip() == a) for c, a in zip(completions, answer)]
     args = GRPOConfig(output_dir=str(tmp_path/'out'), per_device_train_batch_size=2, num_generations=2, max_completion_length=6,
-                      max_steps=1, beta=0.04, report_to='none', use_cpu=True, save_strategy='no', disable_tqdm=True)
+                      max_steps=1, beta=0.04, report_to='none', use_cpu=True, bf16=False, save_strategy='no', disable_tqdm=True)
     tr = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=Dataset.from_list(_trl_rows()), processing_class=proc)
     tr.train()
     log = tr.state.log_history[0]
@@ -279,7 +279,7 @@ def test_trl_sft_step_lowers_loss_with_frozen_vision(tok, tmp_path):
              'completion': [{'role': 'assistant', 'content': [{'type': 'text', 'text': f"<think>I count.</think><answer>{r['answer']}</answer>"}]}]}
             for r in _trl_rows(4)]
     args = SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=4, learning_rate=3e-3, logging_steps=1,
-                     report_to='none', use_cpu=True, save_strategy='no', max_length=None, disable_tqdm=True)
+                     report_to='none', use_cpu=True, bf16=False, save_strategy='no', max_length=None, disable_tqdm=True)
     before = [p.clone() for p in M.vision_tower(model).parameters()]
     tr = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=proc)
     tr.train()
@@ -323,3 +323,22 @@ def test_load_other_qwen_vl_families(tok, tmp_path, family, cls):
     assert isinstance(M.generate_answer(model, proc, _image(), 'How many?', max_new_tokens=3), str)
     pm = M.apply_lora(model, r=2, alpha=4)
     assert not any('visual' in n for n, p in pm.named_parameters() if p.requires_grad)
+
+
+def test_lora_adapter_directory_loads(tok, tmp_path):
+    base, proc = M.get_tiny_model('tiny', tmp_path/'cache', tokenizer=tok)
+    pm = M.apply_lora(base, r=4, alpha=8)
+    for n, p in pm.named_parameters():
+        if 'lora_B' in n: torch.nn.init.normal_(p, std=0.5)   # make the adapter change the outputs
+    ad = M.save_model(pm, proc, tmp_path/'adapter')
+    assert not (ad/'config.json').exists()
+    attached, p2 = M.load_model(ad)
+    merged, _ = M.load_model(ad, merge_lora=True)
+    plain, _ = M.load_model(json.loads((ad/'adapter_config.json').read_text())['base_model_name_or_path'])
+    text = proc.apply_chat_template([{'role': 'user', 'content': [{'type': 'image'}, {'type': 'text', 'text': 'q'}]}],
+                                    tokenize=False, add_generation_prompt=True)
+    enc = p2(text=[text], images=[_image()], return_tensors='pt')
+    with torch.no_grad(): la, lm, lp, lt = (m(**enc).logits for m in (attached, merged, plain, pm.eval()))
+    assert torch.allclose(la, lt, atol=1e-5) and torch.allclose(lm, lt, atol=1e-4)
+    assert not torch.allclose(lp, lt, atol=1e-3)
+    assert type(merged).__name__ == 'Qwen2VLForConditionalGeneration'
