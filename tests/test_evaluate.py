@@ -287,3 +287,23 @@ def test_mathvista_with_llm_extraction_reproduced_by_score_file(tmp_path):
     rows = [json.loads(l) for l in (tmp_path/'run'/'predictions.jsonl').read_text().splitlines()]
     assert all('extraction' in r for r in rows)
     _same_numbers(sc, score_file('mathvista', tmp_path/'run'/'predictions.jsonl', data))
+
+def test_eval_run_against_an_openai_compatible_server_with_images(tmp_path):
+    "eval.backend {kind: openai}: images travel as data URLs, the protocol's sampling parameters reach the server."
+    probs = synth.generate(4, seed=13, split='test', mc_fraction=0.0); save_jsonl(probs, tmp_path/'p.jsonl')
+    seen = []
+    def model(r):
+        imgs = [p for m in r.messages if isinstance(m['content'], list) for p in m['content'] if p.get('type') != 'text']
+        seen.append((len(imgs), r.params.get('temperature'), r.params.get('top_p'), r.params.get('max_tokens')))
+        text = r.messages[-1]['content'][-1]['text']
+        gold = next(p['answer'] for p in probs if p['question'] in text)
+        return f"<think>read it</think><answer>{gold}</answer>"
+    srv = serve(CallableBackend(model, 'srv'), port=0, block=False, model_name='served-vlm')
+    try:
+        cfg = {'model': {'path': 'unused'}, 'eval': {'protocol': 'vision-r1', 'max_new_tokens': 64, 'backend': {'kind': 'openai', 'base_url': srv.base_url, 'model': 'served-vlm'}}}
+        run = eval_run(cfg, tmp_path/'p.jsonl', tmp_path/'run', progress=False)
+    finally: srv.shutdown(); srv.server_close()
+    sc = json.loads((run/'scores.json').read_text())
+    assert sc['correct'] == 4 and sc['model'] == 'served-vlm' and set(seen) == {(1, 0.6, 0.95, 64)}
+    with pytest.raises(ValueError, match="no problems"):
+        evaluate([], CallableBackend(lambda r: '', 's'), 'greedy', tmp_path/'empty', progress=False)
