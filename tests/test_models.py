@@ -342,3 +342,12 @@ def test_lora_adapter_directory_loads(tok, tmp_path):
     assert torch.allclose(la, lt, atol=1e-5) and torch.allclose(lm, lt, atol=1e-4)
     assert not torch.allclose(lp, lt, atol=1e-3)
     assert type(merged).__name__ == 'Qwen2VLForConditionalGeneration'
+
+
+def test_processor_pickles_by_name(built):
+    "Data-loader workers and datasets.map(num_proc>1) pickle the processor: the dynamic class must be findable."
+    import pickle
+    q = pickle.loads(pickle.dumps(built[1]))
+    assert type(q) is type(built[1]) and q.image_processor.size == built[1].image_processor.size
+    assert M.ImageOnlyQwen2_5_VLProcessor.__name__ == 'ImageOnlyQwen2_5_VLProcessor'
+    with pytest.raises(AttributeError): M.ImageOnlyNoSuchProcessor
