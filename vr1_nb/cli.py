@@ -13,7 +13,7 @@ from .core import ConfigError, load_config, list_presets, presets_dir, RunExists
 # %% auto #0
 __all__ = ['SECTIONS', 'GiB', 'check_sections', 'check_stages', 'model_arch', 'estimate_memory', 'check_stage_sections',
            'dry_run', 'cmd_presets', 'cmd_score', 'cmd_synth', 'cmd_bridge', 'cmd_filter', 'cmd_sft', 'cmd_grpo',
-           'cmd_iterate', 'cmd_eval', 'cmd_serve', 'cmd_demo', 'build_parser', 'main']
+           'cmd_iterate', 'cmd_eval', 'cmd_serve', 'cmd_demo', 'cmd_replicate', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #2d03e0c5
 SECTIONS = ('name', 'seed', 'hardware', 'model', 'data', 'prompt', 'teacher', 'bridge', 'filter', 'rewards', 'monitor',
@@ -254,6 +254,13 @@ def cmd_demo(args):
     print(demo_run(args.preset, args.out or f"runs/{'demo' if args.preset == 'tiny-cpu' else args.preset}", resume=not args.overwrite,
                    overrides=args.overrides))
 
+def cmd_replicate(args):
+    "The miniature replication grid (resumable; writes results/replication.json and .md)."
+    from vr1_nb.pipeline import replicate_run
+    res = replicate_run(args.out or 'runs/replicate', seeds=tuple(args.seeds), rows=args.rows, preset=args.preset,
+                        overrides=args.overrides, results_dir=args.results, max_cells=args.max_cells)
+    print(json.dumps({k: v for k, v in res.items() if k != 'cells'} if isinstance(res, dict) else res, default=str)[:4000])
+
 # %% ../nbs/13_cli.ipynb #c8ccbaf7
 def _stage(sub, name, func, help, out=True):
     p = sub.add_parser(name, help=help, description=(func.__doc__ or help))
@@ -302,6 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--overwrite', action='store_true', help="move an existing demo run aside and start over")
     p.add_argument('--set', dest='overrides', action='append', default=[], metavar='SECTION.KEY=VALUE')
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser('replicate', help="the miniature replication of the papers' tables (hours of CPU; resumable)")
+    p.add_argument('--out', '-o', help="grid directory (default runs/replicate)")
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    p.add_argument('--rows', nargs='+', help="row names (default: all, central rows first)")
+    p.add_argument('--preset', default='tiny-cpu')
+    p.add_argument('--results', default='results', help="where replication.json / replication.md go")
+    p.add_argument('--max-cells', type=int, help="stop after this many new cells")
+    p.add_argument('--set', dest='overrides', action='append', default=[], metavar='SECTION.KEY=VALUE')
+    p.set_defaults(func=cmd_replicate)
     p = sub.add_parser('presets', help="list, show or validate (dry-run) the shipped presets")
     p.add_argument('action', choices=['list', 'show', 'check'], help="check: validate config shape, PTST stages, group sizes and memory without weights or network")
     p.add_argument('name', nargs='?', help="preset name (check: default all)")
