@@ -351,3 +351,13 @@ def test_processor_pickles_by_name(built):
     assert type(q) is type(built[1]) and q.image_processor.size == built[1].image_processor.size
     assert M.ImageOnlyQwen2_5_VLProcessor.__name__ == 'ImageOnlyQwen2_5_VLProcessor'
     with pytest.raises(AttributeError): M.ImageOnlyNoSuchProcessor
+
+
+def test_pixel_overrides_on_the_autoprocessor_path(saved, built, monkeypatch):
+    "On a torchvision box AutoProcessor succeeds; min/max_pixels must still apply."
+    import copy, transformers
+    full = copy.deepcopy(built[1])
+    monkeypatch.setattr(transformers.AutoProcessor, 'from_pretrained', lambda *a, **k: full)
+    p = M.load_processor(saved, max_pixels=112*112)
+    text = p.apply_chat_template([{'role': 'user', 'content': [{'type': 'image'}]}], tokenize=False)
+    assert int((p(text=[text], images=[_image(224)], return_tensors='pt')['input_ids'][0] == p.image_token_id).sum()) == 16
