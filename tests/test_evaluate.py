@@ -307,3 +307,17 @@ def test_eval_run_against_an_openai_compatible_server_with_images(tmp_path):
     assert sc['correct'] == 4 and sc['model'] == 'served-vlm' and set(seen) == {(1, 0.6, 0.95, 64)}
     with pytest.raises(ValueError, match="no problems"):
         evaluate([], CallableBackend(lambda r: '', 's'), 'greedy', tmp_path/'empty', progress=False)
+
+def test_vr1_eval_then_vr1_score_from_the_command_line(tmp_path, capsys):
+    "The Done-when as a user types it: `vr1 eval` on synth and on MathVerse text-only, `vr1 score` reproduces both."
+    from vr1_nb.cli import main
+    save_jsonl(_probs(5, seed=17), tmp_path/'test.jsonl')
+    mathverse = BENCH/'mathverse'/'testmini_text_only.json'
+    for data, bench, n in ((tmp_path/'test.jsonl', 'synth', 5), (mathverse, 'mathverse', 3)):
+        out = tmp_path/f'eval-{bench}'
+        main(['eval', '-c', 'smoke', '--set', f'eval.n={n}', '--set', 'eval.max_new_tokens=6', '-d', str(data), '-o', str(out)])
+        assert capsys.readouterr().out.strip().endswith(str(out))
+        main(['score', '-b', bench, '-p', str(out/'predictions.jsonl'), '-d', str(data), '--compact'])
+        _same_numbers(json.loads((out/'scores.json').read_text()), json.loads(capsys.readouterr().out))
+    main(['eval', '--contamination', str(tmp_path/'test.jsonl'), '-d', str(BENCH/'mathvision'/'testmini.jsonl'), '-o', str(tmp_path/'c.json')])
+    assert json.loads((tmp_path/'c.json').read_text())['bench'] == 304
