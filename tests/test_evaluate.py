@@ -321,3 +321,25 @@ def test_vr1_eval_then_vr1_score_from_the_command_line(tmp_path, capsys):
         _same_numbers(json.loads((out/'scores.json').read_text()), json.loads(capsys.readouterr().out))
     main(['eval', '--contamination', str(tmp_path/'test.jsonl'), '-d', str(BENCH/'mathvision'/'testmini.jsonl'), '-o', str(tmp_path/'c.json')])
     assert json.loads((tmp_path/'c.json').read_text())['bench'] == 304
+
+def test_mathverse_two_stage_judge_from_scoring(tmp_path):
+    "eval.judge on MathVerse uses vr1_nb.scoring's official extract-then-judge prompts through an OpenAI-compatible endpoint."
+    import re
+    from vr1_nb.benchmarks import load_mathverse
+    data = BENCH/'mathverse'/'testmini_text_only.json'
+    recs = load_mathverse(data)[:4]
+    prompts = []
+    def gpt(r):
+        p = r.messages[-1]['content']; p = p if isinstance(p, str) else p[0]['text']; prompts.append(p)
+        if 'Judgement' in p:
+            std, ext = re.search(r'\[Standard Answer\]: (.*)', p).group(1), re.search(r'\[Model_answer\]: (.*)', p).group(1)
+            return '1' if std.strip() == ext.strip() else '0'
+        m = re.search(r'my answer is (\w+)', p); return m.group(1) if m else ''
+    srv = serve(CallableBackend(gpt, 'gpt'), port=0, block=False, model_name='gpt-4o-mini')
+    try:
+        model = CallableBackend(lambda r: f"Hmm... my answer is {next(x for x in recs if x['id'] == r.id)['answer'] if r.id in (recs[0]['id'], recs[2]['id']) else 'Q'}", 'm')
+        run = eval_run({'eval': {'protocol': 'greedy', 'n': 4, 'judge': {'base_url': srv.base_url, 'model': 'gpt-4o-mini'}}}, data, tmp_path/'run', backend=model, progress=False)
+    finally: srv.shutdown(); srv.server_close()
+    sc = json.loads((run/'scores.json').read_text())
+    assert sc['correct'] == 2 and sc['extractor'] == 'mathverse-judge:gpt-4o-mini'
+    assert sum('Judgement' in p for p in prompts) == 4 and len(prompts) == 8   # one extraction and one judgement per answer
