@@ -230,6 +230,7 @@ def process_nb(nb_path):
         cells.append(c)
     title = fm.get('title') or nb_path.stem
     cells.insert(0, mk_cell(_fm_cell({**fm, 'title': title}), 'markdown'))
+    for i, c in enumerate(cells): c['id'] = f'cell{i}'  # stable ids: an unchanged page hits mkdocs-jupyter's cache
     nb.cells = cells
     for a in ('path_', 'frontmatter_', 'has_docs_'): nb.pop(a, None)
     write_nb(nb, dst)
