@@ -24,6 +24,13 @@ def test_failed_write_keeps_previous_file(tmp_path):
     with pytest.raises(RecordError): save_jsonl([_rec(2), _rec(3, answer_type='nope')], p)
     assert p.read_text() == before
 
+def test_images_open_from_the_library(tmp_path):
+    "Images written by save_jsonl open again through the module's own code (not a notebook's imports)."
+    save_jsonl([_rec(1, images=[Image.new('RGB', (56, 28), 'blue')])], tmp_path/'a.jsonl')
+    rec = load_jsonl(tmp_path/'a.jsonl', open_images=True)[0]
+    assert rec['images'][0].size == (56, 28) and rec['images'][0].getpixel((0, 0)) == (0, 0, 255)
+    assert open_images(load_jsonl(tmp_path/'a.jsonl')[0])[0].size == (56, 28)
+
 def test_corrupt_image_is_reported(tmp_path):
     (tmp_path/'bad.png').write_bytes(b'not a png')
     rec = validate_record(_rec(1, images=[str(tmp_path/'bad.png')]))

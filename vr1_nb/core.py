@@ -10,6 +10,7 @@ import hashlib, io, json, os, re, shutil, subprocess, sys, tempfile, time, copy,
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, Iterable
+from PIL import Image
 
 # %% auto #0
 __all__ = ['RECORD_FIELDS', 'ANSWER_TYPES', 'LETTERS', 'R1_INSTRUCTION', 'RecordError', 'validate_record', 'format_question',
