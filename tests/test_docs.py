@@ -32,7 +32,7 @@ def site():
     assert r.returncode == 0, f"tools/build_docs.py failed:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
     import build_docs
     pages = ['index.html'] + [p.relative_to(build_docs.NBS).with_suffix('.html').as_posix()
-                              for p in build_docs.all_notebooks(build_docs.site_order()) if p.stem != 'index']
+                              for p in build_docs.all_notebooks(build_docs.site_order()) if p != build_docs.NBS/'index.ipynb']
     for p in pages: assert (SITE/p).is_file(), f"the build wrote no {p}"
     return pages
 

@@ -18,12 +18,18 @@ site from the same sources with packages from PyPI:
 4. **render** -- mkdocs + mkdocs-material + mkdocs-jupyter turn the processed notebooks into a static site in
    `_docs_site/` with navigation and (offline, lunr) search; math is typeset by a local MathJax 3 copied into the site.
 
-Long results (the replication table, benchmark figures) are not recomputed here: they are committed under `results/`
-and a notebook includes one with `show_result('name.md')` / `show_result('fig.png')` (see `vr1_nb` docs, "Including
-committed results" in `nbs/tutorials` or below), or a markdown cell with the line `{{include results/NAME.md}}`
-which this build replaces by the file's contents.
+Results that take long (the replication table, benchmark figures) are never recomputed by the docs build: they are
+committed under `results/` (`*.json` for machines, `*.md`/`*.png` for pages) and a page includes them in one of two ways:
+- a code cell that reads the file, e.g. `display(Markdown(Path('../../results/replication.md').read_text()))` or
+  `display(Image(filename='../results/fig.png'))`: it runs in a blink in Jupyter, nbdev-test and this build alike;
+- in a markdown cell, Quarto's include shortcode on a line of its own, `{{< include ../results/replication.md >}}`
+  (path relative to the notebook, as Quarto resolves it), or an image link `![caption](../results/fig.png)`:
+  this build inlines the file / copies the image next to the page.
+The slow cell that recomputes such a file is flagged `#| slow` (skipped by nbdev-test and this build) and is also a
+CLI command.
 
-Usage: python tools/build_docs.py [--n-workers N] [--no-exec] [--force] [--only NAME ...] [--out DIR]
+Usage: python tools/build_docs.py [--n-workers N] [--no-exec] [--force] [--keep-going] [--execute-only] [--out DIR]
+(`make docs`; the site is _docs_site/index.html)
 """
 from __future__ import annotations
 import argparse, hashlib, json, os, re, shutil, subprocess, sys, time, traceback
@@ -36,33 +42,28 @@ SITE = ROOT/'_docs_site'
 BUILD_VERSION = '1'  # bump when the execution step changes, to invalidate cached executions
 
 # ---------------------------------------------------------------------------------------------------------------- order
-def _glob_nbs(pat):
-    return sorted(p for p in NBS.glob(pat) if p.suffix in ('.ipynb', '.md') and not p.name.startswith(('_', '.')))
+def _glob_nbs(nbs, pat):
+    return sorted(p for p in nbs.glob(pat) if p.suffix == '.ipynb' and not p.name.startswith(('_', '.')))
 
-def site_order(sidebar=NBS/'sidebar.yml'):
-    "[(section or None, [notebook paths])] in sidebar order, then notebooks the sidebar does not name under 'More'."
+def site_order(nbs=NBS):
+    "[(section or None, [notebook paths])] in `nbs/sidebar.yml` order, then the notebooks it does not name under 'More'."
     import yaml
-    contents = yaml.safe_load(sidebar.read_text())['website']['sidebar']['contents']
+    contents = yaml.safe_load((nbs/'sidebar.yml').read_text())['website']['sidebar']['contents']
     seen, out = set(), []
     def resolve(entries):
         res = []
         for e in entries:
-            if isinstance(e, dict) and 'auto' in e: paths = _glob_nbs(e['auto'])
-            elif isinstance(e, dict) and 'href' in e: paths = _glob_nbs(e['href'])
-            elif isinstance(e, str): paths = _glob_nbs(e)
-            else: continue
-            for p in paths:
-                if p not in seen and p.suffix == '.ipynb': seen.add(p); res.append(p)
+            pat = e.get('auto') or e.get('href') if isinstance(e, dict) else e
+            if not isinstance(pat, str): continue
+            for p in _glob_nbs(nbs, pat):
+                if p not in seen: seen.add(p); res.append(p)
         return res
     for e in contents:
-        if isinstance(e, dict) and 'section' in e:
-            ps = resolve(e.get('contents', []))
-            if ps: out.append((e['section'], ps))
-        else:
-            ps = resolve([e])
-            if ps: out.append((None, ps))
-    rest = [p for p in sorted(NBS.rglob('*.ipynb')) if p not in seen and '.ipynb_checkpoints' not in p.parts
-            and not any(part.startswith(('_', '.')) for part in p.relative_to(NBS).parts)]
+        is_sec = isinstance(e, dict) and 'section' in e
+        ps = resolve(e.get('contents', []) if is_sec else [e])
+        if ps: out.append((e['section'] if is_sec else None, ps))
+    rest = [p for p in sorted(nbs.rglob('*.ipynb')) if p not in seen
+            and not any(part.startswith(('_', '.')) for part in p.relative_to(nbs).parts)]
     if rest: out.append(('More', rest))
     return out
 
@@ -70,10 +71,12 @@ def all_notebooks(order): return [p for _, ps in order for p in ps]
 
 # -------------------------------------------------------------------------------------------------------------- execute
 def _lib_hash():
+    "Hash of what a notebook's outputs depend on besides its own cells: the library and the committed data/results."
     h = hashlib.sha256()
-    for p in sorted((ROOT/'vr1_nb').rglob('*')):
-        if p.is_file() and p.suffix in ('.py', '.yaml', '.txt', '.json') and '__pycache__' not in p.parts:
-            h.update(str(p.relative_to(ROOT)).encode()); h.update(p.read_bytes())
+    for d in ('vr1_nb', 'results', 'data_samples'):
+        for p in sorted((ROOT/d).rglob('*')):
+            if p.is_file() and '__pycache__' not in p.parts and p.suffix != '.pyc':
+                h.update(str(p.relative_to(ROOT)).encode()); h.update(p.read_bytes())
     return h.hexdigest()
 
 def nb_key(nb_path, lib_hash):
@@ -199,6 +202,21 @@ def _fm_cell(fm):
     if desc: md += f"\n> {desc}\n"
     return md
 
+_PROGRESS = re.compile(r'^.*\d+%\|.*\|.*$')  # tqdm bars: noise on a page
+
+def _drop_progress(c):
+    "Remove progress-bar lines from a code cell's stderr (a page is not a terminal)."
+    outs = []
+    for o in c.get('outputs', []):
+        if o.get('output_type') == 'stream' and o.get('name') == 'stderr':
+            text = ''.join(o['text']) if isinstance(o['text'], list) else o['text']
+            lines = [l.rsplit('\r', 1)[-1] for l in text.split('\n')]
+            text = '\n'.join(l for l in lines if not _PROGRESS.match(l)).strip('\n')
+            if not text.strip(): continue
+            o['text'] = text + '\n'
+        outs.append(o)
+    c['outputs'] = outs
+
 def process_nb(nb_path):
     "nbdev's doc processors over the executed notebook, then the Quarto directives applied for mkdocs-jupyter."
     from nbdev.process import NBProcessor
@@ -217,6 +235,7 @@ def process_nb(nb_path):
             c.source = _local_media(_includes(c.source, nb_path.parent), nb_path.parent, dst.parent)
             if c.source.strip() in ('::: {.py-2 .px-3 .mb-4 fig-align="center" .border .rounded .shadow-sm}', ':::'): continue
         if c.cell_type == 'code':
+            _drop_progress(c)
             d, c.source = _quarto_directives(c.source)
             if d.get('include') == 'false' or d.get('echo') == 'false' and not c.get('outputs'): continue
             if d.get('output') == 'false': c.outputs = []
