@@ -38,7 +38,6 @@ def test_mathverse_keeps_problem_version_and_splits_choices():
     assert len(recs) == 788 and {r['metadata']['problem_version'] for r in recs} == {'Text Only'}
     mc = [r for r in recs if r['answer_type'] == 'multiple_choice']
     assert len(mc) == 434 and all(not re.search(r'Choices?\s*:', r['question']) for r in mc)
-    import re
     assert all(re.search(r'Choices?\s*:', r['metadata']['question_with_choices']) for r in mc)
 
 
