@@ -118,3 +118,19 @@ def test_two_process_ddp(tmp_path):
         assert [x['steps'] for x in ranks] == [2, 2]
     assert (tmp_path/'sft'/'COMPLETE').exists() and (tmp_path/'grpo'/'COMPLETE').exists()
     assert len([r for r in read_log(tmp_path/'grpo') if 'loss' in r]) == 2     # rank 0 alone writes the log
+
+def test_lora_stages_beta_through_zero(tmp_path):
+    "Under PEFT the reference is TRL's adapter-disabled model (stage 1) or its frozen 'ref' copy of the starting adapter (stage 2)."
+    cfg = config()
+    cfg['model'] = {'path': 'tiny:tiny', 'lora': {'r': 4, 'lora_alpha': 8}}
+    cfg['stages'] = [{'name': 'short', 'max_completion_length': 8, 'num_generations': 4, 'max_steps': 2},
+                     {'name': 'long', 'max_completion_length': 16, 'num_generations': 2, 'max_steps': 2}]
+    cfg['monitor'] = {'enabled': False}
+    final = grpo_run(cfg, problems(), tmp_path/'run')
+    tr = [r for r in read_log(tmp_path/'run') if 'loss' in r]
+    assert [r['ptst/num_generations'] for r in tr] == [4, 4, 2, 2]
+    for r in tr: assert r['beta'] == pytest.approx(grpo_d_beta(r['step'] - 1, 4, 0.0, 0.02, 0.5), abs=1e-12)
+    assert tr[2]['beta'] == 0 and 'kl' not in tr[2] and tr[3]['beta'] > 0 and 'kl' in tr[3]
+    s0 = tmp_path/'run'/'stage-0-short'/'final'
+    assert (s0/'adapter_model.safetensors').exists() and not (s0/'ref').exists()
+    assert (final/'adapter_config.json').exists() and not (final/'ref').exists()
