@@ -49,6 +49,9 @@ def test_ptst_boundary_and_grpo_d_beta(tmp_path):
     assert [r['step'] for r in ev] == [4, 8]
     assert (tmp_path/'run'/'stage-0-short'/STAGE_DONE).exists() and (tmp_path/'run'/'final'/'README.md').exists()
     assert {json.loads(l)['step'] for l in (tmp_path/'run'/'samples.jsonl').read_text().splitlines()} == {0, 2, 4, 6}   # generations at run-wide steps 0, 2, 4, 6
+    from vr1_nb.models import load_model
+    model, proc = load_model(tmp_path/'run'/'final')                       # from_pretrained loads the final checkpoint
+    assert model.config.model_type == 'qwen2_vl' and '"stage": "grpo"' in (tmp_path/'run'/'final'/'README.md').read_text()
     fig = plot_curves(tmp_path/'run')
     assert len(fig.axes) >= 3
     with pytest.raises(RunExistsError, match='--resume'): grpo_run(cfg, problems(), tmp_path/'run')
