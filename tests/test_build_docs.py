@@ -62,3 +62,9 @@ def test_cache_key_ignores_outputs_but_not_sources(tmp_path):
     c = _nb(tmp_path/'c.ipynb', [{**cell, 'source': 'x = 2'}])
     assert bd.nb_key(a, 'lib') == bd.nb_key(b, 'lib') != bd.nb_key(c, 'lib')
     assert bd.nb_key(a, 'lib') != bd.nb_key(a, 'lib2')
+
+def test_printed_markdown_links_into_a_run_dir_become_alt_text(tmp_path):
+    c = {'outputs': [{'output_type': 'display_data', 'data': {'text/markdown': '# report\n![accuracy per stage](accuracy.png)\n',
+                                                              'text/plain': '<Markdown>'}}]}
+    bd._output_media(c, tmp_path, tmp_path)
+    assert c['outputs'][0]['data']['text/markdown'] == '# report\n*[accuracy per stage]*\n'

@@ -43,6 +43,7 @@ BUILD_VERSION = '1'  # bump when the execution step changes, to invalidate cache
 
 # ---------------------------------------------------------------------------------------------------------------- order
 def _glob_nbs(nbs, pat):
+    pat = pat.lstrip('/')  # Quarto's "not recursive" prefix
     return sorted(p for p in nbs.glob(pat) if p.suffix == '.ipynb' and not p.name.startswith(('_', '.')))
 
 def site_order(nbs=NBS):
@@ -141,6 +142,11 @@ def execute_nb(nb_path:str, key:str) -> tuple:
     write_nb(nb, dst)
     return str(nb_path), ok, time.time() - start, err
 
+def _last_seconds(nb_path):
+    "How long the notebook's previous execution took (0 if never executed)."
+    try: return json.loads(executed_path(nb_path).read_text())['metadata']['vr1_docs']['seconds']
+    except Exception: return 0
+
 def execute_all(nbs, n_workers=1, force=False):
     "Execute the notebooks whose cached execution is missing or stale; return the failures."
     lib = _lib_hash()
@@ -149,16 +155,17 @@ def execute_all(nbs, n_workers=1, force=False):
     print(f"execute: {len(nbs) - len(todo)} cached, {len(todo)} to run"
           + (f" ({n_workers} workers)" if todo else ''), flush=True)
     if not todo: return []
+    todo.sort(key=lambda t: -_last_seconds(t[0]))  # longest first: the workers finish together
     # one fresh process per notebook (like a kernel per notebook), `n_workers` at a time
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
     fails = []
     with ProcessPoolExecutor(max(1, n_workers), mp_context=mp.get_context('spawn'), max_tasks_per_child=1) as ex:
         futs = [ex.submit(execute_nb, str(p), k) for p, k in todo]
-        res = [f.result() for f in as_completed(futs)]
-    for name, ok, secs, err in res:
-        print(f"  {Path(name).relative_to(NBS)}: {'ok' if ok else 'FAILED'} {secs:.1f}s", flush=True)
-        if not ok: fails.append((name, err))
+        for f in as_completed(futs):
+            name, ok, secs, err = f.result()
+            print(f"  {Path(name).relative_to(NBS)}: {'ok' if ok else 'FAILED'} {secs:.1f}s", flush=True)
+            if not ok: fails.append((name, err))
     return fails
 
 
@@ -166,7 +173,7 @@ def execute_all(nbs, n_workers=1, force=False):
 _QDIR = re.compile(r'^\s*#\|\s*([\w-]+)\s*:\s*(.*?)\s*$')
 _INCLUDE = re.compile(r'^\{\{<\s*include\s+(\S+)\s*>\}\}\s*$', re.M)   # Quarto's include shortcode
 _MD_IMG = re.compile(r'(!\[[^\]]*\]\()([^)\s]+)((?:\s+"[^"]*")?\))')
-_HTML_IMG = re.compile(r'(<img\b[^>]*?\bsrc=")([^"]+)(")')
+_HTML_IMG = re.compile(r'(<img\b[^>]*?\bsrc=")([^"]+)("[^>]*>)')
 
 def _quarto_directives(src):
     "Split Quarto `#| key: value` lines off the top of a code cell."
@@ -183,18 +190,31 @@ def _includes(md, nb_dir):
         return p.read_text()
     return _INCLUDE.sub(f, md)
 
-def _local_media(md, nb_dir, page_dir):
-    "Copy local images a markdown cell links (e.g. ../results/fig.png) next to the page and point the link there."
+def _local_media(md, nb_dir, page_dir, missing='keep'):
+    """Copy local images a markdown text links (e.g. ../results/fig.png) next to the page and point the link there.
+    A link to no such file is kept (`missing='keep'`: the browser test then reports the 404) or replaced by its alt text
+    (`'alt'`: for markdown a cell *printed*, whose links point into a run directory the page cannot see)."""
     def f(m):
         url = m.group(2)
         if re.match(r'^([a-z][\w+.-]*:|#|/)', url, re.I): return m.group(0)
         p = (nb_dir/url).resolve()
-        if not p.is_file(): return m.group(0)
+        if not p.is_file():
+            if missing == 'keep': print(f"warning: {nb_dir.name}: image {url} not found (relative to {nb_dir})")
+            alt = re.search(r'!\[([^\]]*)\]', m.group(1))
+            return m.group(0) if missing == 'keep' else f"*[{alt.group(1) if alt and alt.group(1) else url}]*"
         name = f"{hashlib.sha1(str(p).encode()).hexdigest()[:8]}_{p.name}"
         (page_dir/'_media').mkdir(parents=True, exist_ok=True)
         shutil.copy2(p, page_dir/'_media'/name)
         return f"{m.group(1)}_media/{name}{m.group(3)}"
     return _HTML_IMG.sub(f, _MD_IMG.sub(f, md))
+
+def _output_media(c, nb_dir, page_dir):
+    "The same for the text/markdown outputs of a code cell."
+    for o in c.get('outputs', []):
+        md = o.get('data', {}).get('text/markdown')
+        if md is None: continue
+        md = ''.join(md) if isinstance(md, list) else md
+        o['data']['text/markdown'] = _local_media(md, nb_dir, page_dir, missing='alt')
 
 def _fm_cell(fm):
     title, desc = fm.get('title', ''), fm.get('description', '')
@@ -236,6 +256,7 @@ def process_nb(nb_path):
             if c.source.strip() in ('::: {.py-2 .px-3 .mb-4 fig-align="center" .border .rounded .shadow-sm}', ':::'): continue
         if c.cell_type == 'code':
             _drop_progress(c)
+            _output_media(c, nb_path.parent, dst.parent)
             d, c.source = _quarto_directives(c.source)
             if d.get('include') == 'false' or d.get('echo') == 'false' and not c.get('outputs'): continue
             if d.get('output') == 'false': c.outputs = []
