@@ -111,7 +111,7 @@ def main():
                                              correct=sum(1 for r in trl if r == 1.0))
         report['agreement_ours_vs_trl'] = dict(compared=len(agree), agree=round(1 - len(dis) / max(len(agree), 1), 4),
                                                ours_only=sum(par[i] for i in dis), trl_only=sum(not par[i] for i in dis),
-                                               examples=[dict(answer=texts[i][46:-19][:60], gold=golds[i], ours=par[i], trl=trl[i]) for i in dis[:8]])
+                                               examples=[dict(answer=texts[i].split('\\boxed{', 1)[-1][:-len('}</answer>')][:80], gold=golds[i], ours=par[i], trl=trl[i]) for i in dis[:12]])
     print(json.dumps(report, indent=1))
     if a.json: Path(a.json).write_text(json.dumps(report, indent=1))
 

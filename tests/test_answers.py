@@ -51,7 +51,8 @@ def test_choice_letter(pred, letter):
     ('1/2', '0.5', True), ('0.5', '\\frac{1}{2}', True), ('\\frac{1}{2}', '\\frac12', True), ('\\dfrac{3}{4}', '0.75', True),
     ('1.20', '1.2', True), ('1,000', '1000', True), ('50\\%', '50', True), ('2\\sqrt{3}', '\\sqrt{12}', True),
     ('x^2+1', '1+x^2', True), ('0.33', '1/3', False), ('0.3333', '1/3', False), ('0.3333333333', '1/3', True), ('3', '4', False),
-    ('yes', 'Yes', True), ('no', 'yes', False), ('1.0000001', '1', True), ('1.001', '1', False),
+    ('yes', 'Yes', True), ('no', 'yes', False), ('1.0000001', '1.0', True), ('1.0000001', '1', False), ('1.001', '1', False),
+    ('7685413093.0', '7685413092', False), ('7685413092.0', '7685413092', True), ('12', '12.0', True),
 ])
 def test_verify_free_form(pred, gold, ok):
     assert verify_answer(pred, gold) is ok
