@@ -8,7 +8,7 @@ Docs: https://vr1-nb.github.io/vr1_nb/benchmarks.html.md"""
 from __future__ import annotations
 import json, re
 from pathlib import Path
-from .core import validate_record, resolve_source, RecordError, LETTERS
+from .core import validate_record, resolve_source, RecordError, LETTERS, infer_answer_type
 
 # %% auto #0
 __all__ = ['mathvista_record', 'load_mathvista', 'mathvision_record', 'load_mathvision', 'split_choices', 'mathverse_record',
@@ -68,15 +68,6 @@ def load_mathvista(src, # testmini.json (local) or a hub id such as 'AI4Math/Mat
     return [mathvista_record(r, root) for r in rows]
 
 # %% ../nbs/02_benchmarks.ipynb #5463f603
-def _free_type(ans):
-    "integer / float / fraction / expression / text, by the look of a free-form answer."
-    a = ans.strip()
-    if re.fullmatch(r'-?\d+', a): return 'integer'
-    if re.fullmatch(r'-?\d*\.\d+', a): return 'float'
-    if re.fullmatch(r'-?\d+/\d+|\\frac\{\d+\}\{\d+\}', a): return 'fraction'
-    if re.search(r'[\d\\^=+*/]', a): return 'expression'
-    return 'text'
-
 def mathvision_record(row:dict, root=None) -> dict:
     "One MATH-V problem as a record."
     rid, options, ans = str(row.get('id')), [str(o) for o in row.get('options') or []], str(row.get('answer'))
@@ -84,7 +75,7 @@ def mathvision_record(row:dict, root=None) -> dict:
     md['benchmark'] = 'mathvision'
     rec = dict(id=rid, images=_image(row, root), question=str(row.get('question', '')), choices=options, answer=ans,
                answer_text=options[LETTERS.index(ans)] if options and ans in LETTERS[:len(options)] else ans,
-               answer_type='multiple_choice' if options else _free_type(ans), source='mathvision', metadata=md)
+               answer_type='multiple_choice' if options else infer_answer_type(ans), source='mathvision', metadata=md)
     return validate_record(rec)
 
 def load_mathvision(src, # test.jsonl / testmini.jsonl, or a hub id such as 'MathLLMs/MathVision'
@@ -119,7 +110,7 @@ def mathverse_record(row:dict, root=None) -> dict:
     if choices and not letter and ans in choices: ans = LETTERS[choices.index(ans)]        # gold given as the option text
     elif letter: ans = letter.group(1)                                                       # '(C)' -> 'C'
     if choices and ans in LETTERS[:len(choices)]: atext, atype = choices[LETTERS.index(ans)], 'multiple_choice'
-    else: choices, stem, atext, atype = [], q, ans, _free_type(ans)  # a letter answer without parsable options stays free-form
+    else: choices, stem, atext, atype = [], q, ans, infer_answer_type(ans)  # a letter answer without parsable options stays free-form
     return validate_record(dict(id=rid, images=_image(row, root), question=stem, choices=choices, answer=ans, answer_text=atext,
                                 answer_type=atype, source='mathverse', metadata=md))
 

@@ -13,11 +13,12 @@ from typing import Any, Iterable
 from PIL import Image
 
 # %% auto #0
-__all__ = ['RECORD_FIELDS', 'ANSWER_TYPES', 'LETTERS', 'R1_INSTRUCTION', 'RecordError', 'validate_record', 'format_question',
-           'to_prompt', 'to_completion', 'atomic_write_text', 'save_jsonl', 'load_jsonl', 'open_images', 'to_dataset',
-           'from_dataset', 'load_problems', 'save_problems', 'derive_seed', 'seed_everything', 'set_threads',
-           'thread_env', 'hub_offline', 'resolve_source', 'RunExistsError', 'library_versions', 'git_state', 'RunDir',
-           'ConfigError', 'presets_dir', 'list_presets', 'deep_merge', 'load_config', 'trl_args']
+__all__ = ['RECORD_FIELDS', 'ANSWER_TYPES', 'LETTERS', 'R1_INSTRUCTION', 'RecordError', 'infer_answer_type', 'validate_record',
+           'format_question', 'to_prompt', 'to_completion', 'atomic_write_text', 'save_jsonl', 'load_jsonl',
+           'open_images', 'to_dataset', 'from_dataset', 'load_problems', 'save_problems', 'derive_seed',
+           'seed_everything', 'set_threads', 'thread_env', 'hub_offline', 'resolve_source', 'RunExistsError',
+           'library_versions', 'git_state', 'RunDir', 'ConfigError', 'presets_dir', 'list_presets', 'deep_merge',
+           'load_config', 'trl_args']
 
 # %% ../nbs/00_core.ipynb #fb774c61
 RECORD_FIELDS = ('id', 'images', 'question', 'choices', 'answer', 'answer_text', 'answer_type', 'source', 'metadata')
@@ -29,6 +30,17 @@ class RecordError(ValueError):
     def __init__(self, record_id, field, msg):
         self.record_id,self.field = record_id,field
         super().__init__(f"record {record_id!r}, field {field!r}: {msg}")
+
+# %% ../nbs/00_core.ipynb #1bca1db8
+def infer_answer_type(answer:str, # a free-form gold answer
+                     ) -> str:
+    "The schema's `answer_type` for a free-form gold: integer, float, fraction, expression or text."
+    a = str(answer).strip()
+    if re.fullmatch(r'[+-]?\d+', a): return 'integer'
+    if re.fullmatch(r'[+-]?(\d+\.\d*|\.\d+)', a): return 'float'
+    if re.fullmatch(r'[+-]?\d+\s*/\s*\d+|[+-]?\\[dt]?frac\{\d+\}\{\d+\}', a): return 'fraction'
+    if re.search(r'[\\^_=+*/()\d]', a): return 'expression'
+    return 'text'
 
 # %% ../nbs/00_core.ipynb #e7b64d54
 def _letter_index(letter):

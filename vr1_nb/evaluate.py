@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect, hashlib, io, json, logging, math, os, re
 from collections import Counter, defaultdict
 from pathlib import Path
-from .core import (LETTERS, R1_INSTRUCTION, RecordError, RunDir, atomic_write_text, format_question, load_problems,
+from .core import (LETTERS, R1_INSTRUCTION, RecordError, RunDir, atomic_write_text, format_question, load_problems, infer_answer_type,
                          resolve_source, validate_record)
 from .answers import answer_block, choice_letter, clean_answer, extract_answer, parse_number, verify_batch
 from .generate import Backend, HFBackend, OpenAIBackend, Request, Store, run_requests
@@ -22,9 +22,9 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'PROTOCOLS', 'MATHVISTA_EXTRACT_PROMPT', 'resolve_protocol', 'protocol_version', 'eval_text', 'eval_messages',
            'eval_request', 'generate_responses', 'pass_at_k', 'answer_key', 'majority_vote', 'score_samples',
            'extract_prompt', 'llm_extract', 'make_judge', 'summarize', 'plot_accuracy', 'plot_lengths',
-           'infer_benchmark', 'evaluate', 'report_markdown', 'split_problem_choices', 'infer_answer_type',
-           'detect_layout', 'load_rl_set', 'normalize_question', 'image_hash', 'contamination', 'contamination_run',
-           'make_eval_backend', 'load_eval_data', 'sniff_benchmark', 'eval_run']
+           'infer_benchmark', 'evaluate', 'report_markdown', 'split_problem_choices', 'detect_layout', 'load_rl_set',
+           'normalize_question', 'image_hash', 'contamination', 'contamination_run', 'make_eval_backend',
+           'load_eval_data', 'sniff_benchmark', 'eval_run']
 
 # %% ../nbs/12_eval.ipynb #7c4624dd
 PROTOCOLS = {
@@ -449,15 +449,6 @@ def split_problem_choices(text:str, # a problem text that may end with lettered 
     return '\n'.join(lines).rstrip(), [o for _, o in opts]
 
 # %% ../nbs/12_eval.ipynb #2496ab83
-def infer_answer_type(answer:str) -> str:
-    "The schema's `answer_type` for a free-form gold: integer, float, fraction, expression or text."
-    a = answer.strip()
-    if re.fullmatch(r'[+-]?\d+', a): return 'integer'
-    if re.fullmatch(r'[+-]?(\d+\.\d*|\.\d+)', a): return 'float'
-    if re.fullmatch(r'[+-]?\d+\s*/\s*\d+|[+-]?\\[dt]?frac\{\d+\}\{\d+\}', a): return 'fraction'
-    if re.search(r'[\\^_=+*/()\d]', a): return 'expression'
-    return 'text'
-
 def _rows_from(path, split='train'):
     "Rows of a local file/directory, or of a hub dataset when `path` is a hub id and the hub is allowed."
     src = resolve_source(path, what='dataset')
