@@ -68,3 +68,10 @@ def test_printed_markdown_links_into_a_run_dir_become_alt_text(tmp_path):
                                                               'text/plain': '<Markdown>'}}]}
     bd._output_media(c, tmp_path, tmp_path)
     assert c['outputs'][0]['data']['text/markdown'] == '# report\n*[accuracy per stage]*\n'
+
+def test_title_cell_prose_is_kept():
+    from fastcore.nbio import dict2nb
+    nb = dict2nb({'cells': [{'cell_type': 'markdown', 'metadata': {}, 'source': '# core\n\n> The schema.\n\nThis notebook is\n- a list: of things\n- order: 2'}],
+                  'metadata': {}, 'nbformat': 4, 'nbformat_minor': 5})
+    bd._split_title_cell(nb)
+    assert [c.source for c in nb.cells] == ['# core\n\n> The schema.\n\n- order: 2', 'This notebook is\n- a list: of things']

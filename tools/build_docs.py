@@ -116,7 +116,7 @@ def execute_nb(nb_path:str, key:str) -> tuple:
     last_skipped = False
     for c in nb.cells:
         if getattr(c, 'has_sd', False):
-            if last_skipped: c.source = '#| eval: false\n' + c.source; c.directives_ = {'eval': ['false']}
+            if last_skipped: c.source = '#| eval: false\n' + c.source; c.directives_ = {'eval': 'false'}
         else: last_skipped = bool(skip(c)) if c.cell_type == 'code' else last_skipped
     if getattr(nb, 'has_docs_', None):
         imp = mk_cell('#| hide\nfrom nbdev.showdoc import show_doc'); imp.directives_ = {'hide': []}
@@ -156,14 +156,20 @@ def execute_all(nbs, n_workers=1, force=False):
           + (f" ({n_workers} workers)" if todo else ''), flush=True)
     if not todo: return []
     todo.sort(key=lambda t: -_last_seconds(t[0]))  # longest first: the workers finish together
-    # one fresh process per notebook (like a kernel per notebook), `n_workers` at a time
+    # `n_workers` forked processes that each run notebook after notebook, as nbdev-test's pool does: torch/transformers
+    # are imported once per worker (a fresh process per notebook measured 2-3x slower on this 2-core box)
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
     fails = []
-    with ProcessPoolExecutor(max(1, n_workers), mp_context=mp.get_context('spawn'), max_tasks_per_child=1) as ex:
-        futs = [ex.submit(execute_nb, str(p), k) for p, k in todo]
+    ctx = mp.get_context('fork' if sys.platform == 'linux' else 'spawn')
+    with ProcessPoolExecutor(max(1, n_workers), mp_context=ctx) as ex:
+        # by module name, not __main__: IPython replaces a worker's __main__ with the notebook's namespace
+        sys.path.insert(0, str(Path(__file__).parent))
+        import build_docs
+        futs = {ex.submit(build_docs.execute_nb, str(p), k): p for p, k in todo}
         for f in as_completed(futs):
-            name, ok, secs, err = f.result()
+            try: name, ok, secs, err = f.result()
+            except Exception as e: name, ok, secs, err = str(futs[f]), False, 0.0, f"the notebook's process died: {e!r}"
             print(f"  {Path(name).relative_to(NBS)}: {'ok' if ok else 'FAILED'} {secs:.1f}s", flush=True)
             if not ok: fails.append((name, err))
     return fails
@@ -237,6 +243,20 @@ def _drop_progress(c):
         outs.append(o)
     c['outputs'] = outs
 
+_FM_LINE = re.compile(r'^(#\s+\S.*|>\s+\S.*|-\s+[\w-]+:\s*\S+\s*)$')
+
+def _split_title_cell(nb):
+    "nbdev turns the first markdown cell into frontmatter and drops it whole: keep its prose in a cell of its own."
+    c = next((c for c in nb.cells if c.cell_type == 'markdown'), None)
+    if c is None or not re.search(r'^#\s+\S', c.source, re.M): return
+    lines = c.source.splitlines()
+    fm = [l for l in lines if _FM_LINE.match(l)]
+    rest = '\n'.join(l for l in lines if not _FM_LINE.match(l)).strip()
+    if not rest: return
+    from fastcore.nbio import mk_cell
+    c.source = '\n\n'.join(fm)
+    nb.cells.insert(nb.cells.index(c) + 1, mk_cell(rest, 'markdown'))
+
 def process_nb(nb_path):
     "nbdev's doc processors over the executed notebook, then the Quarto directives applied for mkdocs-jupyter."
     from nbdev.process import NBProcessor
@@ -245,7 +265,9 @@ def process_nb(nb_path):
     src = executed_path(nb_path)
     if not src.exists(): src = nb_path  # --no-exec and never executed: the page shows the sources only
     procs = [p for p in FilterDefaults().procs() if p is not exec_show_docs]
-    nb = NBProcessor(src, procs=procs, rm_directives='quarto', process=True).nb
+    nb = read_nb(src)
+    _split_title_cell(nb)
+    nb = NBProcessor(nb=nb, procs=procs, rm_directives='quarto', process=True).nb
     fm = getattr(nb, 'frontmatter_', {}) or {}
     dst = SRC/nb_path.relative_to(NBS); dst.parent.mkdir(parents=True, exist_ok=True)
     cells = []
