@@ -80,3 +80,5 @@ def test_rerun_resumes_without_training(demo):
     t0 = time.time(); demo_run('smoke', run, progress=False)
     assert (run/'grpo'/'final'/'model.safetensors').stat().st_mtime == mt
     assert time.time() - t0 < 60
+    rows = [json.loads(l) for l in (run/'timings.jsonl').read_text().splitlines()]
+    assert [r['stage'] for r in rows].count('data') == 2   # both invocations logged; the report sums them
