@@ -332,3 +332,6 @@ def main(argv:list[str]|None=None):
     if getattr(args, 'train', 'x') is None and not getattr(args, 'dry_run', False): _fail(f"{args.command}: --train is required")
     try: return args.func(args)
     except (ConfigError, RunExistsError, FileNotFoundError) as e: _fail(str(e))
+
+# %% ../nbs/13_cli.ipynb #64ae000f
+if __name__ == '__main__': main()
