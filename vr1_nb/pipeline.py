@@ -14,7 +14,7 @@ from .iterate import eval_model, score_predictions, read_predictions
 
 # %% auto #0
 __all__ = ['DEMO_DEFAULTS', 'CAPTION_QUESTION', 'REPLICATE_DEFAULTS', 'ROWS', 'CENTRAL_ROWS', 'demo_config', 'data_stage',
-           'pretrain_records', 'base_key', 'base_cache_dir', 'base_stage', 'bridge_config', 'filter_config',
+           'pretrain_records', 'base_key', 'base_cache_dir', 'base_stage', 'demo_bridge_config', 'filter_config',
            'cold_start_set', 'stage_times', 'plot_training', 'plot_accuracy', 'plot_filter', 'accuracy_table',
            'write_report', 'demo_run', 'Seed', 'grpo_samples', 'grpo_compute', 'sft_compute', 'run_row', 'cell_result',
            'summarize_grid', 'replication_markdown', 'replicate_run']
@@ -102,16 +102,16 @@ def base_stage(cfg:dict, # the run config (`model.path` is the offline-built mod
     return sft_run(pcfg, pretrain_records(probs, pc['caption_fraction'], seed), run_dir, resume=True)
 
 # %% ../nbs/14_pipeline.ipynb #2f1f4544
-def bridge_config(cfg:dict, # the run config (sections `bridge`, `teacher`, `seed`)
-                  problems, # path of the cold-start problems
-                 ) -> dict:
-    "The `bridge_run` config: the preset's `bridge` keys, the scene teacher with the preset's error rates."
-    from vr1_nb.bridge import BRIDGE_DEFAULTS
+def demo_bridge_config(cfg:dict, # the run config (sections `bridge`, `teacher`, `seed`)
+                       problems, # path of the cold-start problems
+                      ) -> dict:
+    "The `bridge_run` config of a demo: `bridge.bridge_config` with the scene teacher seeded by the run's seed."
+    from vr1_nb.bridge import bridge_config
     t = cfg.get('teacher') or {}
     if t.get('kind', 'scene') != 'scene': raise ValueError(f"teacher.kind={t.get('kind')!r}: the demo runs the scene teacher only")
-    teacher = dict(backend='scene', errors=dict(t.get('errors') or {}), seed=int(cfg.get('seed', 0)))
-    b = {k: v for k, v in (cfg.get('bridge') or {}).items() if k in BRIDGE_DEFAULTS}
-    return dict(b, problems=str(problems), teachers=dict(mllm=teacher, reasoner=teacher), seed=int(cfg.get('seed', 0)), progress=False)
+    b = bridge_config(cfg)
+    for teacher in b['teachers'].values(): teacher.setdefault('seed', int(cfg.get('seed', 0)))
+    return dict(b, problems=str(problems), progress=False)
 
 def filter_config(cfg:dict) -> dict:
     "The `filter_run` config: the preset's `filter` keys that `filter.FILTER_DEFAULTS` knows."
@@ -304,7 +304,7 @@ def demo_run(preset='tiny-cpu', # 'tiny-cpu', 'smoke', a YAML path, or a config 
     d = step('data', data_stage, cfg, out/'data', resume=True)
     base = step('base', base_stage, cfg, d['test'])
     evals['base'] = out/'eval-base'; step('eval base', _eval, cfg, base, d['test'], out/'eval-base', None, progress)
-    chains = step('bridge', bridge_run, bridge_config(cfg, d['train']), out/'bridge', resume=True)
+    chains = step('bridge', bridge_run, demo_bridge_config(cfg, d['train']), out/'bridge', resume=True)
     kept = step('filter', filter_run, filter_config(cfg), chains, out/'filter', resume=True)
     cold = cold_start_set(chains, kept, cfg['demo']['cold_start'])
     sft = step('sft', sft_run, _with(cfg, model__path=str(base)), cold, out/'sft', resume=True)
@@ -354,7 +354,7 @@ class Seed:
     @property
     def chains(self):
         from vr1_nb.bridge import bridge_run
-        return bridge_run(bridge_config(self.cfg, self.d['train']), self.out/'bridge', resume=True)
+        return bridge_run(demo_bridge_config(self.cfg, self.d['train']), self.out/'bridge', resume=True)
     def filtered(self, name='filter', **over):
         from vr1_nb.filter import filter_run
         return filter_run({**filter_config(self.cfg), **over}, self.chains, self.out/name, resume=True)
