@@ -57,6 +57,24 @@ def test_scene_teacher_errors_make_wrong_answers_and_pseudo_paths(tmp_path):
     st0 = SceneTeacher(probs, errors=NOERR)
     with Store(tmp_path/'h.jsonl') as s: assert all(r['verdict'] for r in vision_r1_bridge(probs, st0, st0, s, progress=False))
 
+def test_concise_style_and_misquery_are_systematic(tmp_path):
+    probs = synth.generate(60, seed=4, render=False)
+    st = SceneTeacher(probs, errors=dict(NOERR, misquery=1.0), seed=0, style='concise')
+    full = SceneTeacher(probs, errors=NOERR, seed=0)
+    with Store(tmp_path/'g.jsonl') as s: rows = vision_r1_bridge(probs, st, st, s, progress=False)
+    with Store(tmp_path/'h.jsonl') as s: rows_full = vision_r1_bridge(probs, full, full, s, progress=False)
+    for r, rf, p in zip(rows, rows_full, probs):
+        mis = 'misquery' in r['metadata']['teacher_diagnostics']['caption_errors']
+        assert mis == (misquery(p) is not None)  # rate 1: every question with a near misreading is misread
+        if mis:  # the chain answers the misread query, which the generator's solver recomputes independently
+            q = misquery(p); val = synth.scene_answer({**p, 'metadata': {**p['metadata'], 'query': q}})
+            if not p['choices']: assert r['pred'] == str(val)
+            if str(val) != str(synth.scene_answer(p)) and not p['choices']: assert not r['verdict']
+        else: assert r['verdict']
+        assert 'Let me read the description' not in r['response'] and len(r['response']) < len(rf['response'])
+    assert sum('misquery' in r['metadata']['teacher_diagnostics']['caption_errors'] for r in rows) >= 20
+    with pytest.raises(ValueError, match='style'): SceneTeacher(probs, style='verbose')
+
 def test_unreadable_image_and_refusals_are_rejected_not_kept(tmp_path):
     probs = synth.generate(4, seed=0)
     (tmp_path/'bad.png').write_bytes(b'not an image'); probs[1]['images'] = [str(tmp_path/'bad.png')]
