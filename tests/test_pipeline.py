@@ -35,6 +35,17 @@ def test_every_stage_output_exists(demo):
     base = Path(json.loads((run/'sft'/'manifest.json').read_text())['config']['model']['path'])
     assert (base/'config.json').exists() and 'base' in str(base)   # SFT started from the pre-trained, cached base
 
+def test_base_pretraining_trains_the_vision_tower(demo):
+    "From random weights the encoder must learn: a frozen random one left the base at chance on multiple choice."
+    import torch
+    from vr1_nb.models import get_tiny_model, load_model, vision_tower
+    run, _ = demo
+    base = Path(json.loads((run/'sft'/'manifest.json').read_text())['config']['model']['path'])
+    init, _ = get_tiny_model('tiny'); trained, _ = load_model(base)
+    p0, p1 = dict(vision_tower(init).named_parameters()), dict(vision_tower(trained).named_parameters())
+    changed = [k for k in p0 if not torch.equal(p0[k], p1[k])]
+    assert len(changed) > len(p0) // 2, f"only {len(changed)} of {len(p0)} vision tensors changed in pre-training"
+
 def test_report_numbers_are_recomputed_from_predictions(demo):
     run, rep = demo
     table = json.loads((rep/'report.json').read_text())['table']

@@ -73,7 +73,7 @@ def pretrain_records(problems:list, # synth problems
 def base_key(cfg:dict) -> str:
     "Cache key of the demo's base model: everything that changes its weights."
     from vr1_nb.models import TOKENIZER_VERSION
-    d = cfg['data']; spec = dict(model=cfg['model'].get('path'), seed=cfg.get('seed', 0), pretrain=cfg['demo']['pretrain'],
+    d = cfg['data']; spec = dict(model=cfg['model'].get('path'), seed=cfg.get('seed', 0), pretrain=cfg['demo']['pretrain'], vision='trained',
                                  sft=cfg.get('sft'), tok=TOKENIZER_VERSION, families=d.get('families'),
                                  size=d.get('image_size', 112), mc=d.get('mc_fraction', 0.3), levels=d.get('levels'))
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -98,7 +98,7 @@ def base_stage(cfg:dict, # the run config (`model.path` is the offline-built mod
     kw = dict(families=d.get('families', synth.FAMILIES), size=d.get('image_size', 112), mc_fraction=d.get('mc_fraction', 0.3))
     if d.get('levels'): kw['levels'] = d['levels']
     probs = [r for r in synth.generate(pc['n'], seed=seed, split='pretrain', **kw) if synth.problem_key(r) not in held]
-    pcfg = deep_merge(cfg, {'sft': pc.get('sft') or {}}); pcfg['prompt'] = {'instruction': None}
+    pcfg = deep_merge(cfg, {'sft': pc.get('sft') or {}, 'model': {'freeze_vision': False}}); pcfg['prompt'] = {'instruction': None}
     return sft_run(pcfg, pretrain_records(probs, pc['caption_fraction'], seed), run_dir, resume=True)
 
 # %% ../nbs/14_pipeline.ipynb #2f1f4544
