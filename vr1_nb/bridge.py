@@ -101,7 +101,7 @@ def _perturb_chart(rng, sc, kind):
     i = rng.randrange(len(sc["values"])); sc["values"][i] = _bump(rng, sc["values"][i], 1, sc["y_max"]); return True
 
 # %% ../nbs/07_bridge.ipynb #5a471a1c
-def _misquery_counting(sc, q):
+def _misquery_counting(q):
     if q["op"] == "count": return dict(op="count", where={}) if q["where"] else None
     if q["op"] == "remove": return dict(op="count", where=q["where"])
     if q["op"] == "more": return dict(op="count", where=q["a"])
@@ -113,7 +113,7 @@ _SWAP = dict(geometry=dict(area="perimeter", perimeter="area", leg="hypotenuse")
 def misquery(rec: dict) -> dict | None: # a synth record
     "The query a teacher that misreads `rec`'s question answers instead, or None when the question has no near misreading."
     m = rec["metadata"]; q, fam = m["query"], m["family"]
-    if fam == "counting": return _misquery_counting(m["scene"], q)
+    if fam == "counting": return _misquery_counting(q)
     if fam == "geometry" and m["scene"]["shape"]["kind"] not in ("rectangle", "right_triangle"): return None
     op = _SWAP.get(fam, {}).get(q["op"])
     return dict(q, op=op) if op else None
