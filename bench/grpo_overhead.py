@@ -25,13 +25,8 @@ GRPO = dict(learning_rate=1e-5, beta=0.04, loss_type='grpo', per_device_train_ba
             use_cpu=True, report_to='none', logging_steps=1, save_strategy='no', gradient_checkpointing=False, seed=0)
 
 def problems(n=32):
-    from PIL import Image
-    out = []
-    for i in range(n):
-        k = i % 4 + 1; im = Image.new('RGB', (56, 56), 'white')
-        for j in range(k): im.paste((255, 0, 0), (4 + 12*j, 20, 12 + 12*j, 28))
-        out.append(dict(id=f'p{i}', images=[im], question='How many red squares are there?', answer=str(k), answer_type='integer'))
-    return out
+    from vr1_nb.synth import red_squares
+    return red_squares(n)
 
 from transformers import TrainerCallback
 

@@ -2,19 +2,13 @@
 import json, os, signal, subprocess, sys, textwrap, time
 from pathlib import Path
 import pytest
-from PIL import Image
 from vr1_nb.core import RunExistsError
+from vr1_nb.synth import red_squares
 from vr1_nb.grpo import grpo_run, grpo_d_beta, read_log, plot_curves, STAGE_DONE
 
 REPO = Path(__file__).resolve().parents[1]
 
-def problems(n=8):
-    out = []
-    for i in range(n):
-        k = i % 4 + 1; im = Image.new('RGB', (56, 56), 'white')
-        for j in range(k): im.paste((255, 0, 0), (4 + 12*j, 20, 12 + 12*j, 28))
-        out.append(dict(id=f'p{i}', images=[im], question='How many red squares are there?', answer=str(k), answer_type='integer'))
-    return out
+problems = red_squares  # `test_grpo.problems` is also what the kill-and-resume subprocess imports
 
 def config(**grpo):
     return {'seed': 0, 'model': {'path': 'tiny:tiny'},

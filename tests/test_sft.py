@@ -1,16 +1,9 @@
 "SFT contracts: loss on the response only, image tokens never truncated, the loss goes down on a fixed seed."
 import pytest
-from PIL import Image
+from vr1_nb.synth import red_squares
 from vr1_nb.sft import sft_run, sft_dataset, sft_args, load_policy, read_log
 
-def chains(n=12):
-    out = []
-    for i in range(n):
-        k = i % 4 + 1; im = Image.new('RGB', (56, 56), 'white')
-        for j in range(k): im.paste((255, 0, 0), (4 + 12*j, 20, 12 + 12*j, 28))
-        out.append(dict(id=f'c{i}', images=[im], question='How many red squares are there?', answer=str(k), answer_type='integer',
-                        response=f'<think> I count the red squares one by one: there are {k}. </think><answer>{k}</answer>'))
-    return out
+def chains(n=12): return red_squares(n, 'c', response=True)
 
 SFT = {'learning_rate': 1e-3, 'per_device_train_batch_size': 4, 'logging_steps': 1, 'use_cpu': True, 'report_to': 'none',
        'save_strategy': 'no', 'gradient_checkpointing': False, 'lr_scheduler_type': 'constant'}

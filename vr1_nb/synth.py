@@ -18,7 +18,7 @@ __all__ = ['CELL', 'UNIT', 'FAMILIES', 'LEVELS', 'SHAPES', 'COLORS', 'COUNT_COLO
            'geometry_question', 'geometry_distractors', 'figure_polygon', 'draw_geometry', 'chart_scene', 'chart_solve',
            'chart_question', 'chart_distractors', 'chart_layout', 'draw_chart', 'make_problem', 'describe_scene',
            'scene_answer', 'solution_steps', 'solve_scene', 'generate', 'problem_key', 'make_splits', 'write_splits',
-           'write_sample', 'r1_response', 'corpus_texts']
+           'write_sample', 'r1_response', 'corpus_texts', 'red_squares']
 
 # %% ../nbs/01_synth.ipynb #72d5e2ea
 CELL = 28  # px per visual token (14 px patches merged 2x2): one counting object per cell
@@ -689,3 +689,18 @@ def corpus_texts(n:int=3000, # number of texts
             out += [format_question(r) + '\n' + R1_INSTRUCTION, describe_scene(r), r1_response(r, look=i % 60 == 0)]
         i += 30
     return out[:n]
+
+# %% ../nbs/01_synth.ipynb #7a56fe02
+def red_squares(n:int=8, # number of problems (problem i shows i % 4 + 1 squares)
+                id_prefix:str='p', # ids are f'{id_prefix}{i}'
+                response:bool=False, # add an exact R1-format `response` (an SFT chain)
+               ) -> list[dict]:
+    "A minimal counting set built in memory (1-4 red squares on a 56 px white image) for fast trainer tests and examples."
+    out = []
+    for i in range(n):
+        k = i % 4 + 1; im = Image.new('RGB', (56, 56), 'white')
+        for j in range(k): im.paste((255, 0, 0), (4 + 12*j, 20, 12 + 12*j, 28))
+        r = dict(id=f'{id_prefix}{i}', images=[im], question='How many red squares are there?', answer=str(k), answer_type='integer')
+        if response: r['response'] = f'<think> I count the red squares one by one: there are {k}. </think><answer>{k}</answer>'
+        out.append(r)
+    return out
