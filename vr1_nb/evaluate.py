@@ -23,8 +23,8 @@ __all__ = ['log', 'PROTOCOLS', 'MATHVISTA_EXTRACT_PROMPT', 'resolve_protocol', '
            'eval_request', 'generate_responses', 'pass_at_k', 'answer_key', 'majority_vote', 'score_samples',
            'extract_prompt', 'llm_extract', 'make_judge', 'summarize', 'plot_accuracy', 'plot_lengths',
            'infer_benchmark', 'evaluate', 'report_markdown', 'split_problem_choices', 'detect_layout', 'load_rl_set',
-           'normalize_question', 'image_hash', 'contamination', 'contamination_run', 'make_eval_backend',
-           'load_eval_data', 'sniff_benchmark', 'eval_run']
+           'image_reliance', 'normalize_question', 'image_hash', 'contamination', 'contamination_run',
+           'make_eval_backend', 'load_eval_data', 'sniff_benchmark', 'eval_run']
 
 # %% ../nbs/12_eval.ipynb #7c4624dd
 PROTOCOLS = {
@@ -525,6 +525,71 @@ def load_rl_set(path, # a local .parquet/.json/.jsonl/dataset dir, or a hub id (
         rec['metadata'].update(layout=lay, row=i)
         out.append(validate_record(rec))
     return out
+
+# %% ../nbs/12_eval.ipynb #d1bafe0e
+def _target_batch(processor, recs, images, column, instruction):
+    "Model inputs for `recs` with `images` (one list per record) and labels covering only the target text."
+    import torch
+    from vr1_nb.core import to_completion, to_prompt
+    prompts, fulls = [], []
+    for r in recs:
+        msgs = to_prompt(r, instruction)
+        p = processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        f = processor.apply_chat_template(msgs + to_completion(str(r[column])), tokenize=False)
+        if not f.startswith(p): raise ValueError(f"record {r['id']}: the chat template does not extend the prompt with the answer")
+        prompts.append(p); fulls.append(f)
+    flat = [im for ims in images for im in ims] or None
+    tok = processor.tokenizer; side = tok.padding_side; tok.padding_side = 'right'
+    try:
+        enc = processor(text=fulls, images=flat, return_tensors='pt', padding=True)
+        plen = [len(x) for x in processor(text=prompts, images=flat, padding=False)['input_ids']]
+    finally: tok.padding_side = side
+    labels = enc['input_ids'].clone()
+    for i, n in enumerate(plen): labels[i, :n] = -100
+    labels[enc['attention_mask'] == 0] = -100
+    return enc, labels
+
+def _target_losses(model, enc, labels):
+    "Mean token loss of each row's labelled positions."
+    import torch
+    with torch.no_grad(): logits = model(**enc.to(model.device)).logits.float()
+    lab = labels.to(logits.device)[:, 1:]; lp = torch.log_softmax(logits[:, :-1], -1)
+    mask = lab != -100
+    nll = -lp.gather(-1, lab.clamp(min=0)[..., None])[..., 0] * mask
+    return (nll.sum(1) / mask.sum(1).clamp(min=1)).tolist()
+
+# %% ../nbs/12_eval.ipynb #408cea72
+def image_reliance(model, # a Qwen-VL model
+                   processor, # its processor (with an image processor)
+                   records:list, # problems, each with at least one image
+                   column:str='answer', # the target whose loss is measured (e.g. 'response' for a chain)
+                   instruction:str|None=None, # appended to each question, as in training (None: the bare question)
+                   shift:int=1, # record i is also scored with the images of record i + shift (mod n)
+                   batch_size:int=32, # records per forward pass
+                  ) -> dict:
+    "Mean target loss with each record's own images and with another record's: `loss_own`, `loss_other`, `gap`, `share_worse`."
+    from vr1_nb.core import open_images
+    from vr1_nb.models import is_image_processor
+    if not is_image_processor(processor): raise TypeError(f"image_reliance needs an image processor, got {type(processor).__name__}; use models.load_processor()")
+    recs = [validate_record(dict(r)) for r in records]
+    if len(recs) < 2: raise ValueError(f"image_reliance needs at least 2 records to swap images, got {len(recs)}")
+    for r in recs:
+        if not r.get('images'): raise RecordError(r['id'], 'images', "no image: image_reliance swaps images between records")
+        if r.get(column) in (None, ''): raise RecordError(r['id'], column, "missing target")
+    if shift % len(recs) == 0: raise ValueError(f"shift={shift} maps every record to itself for {len(recs)} records")
+    ims = [open_images(r) for r in recs]
+    other = [ims[(i + shift) % len(recs)] for i in range(len(recs))]
+    for i, r in enumerate(recs):
+        if len(other[i]) != len(ims[i]): raise RecordError(r['id'], 'images', f"{len(ims[i])} images, but the record it swaps with has {len(other[i])}")
+    was = model.training; model.eval(); own, oth = [], []
+    try:
+        for s in range(0, len(recs), batch_size):
+            b = slice(s, s + batch_size)
+            own += _target_losses(model, *_target_batch(processor, recs[b], ims[b], column, instruction))
+            oth += _target_losses(model, *_target_batch(processor, recs[b], other[b], column, instruction))
+    finally: model.train(was)
+    n = len(recs); lo, lx = sum(own) / n, sum(oth) / n
+    return dict(n=n, loss_own=lo, loss_other=lx, gap=lx - lo, share_worse=sum(b > a + 1e-6 for a, b in zip(own, oth)) / n)
 
 # %% ../nbs/12_eval.ipynb #40329535
 def normalize_question(text:str) -> str:
