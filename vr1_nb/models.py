@@ -14,11 +14,12 @@ logger = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['logger', 'QWEN_VL_SPECIAL_TOKENS', 'REASONING_TAGS', 'TOKENIZER_VERSION', 'QWEN_VL_CHAT_TEMPLATE', 'TINY_MIN_PIXELS',
-           'TINY_MAX_PIXELS', 'MODEL_PRESETS', 'LM_LORA_TARGETS', 'UNSLOTH_INSTALL', 'builtin_corpus', 'default_corpus',
-           'train_tokenizer', 'image_only_processor_class', 'make_image_processor', 'make_processor',
-           'is_image_processor', 'load_processor', 'tiny_config', 'count_params', 'build_tiny_model', 'save_model',
-           'load_model', 'default_cache_dir', 'get_tokenizer', 'tiny_model_key', 'get_tiny_model', 'generate_answer',
-           'vision_tower', 'freeze_vision_tower', 'lora_config', 'apply_lora', 'load_unsloth']
+           'TINY_MAX_PIXELS', 'TINY_IMAGE_MEAN', 'TINY_IMAGE_STD', 'MODEL_PRESETS', 'LM_LORA_TARGETS',
+           'UNSLOTH_INSTALL', 'builtin_corpus', 'default_corpus', 'train_tokenizer', 'image_only_processor_class',
+           'make_image_processor', 'make_processor', 'is_image_processor', 'load_processor', 'tiny_config',
+           'count_params', 'build_tiny_model', 'save_model', 'load_model', 'default_cache_dir', 'get_tokenizer',
+           'tiny_model_key', 'get_tiny_model', 'generate_answer', 'vision_tower', 'freeze_vision_tower', 'lora_config',
+           'apply_lora', 'load_unsloth']
 
 # %% ../nbs/05_models.ipynb #1ff895fd
 QWEN_VL_SPECIAL_TOKENS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>', '<|object_ref_start|>', '<|object_ref_end|>',
@@ -166,6 +167,8 @@ def _save_as_full_processor(path, name):
 
 # %% ../nbs/05_models.ipynb #d91e4f64
 TINY_MIN_PIXELS, TINY_MAX_PIXELS = 56*56, 224*224
+# pixels are normalised around white (CLIP's std): the synthetic scenes' white background enters the vision tower as 0
+TINY_IMAGE_MEAN, TINY_IMAGE_STD = (1.0, 1.0, 1.0), (0.26862954, 0.26130258, 0.27577711)
 
 def _pil_image_processor_class(name='Qwen2VLImageProcessor'):
     "The PIL/numpy backend of an image processor class name (no torchvision needed)."
@@ -179,13 +182,15 @@ def make_image_processor(patch_size:int=14, # ViT patch side in pixels
                          merge_size:int=2, # patches merged per side into one visual token
                          min_pixels:int=TINY_MIN_PIXELS, # smallest image area after resizing
                          max_pixels:int=TINY_MAX_PIXELS, # largest image area after resizing
+                         image_mean=TINY_IMAGE_MEAN, # per-channel value that normalises to 0 (in [0, 1] units)
+                         image_std=TINY_IMAGE_STD, # per-channel scale
                         ):
     "A Qwen2-VL image processor (PIL backend) for small images."
     cls = _pil_image_processor_class()
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        return cls(patch_size=patch_size, merge_size=merge_size, temporal_patch_size=2,
-                   size={'shortest_edge': min_pixels, 'longest_edge': max_pixels})
+        return cls(patch_size=patch_size, merge_size=merge_size, temporal_patch_size=2, image_mean=list(image_mean),
+                   image_std=list(image_std), size={'shortest_edge': min_pixels, 'longest_edge': max_pixels})
 
 def make_processor(tokenizer, # a tokenizer with the Qwen-VL special tokens and a chat template
                    image_processor=None, # default: `make_image_processor()`
@@ -432,10 +437,10 @@ def tiny_model_key(size:str='tiny', # a key of `MODEL_PRESETS`
                    tokenizer=None, # default: `get_tokenizer()`
                    seed:int=0, # initialisation seed
                   ) -> str:
-    "The cache key of a built tiny model: preset, seed, tokenizer version and a hash of the tokenizer."
+    "The cache key of a built tiny model: preset, seed, tokenizer version, pixel normalisation and a hash of the tokenizer."
     tok = tokenizer if tokenizer is not None else get_tokenizer()
-    return f"qwen2vl-{size}-tok{TOKENIZER_VERSION}-s{seed}-" + _sha(TOKENIZER_VERSION, MODEL_PRESETS[size], seed,
-                                                                   tok.backend_tokenizer.to_str(), tok.chat_template)
+    return f"qwen2vl-{size}-tok{TOKENIZER_VERSION}-s{seed}-" + _sha(TOKENIZER_VERSION, MODEL_PRESETS[size], seed, TINY_IMAGE_MEAN,
+                                                                   TINY_IMAGE_STD, tok.backend_tokenizer.to_str(), tok.chat_template)
 
 # %% ../nbs/05_models.ipynb #3ca9a302
 def get_tiny_model(size:str='tiny', # a key of `MODEL_PRESETS`
