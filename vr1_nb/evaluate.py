@@ -529,7 +529,6 @@ def load_rl_set(path, # a local .parquet/.json/.jsonl/dataset dir, or a hub id (
 # %% ../nbs/12_eval.ipynb #d1bafe0e
 def _target_batch(processor, recs, images, column, instruction):
     "Model inputs for `recs` with `images` (one list per record) and labels covering only the target text."
-    import torch
     from vr1_nb.core import to_completion, to_prompt
     prompts, fulls = [], []
     for r in recs:
