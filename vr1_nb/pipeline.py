@@ -72,11 +72,12 @@ def pretrain_records(problems:list, # synth problems
 # %% ../nbs/14_pipeline.ipynb #7c758437
 def base_key(cfg:dict) -> str:
     "Cache key of the demo's base model: everything that changes its weights."
-    from vr1_nb.models import TOKENIZER_VERSION, TINY_IMAGE_MEAN, TINY_IMAGE_STD
-    d = cfg['data']; spec = dict(model=cfg['model'].get('path'), seed=cfg.get('seed', 0), pretrain=cfg['demo']['pretrain'], vision='trained',
-                                 pixels=[TINY_IMAGE_MEAN, TINY_IMAGE_STD],
-                                 sft=cfg.get('sft'), tok=TOKENIZER_VERSION, families=d.get('families'),
-                                 size=d.get('image_size', 112), mc=d.get('mc_fraction', 0.3), levels=d.get('levels'))
+    from vr1_nb import models
+    m, d = cfg['model'], cfg['data']; path = str(m.get('path'))
+    # a 'tiny:' model's own cache key covers its architecture (MODEL_PRESETS), tokenizer, pixel normalisation and init seed
+    init = models.tiny_model_key(path.split(':', 1)[1] or 'tiny', seed=int(m.get('seed', 0))) if path.startswith('tiny:') else path
+    spec = dict(init=init, seed=cfg.get('seed', 0), pretrain=cfg['demo']['pretrain'], vision='trained', sft=cfg.get('sft'),
+                families=d.get('families'), size=d.get('image_size', 112), mc=d.get('mc_fraction', 0.3), levels=d.get('levels'))
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 def base_cache_dir() -> Path:
