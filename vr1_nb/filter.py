@@ -67,16 +67,20 @@ def jaccard(a: set, # one set
     return len(a & b) / len(a | b) if a | b else 1.0
 
 # %% ../nbs/08_filter.ipynb #9501b985
+def _problem_key(r):
+    "The problem a chain answers: `metadata.problem_id`, else its question and images (one question text can go with many images)."
+    pid = (r.get("metadata") or {}).get("problem_id")
+    return pid if pid is not None else json.dumps([r.get("question"), r.get("images") or []], default=str)
+
 def near_duplicates(records: list, # records with `response`
                     threshold: float = 0.9) -> dict: # Jaccard at or above which two chains are duplicates
-    "`{index: index of the earlier record it duplicates}` (same problem: near; any problem: exact)."
+    "`{index: index of the earlier record of the same problem it duplicates}` (exact copies, or Jaccard >= `threshold`)."
     dup, seen, groups = {}, {}, defaultdict(list)
     for i, r in enumerate(records):
-        h = hashlib.sha256(_norm(r["response"]).encode()).hexdigest()
+        key = _problem_key(r); h = (key, hashlib.sha256(_norm(r["response"]).encode()).hexdigest())
         if h in seen: dup[i] = seen[h]; continue
         seen[h] = i
-        g = groups[(r.get("metadata") or {}).get("problem_id") or r["question"]]
-        sh = shingles(r["response"])
+        g = groups[key]; sh = shingles(r["response"])
         j = next((j for j, s in g if jaccard(sh, s) >= threshold), None)
         if j is not None: dup[i] = j
         else: g.append((i, sh))
