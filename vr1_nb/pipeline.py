@@ -315,7 +315,8 @@ def demo_run(preset='tiny-cpu', # 'tiny-cpu', 'smoke', a YAML path, or a config 
         g = step(name, grpo_run, deep_merge(_with(cfg, model__path=str(sft)), over), d['rl'], out/name, resume=True)
         grpo_dirs[name] = out/name; evals[f'SFT + {name}'] = out/f'eval-{name}'
         step(f'eval {name}', _eval, cfg, g, d['test'], out/f'eval-{name}', R1_INSTRUCTION, progress)
-    notes = [f"Base model: {base} (pre-trained here on {cfg['demo']['pretrain']['n']} problems' direct answers and captions, cached)."]
+    pc = cfg['demo']['pretrain']; what = 'direct answers' + (f" and {pc['caption_fraction']:.0%} captions" if pc.get('caption_fraction') else '')
+    notes = [f"Base model: {base} (pre-trained here on {pc['n']} problems' {what}, cached)."]
     rep = step('report', write_report, out, cfg, evals, grpo_dirs, out/'filter', stage_times(out/'timings.jsonl'), notes)
     bar.close(); return rep
 
