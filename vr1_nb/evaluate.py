@@ -699,8 +699,7 @@ def make_eval_backend(model:str, # 'tiny:<size>', a checkpoint directory, or a h
         return VLLMBackend(b.pop('model', model), max_tokens=p['max_tokens'], **b)
     if kind != 'hf': raise ValueError(f"eval.backend.kind {kind!r}: use 'hf', 'openai' or 'vllm'")
     from vr1_nb import models
-    if str(model).startswith('tiny:'):
-        size = str(model).split(':', 1)[1] or 'tiny'
+    if size := models.tiny_size(model):
         m, proc = models.get_tiny_model(size, seed=int(mc.get('seed', 0))); name = f"tiny-{size}"
     else:
         opts = {k: mc[k] for k in ('dtype', 'attn_implementation', 'min_pixels', 'max_pixels', 'device_map') if mc.get(k) is not None}

@@ -18,8 +18,8 @@ __all__ = ['logger', 'QWEN_VL_SPECIAL_TOKENS', 'REASONING_TAGS', 'TOKENIZER_VERS
            'UNSLOTH_INSTALL', 'builtin_corpus', 'default_corpus', 'train_tokenizer', 'image_only_processor_class',
            'make_image_processor', 'make_processor', 'is_image_processor', 'load_processor', 'tiny_config',
            'count_params', 'build_tiny_model', 'save_model', 'load_model', 'default_cache_dir', 'get_tokenizer',
-           'tiny_model_key', 'get_tiny_model', 'generate_answer', 'vision_tower', 'freeze_vision_tower', 'lora_config',
-           'apply_lora', 'load_unsloth']
+           'tiny_model_key', 'get_tiny_model', 'tiny_size', 'generate_answer', 'vision_tower', 'freeze_vision_tower',
+           'lora_config', 'apply_lora', 'load_unsloth']
 
 # %% ../nbs/05_models.ipynb #1ff895fd
 QWEN_VL_SPECIAL_TOKENS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>', '<|object_ref_start|>', '<|object_ref_end|>',
@@ -454,6 +454,13 @@ def get_tiny_model(size:str='tiny', # a key of `MODEL_PRESETS`
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = _cached_dir(root/tiny_model_key(size, tok, seed), lambda d: save_model(*build_tiny_model(size, tok, seed), d))
     return load_model(path, **kwargs)
+
+# %% ../nbs/05_models.ipynb #352b71fe
+def tiny_size(spec, # a model path from a config: 'tiny:<size>', a directory or a hub id
+             ) -> str|None:
+    "The `MODEL_PRESETS` size named by a 'tiny:<size>' spec ('tiny' when left empty), or None when `spec` is not one."
+    s = str(spec)
+    return (s.split(':', 1)[1] or 'tiny') if s.startswith('tiny:') else None
 
 # %% ../nbs/05_models.ipynb #1447c261
 def _as_rgb(im, k):

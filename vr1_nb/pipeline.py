@@ -73,9 +73,9 @@ def pretrain_records(problems:list, # synth problems
 def base_key(cfg:dict) -> str:
     "Cache key of the demo's base model: everything that changes its weights."
     from vr1_nb import models
-    m, d = cfg['model'], cfg['data']; path = str(m.get('path'))
+    m, d = cfg['model'], cfg['data']; size = models.tiny_size(m.get('path'))
     # a 'tiny:' model's own cache key covers its architecture (MODEL_PRESETS), tokenizer, pixel normalisation and init seed
-    init = models.tiny_model_key(path.split(':', 1)[1] or 'tiny', seed=int(m.get('seed', 0))) if path.startswith('tiny:') else path
+    init = models.tiny_model_key(size, seed=int(m.get('seed', 0))) if size else str(m.get('path'))
     spec = dict(init=init, seed=cfg.get('seed', 0), pretrain=cfg['demo']['pretrain'], vision='trained', sft=cfg.get('sft'),
                 families=d.get('families'), size=d.get('image_size', 112), mc=d.get('mc_fraction', 0.3), levels=d.get('levels'))
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
