@@ -82,6 +82,14 @@ def test_grpo_curves_cover_both_ptst_stages(demo):
     run, rep = demo
     curves = json.loads((rep/'report.json').read_text())['curves']['grpo']
     assert curves['steps'] == 4 and curves['boundaries'] == [3]   # smoke: two PTST stages of 2 steps; steps are 1-based
+    # the report's first/last reward are means over a window of the run's own logged steps, not single noisy steps
+    rows = [json.loads(l) for l in (run/'grpo'/'log.jsonl').read_text().splitlines() if l.strip()]
+    rew = [float(r['reward']) for r in rows if 'reward' in r]
+    w = curves['window']
+    assert len(rew) == 4 and w == 1   # 4 steps: a window of max(1, 4 // 5) = 1
+    assert curves['first_reward'] == pytest.approx(sum(rew[:w]) / w) and curves['last_reward'] == pytest.approx(sum(rew[-w:]) / w)
+    md = (rep/'report.md').read_text()
+    assert f"first / last {w} steps {curves['first_reward']:.3f} → {curves['last_reward']:.3f}" in md
 
 def test_rerun_resumes_without_training(demo):
     import time
