@@ -68,7 +68,7 @@ def load_policy(model_cfg:dict, # the `model` section
     if not src: raise ConfigError("section 'model': 'path' is required (tiny:<size>, a local directory or a hub id)")
     opts = {k: model_cfg[k] for k in LOAD_KEYS if model_cfg.get(k) is not None}
     if model_cfg.get('backend') == 'unsloth': model, proc = models.load_unsloth(src, **(model_cfg.get('unsloth') or {}))
-    elif models.tiny_size(src): model, proc = models.get_tiny_model(models.tiny_size(src), seed=int(model_cfg.get('seed', 0)))
+    elif size := models.tiny_size(src): model, proc = models.get_tiny_model(size, seed=int(model_cfg.get('seed', 0)))
     else: model, proc = models.load_model(src, **opts)
     if model_cfg.get('freeze_vision', True): models.freeze_vision_tower(model)
     return model, proc
