@@ -8,17 +8,19 @@ Docs: https://vr1-nb.github.io/vr1_nb/grpo.html.md"""
 from __future__ import annotations
 import inspect, json, math, os, re, time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 from transformers import TrainerCallback
 from .core import (RunDir, ConfigError, load_config, trl_args, to_prompt, to_dataset, derive_seed, set_threads, seed_everything,
                    atomic_write_text, R1_INSTRUCTION)
-from .sft import as_records, load_policy, lora_config, JsonlLog, truncate_log, read_log, save_final, _last_checkpoint
+from .sft import (as_records, load_policy, lora_config, JsonlLog, truncate_log, read_log, save_final, _last_checkpoint,
+                    release_trainer)
 
 # %% auto #0
 __all__ = ['REFLECTION_WORDS', 'STAGE_DONE', 'grpo_d_beta', 'beta_schedule', 'starts_generation', 'BetaCallback', 'ptst_stages',
-           'stage_args', 'grpo_dataset', 'ReflectionWords', 'reward_setup', 'StageGRPOTrainer', 'grpo_run',
-           'plot_curves']
+           'stage_args', 'grpo_dataset', 'ReflectionWords', 'reward_setup', 'StageGRPOTrainer', 'StageContext',
+           'build_stage_trainer', 'grpo_run', 'plot_curves']
 
 # %% ../nbs/10_grpo.ipynb #bd13d92a
 def grpo_d_beta(step:int, # optimizer steps completed over the whole run (0-based)
@@ -232,6 +234,39 @@ def _drop_ref_adapter(trainer):
     m = trainer.accelerator.unwrap_model(trainer.model)
     if 'ref' in (getattr(m, 'peft_config', None) or {}): m.delete_adapter('ref')
 
+# %% ../nbs/10_grpo.ipynb #ea7be869
+@dataclass
+class StageContext:
+    "What every PTST stage of one run shares."
+    cfg: dict                 # the full config
+    run: RunDir               # the run directory
+    schedule: Callable        # run-wide step -> beta
+    train_ds: object          # prompts (a `datasets.Dataset` from `grpo_dataset`)
+    eval_ds: object = None    # held-out prompts, or None
+    funcs: list = field(default_factory=list)      # reward functions, weight-0 monitors included
+    weights: list = field(default_factory=list)    # their weights
+    refl: object = None       # the `ReflectionWords` monitor, or None
+    resume: bool = False      # resume the first unfinished stage from its last checkpoint
+    callbacks: list = field(default_factory=list)  # the caller's callbacks, added to every stage
+
+# %% ../nbs/10_grpo.ipynb #4b73c928
+def build_stage_trainer(ctx:StageContext, # the run's shared context
+                        st:dict, # one item of `ptst_stages`
+                        start=None, # weights the stage starts from (None: `model.path`)
+                       ) -> StageGRPOTrainer:
+    "The stage's trainer as the run builds it: its GRPOConfig, the policy, beta and log callbacks, the caller's callbacks."
+    sdir, mcfg = _stage_dir(ctx.run, st), ctx.cfg.get('model') or {}
+    if ctx.eval_ds is not None: st = {**st, 'section': dict(st['section'])}; _eval_defaults(st['section'], ctx.cfg.get('monitor'))
+    args = stage_args(st, sdir, ctx.schedule, int(ctx.cfg.get('seed', 0)), reward_weights=ctx.weights)
+    model, proc, peft_cfg = _policy_for_stage(mcfg, start)
+    beta_cb = BetaCallback(ctx.schedule, st['start'])
+    log_cb = JsonlLog(Path(ctx.run.path)/'log.jsonl', extra=lambda logs: {'stage': st['name'], **_derived(logs)})
+    trainer = StageGRPOTrainer(model=model, reward_funcs=ctx.funcs, args=args, train_dataset=ctx.train_ds, eval_dataset=ctx.eval_ds,
+                               processing_class=proc, peft_config=peft_cfg, callbacks=[beta_cb, log_cb, *ctx.callbacks], stage=st)
+    beta_cb.trainer = trainer; trainer.beta = float(ctx.schedule(st['start']))
+    if ctx.refl is not None: ctx.refl.trainer, ctx.refl.offset = trainer, st['start']
+    return trainer
+
 # %% ../nbs/10_grpo.ipynb #ff192af9
 def grpo_run(config, # a config dict, preset name or YAML path
              train, # training prompts (records), or a path `core.load_problems` reads
@@ -252,18 +287,15 @@ def grpo_run(config, # a config dict, preset name or YAML path
     if run.is_complete: return run.path/'final'
     seed_everything(seed)
     instr = (cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION)
-    train_ds = grpo_dataset(train, instr)
-    eval_ds = grpo_dataset(eval_records, instr) if eval_records is not None else None
     rcfg = dict(cfg.get('rewards') or {})
     if reward_funcs is not None: rcfg['funcs'] = reward_funcs
     funcs, weights, refl = reward_setup(rcfg, cfg.get('monitor'), run.path/'samples.jsonl')
-    start, trainer = None, None
+    ctx = StageContext(cfg, run, sched, grpo_dataset(train, instr), grpo_dataset(eval_records, instr) if eval_records is not None else None,
+                       funcs, weights, refl, resume, list(callbacks or []))
+    start = None
     for st in stages:
-        sdir = _stage_dir(run, st)
-        if (sdir/STAGE_DONE).exists():
-            start = Path(json.loads((sdir/STAGE_DONE).read_text())['weights']); continue
-        trainer = _run_stage(st, cfg, run, sched, train_ds, eval_ds, funcs, weights, refl, start, resume, st is stages[-1], callbacks)
-        start = run.path/'final' if st is stages[-1] else sdir/'final'
+        done = _stage_dir(run, st)/STAGE_DONE
+        start = Path(json.loads(done.read_text())['weights']) if done.exists() else _run_stage(ctx, st, start, st is stages[-1])
     if int(os.environ.get('RANK', '0')) == 0:
         hist = [r for r in read_log(run.path) if 'reward' in r] if (run.path/'log.jsonl').exists() else []
         run.complete(steps=total, stages=[s['name'] for s in stages], last_reward=hist[-1]['reward'] if hist else None)
@@ -275,32 +307,32 @@ def _eval_defaults(sec:dict, monitor:dict|None):
     sec.setdefault('eval_strategy', 'steps'); sec.setdefault('eval_steps', (monitor or {}).get('eval_every', 10))
     sec.setdefault('num_generations_eval', 1); sec.setdefault('per_device_eval_batch_size', sec.get('per_device_train_batch_size', 8))
 
-def _run_stage(st, cfg, run, sched, train_ds, eval_ds, funcs, weights, refl, start, resume, is_last, callbacks=None):
-    "Build, train and save one PTST stage; return its trainer."
-    sdir, mcfg = _stage_dir(run, st), cfg.get('model') or {}
-    if eval_ds is not None: st = {**st, 'section': dict(st['section'])}; _eval_defaults(st['section'], cfg.get('monitor'))
-    args = stage_args(st, sdir, sched, int(cfg.get('seed', 0)), reward_weights=weights)
-    model, proc, peft_cfg = _policy_for_stage(mcfg, start)
-    beta_cb = BetaCallback(sched, st['start'])
-    log_cb = JsonlLog(run.path/'log.jsonl', extra=lambda logs: {'stage': st['name'], **_derived(logs)})
-    trainer = StageGRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                               processing_class=proc, peft_config=peft_cfg, callbacks=[beta_cb, log_cb, *(callbacks or [])], stage=st)
-    beta_cb.trainer = trainer; trainer.beta = float(sched(st['start']))
-    if refl is not None: refl.trainer, refl.offset = trainer, st['start']
-    ckpt = _last_checkpoint(sdir) if resume else None
-    done = st['start'] + (int(ckpt.rsplit('-', 1)[-1]) if ckpt else 0)
-    if trainer.args.should_save:
-        truncate_log(run.path/'log.jsonl', done); truncate_log(run.path/'samples.jsonl', done - 1)
-    trainer.train(resume_from_checkpoint=ckpt)
-    _drop_ref_adapter(trainer)
-    if is_last: weights_dir = save_final(trainer, proc, run.path/'final', run, merge_lora=mcfg.get('merge_lora', False),
+def _save_stage(trainer, ctx, st, is_last) -> Path:
+    "Save the stage's weights (the run's `final/` after the last stage) and mark the stage done; return the weights' directory."
+    run, sdir, proc = ctx.run, _stage_dir(ctx.run, st), trainer.processing_class
+    if is_last: weights_dir = save_final(trainer, proc, run.path/'final', run, merge_lora=(ctx.cfg.get('model') or {}).get('merge_lora', False),
                                          summary={'steps': st['end'], 'stage': st['name']})
     else:
         weights_dir = sdir/'final'; trainer.save_model(str(weights_dir))
         if trainer.args.should_save: proc.save_pretrained(weights_dir)
     trainer.accelerator.wait_for_everyone()
     if trainer.args.should_save: atomic_write_text(sdir/STAGE_DONE, json.dumps({'weights': str(weights_dir), 'steps': [st['start'], st['end']]}))
-    return trainer
+    return weights_dir
+
+def _run_stage(ctx:StageContext, st:dict, start, is_last:bool) -> Path:
+    "Build, train, save and release one PTST stage; return the directory of its weights."
+    trainer = build_stage_trainer(ctx, st, start)
+    try:
+        ckpt = _last_checkpoint(_stage_dir(ctx.run, st)) if ctx.resume else None
+        done = st['start'] + (int(ckpt.rsplit('-', 1)[-1]) if ckpt else 0)
+        if trainer.args.should_save:
+            truncate_log(ctx.run.path/'log.jsonl', done); truncate_log(ctx.run.path/'samples.jsonl', done - 1)
+        trainer.train(resume_from_checkpoint=ckpt)
+        _drop_ref_adapter(trainer)
+        return _save_stage(trainer, ctx, st, is_last)
+    finally:
+        if ctx.refl is not None: ctx.refl.trainer = None
+        release_trainer(trainer)
 
 # %% ../nbs/10_grpo.ipynb #e2b63e74
 def plot_curves(log, # a run directory, its `log.jsonl`, or a list of log rows

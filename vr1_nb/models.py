@@ -14,12 +14,14 @@ logger = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['logger', 'QWEN_VL_SPECIAL_TOKENS', 'REASONING_TAGS', 'TOKENIZER_VERSION', 'QWEN_VL_CHAT_TEMPLATE', 'TINY_MIN_PIXELS',
-           'TINY_MAX_PIXELS', 'TINY_IMAGE_MEAN', 'TINY_IMAGE_STD', 'MODEL_PRESETS', 'LM_LORA_TARGETS',
-           'UNSLOTH_INSTALL', 'builtin_corpus', 'default_corpus', 'train_tokenizer', 'image_only_processor_class',
-           'make_image_processor', 'make_processor', 'is_image_processor', 'load_processor', 'tiny_config',
-           'count_params', 'build_tiny_model', 'save_model', 'load_model', 'default_cache_dir', 'get_tokenizer',
-           'tiny_model_key', 'get_tiny_model', 'tiny_size', 'generate_answer', 'vision_tower', 'freeze_vision_tower',
-           'lora_config', 'apply_lora', 'load_unsloth']
+           'TINY_MAX_PIXELS', 'TINY_IMAGE_MEAN', 'TINY_IMAGE_STD', 'MODEL_PRESETS', 'FAMILIES',
+           'QWEN2_VL_CHAT_TEMPLATE', 'QWEN_DEFAULT_SYSTEM', 'QWEN_INSTRUCT_GENERATION', 'QWEN_PIXELS', 'CLIP_MEAN',
+           'CLIP_STD', 'LM_LORA_TARGETS', 'UNSLOTH_INSTALL', 'builtin_corpus', 'default_corpus', 'train_tokenizer',
+           'image_only_processor_class', 'make_image_processor', 'make_processor', 'is_image_processor',
+           'load_processor', 'tiny_config', 'count_params', 'build_tiny_model', 'save_model', 'load_model',
+           'default_cache_dir', 'get_tokenizer', 'tiny_model_key', 'get_tiny_model', 'tiny_size', 'tiny_checkpoint',
+           'model_family', 'generate_answer', 'vision_tower', 'freeze_vision_tower', 'lora_config', 'apply_lora',
+           'load_unsloth']
 
 # %% ../nbs/05_models.ipynb #1ff895fd
 QWEN_VL_SPECIAL_TOKENS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>', '<|object_ref_start|>', '<|object_ref_end|>',
@@ -288,22 +290,37 @@ MODEL_PRESETS = {
 }
 
 # %% ../nbs/05_models.ipynb #6c23f795
+FAMILIES = ('qwen2_vl', 'qwen2_5_vl')   # the architectures the papers train: Qwen2-VL (OThink-MR1), Qwen2.5-VL (the others)
+_ARCH = {'qwen2_vl': 'Qwen2VLForConditionalGeneration', 'qwen2_5_vl': 'Qwen2_5_VLForConditionalGeneration'}
+
+def _token_ids(tok):
+    return {k: tok.convert_tokens_to_ids(s) for k, s in [('image_token_id', '<|image_pad|>'), ('video_token_id', '<|video_pad|>'),
+            ('vision_start_token_id', '<|vision_start|>'), ('vision_end_token_id', '<|vision_end|>')]}
+
+def _tiny_vision(v, width, family):
+    "Vision-tower settings of the tiny preset `v` in `family`'s own config keys."
+    if family == 'qwen2_vl': return dict(v, hidden_size=width, patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_channels=3)
+    return dict(depth=v['depth'], hidden_size=v['embed_dim'], intermediate_size=v['embed_dim'] * v['mlp_ratio'], num_heads=v['num_heads'],
+                out_hidden_size=width, patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
+                window_size=112, fullatt_block_indexes=[v['depth'] - 1])
+
+# %% ../nbs/05_models.ipynb #c44c1cc2
 def tiny_config(size:str='tiny', # a key of `MODEL_PRESETS`
                 tokenizer=None, # the tokenizer the model will use (default: `train_tokenizer()`)
                 max_position_embeddings:int=4096, # longest sequence (RoPE has no learned positions)
+                family:str='qwen2_vl', # 'qwen2_vl' (Qwen2VLConfig) or 'qwen2_5_vl' (Qwen2_5_VLConfig)
                ):
-    "A `Qwen2VLConfig` for the `size` preset, with token ids and vocabulary from `tokenizer`."
-    from transformers import Qwen2VLConfig
+    "The config of a tiny model of `family` at preset `size`, with token ids and vocabulary from `tokenizer`."
+    import transformers
     if size not in MODEL_PRESETS: raise ValueError(f"unknown model size {size!r}; choose one of {sorted(MODEL_PRESETS)}")
+    if family not in FAMILIES: raise ValueError(f"unknown model family {family!r}; choose one of {FAMILIES}")
     tok = tokenizer if tokenizer is not None else train_tokenizer()
     t, v = dict(MODEL_PRESETS[size]['text']), MODEL_PRESETS[size]['vision']
-    ids = {k: tok.convert_tokens_to_ids(s) for k, s in [('image_token_id', '<|image_pad|>'), ('video_token_id', '<|video_pad|>'),
-           ('vision_start_token_id', '<|vision_start|>'), ('vision_end_token_id', '<|vision_end|>')]}
     rope = dict(rope_type='default', rope_theta=10000.0, mrope_section=t.pop('mrope_section'))
     text = dict(t, vocab_size=len(tok), max_position_embeddings=max_position_embeddings, rope_parameters=rope,
                 bos_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
-    vision = dict(v, hidden_size=t['hidden_size'], patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_channels=3)
-    return Qwen2VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True, **ids)
+    cls = getattr(transformers, 'Qwen2VLConfig' if family == 'qwen2_vl' else 'Qwen2_5_VLConfig')
+    return cls(text_config=text, vision_config=_tiny_vision(v, t['hidden_size'], family), tie_word_embeddings=True, **_token_ids(tok))
 
 # %% ../nbs/05_models.ipynb #690762c8
 def count_params(model, # any torch module
@@ -320,18 +337,19 @@ def count_params(model, # any torch module
 def build_tiny_model(size:str='tiny', # a key of `MODEL_PRESETS`
                      tokenizer=None, # default: `train_tokenizer()`
                      seed:int=0, # seed for the random initialisation
+                     family:str='qwen2_vl', # 'qwen2_vl' or 'qwen2_5_vl'
                     ):
-    "A randomly initialised Qwen2-VL of preset `size` and its (image-only) processor: `(model, processor)`."
-    import torch
-    from transformers import GenerationConfig, Qwen2VLForConditionalGeneration
+    "A randomly initialised tiny Qwen2-VL (or Qwen2.5-VL) and its (image-only) processor: `(model, processor)`."
+    import torch, transformers
     tok = tokenizer if tokenizer is not None else train_tokenizer()
-    cfg = tiny_config(size, tok)
+    cfg = tiny_config(size, tok, family=family)
+    cls = getattr(transformers, _ARCH[family])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Qwen2VLForConditionalGeneration(cfg)
-    model.generation_config = GenerationConfig(eos_token_id=[tok.eos_token_id, tok.convert_tokens_to_ids('<|endoftext|>')],
-                                               pad_token_id=tok.pad_token_id, bos_token_id=tok.pad_token_id)
-    return model.eval(), make_processor(tok)
+        model = cls(cfg)
+    model.generation_config = transformers.GenerationConfig(eos_token_id=[tok.eos_token_id, tok.convert_tokens_to_ids('<|endoftext|>')],
+                                                            pad_token_id=tok.pad_token_id, bos_token_id=tok.pad_token_id)
+    return model.eval(), make_processor(tok, processor_class=_PROCESSOR_FOR_MODEL_TYPE[family])
 
 # %% ../nbs/05_models.ipynb #b799f383
 def save_model(model, # a model with `save_pretrained`
@@ -375,7 +393,7 @@ def _load_adapter(path:Path, merge:bool, **kwargs):
 
 # %% ../nbs/05_models.ipynb #dfce73d7
 def load_model(path_or_hub_id, # a checkpoint or LoRA-adapter directory, or a hub id (org/name) on a machine with network
-               dtype=None, # torch dtype or its name ('bfloat16', 'auto'); None keeps float32
+               dtype=None, # torch dtype or its name ('bfloat16', 'auto'); None: the saved dtype (bf16 for Qwen checkpoints)
                device_map=None, # e.g. 'auto' or 'cuda:0' (needs accelerate); None loads on CPU
                attn_implementation:str|None=None, # e.g. 'sdpa', 'flash_attention_2', 'eager'
                min_pixels:int|None=None, # override the processor's smallest image area
@@ -461,6 +479,68 @@ def tiny_size(spec, # a model path from a config: 'tiny:<size>', a directory or 
     "The `MODEL_PRESETS` size named by a 'tiny:<size>' spec ('tiny' when left empty), or None when `spec` is not one."
     s = str(spec)
     return (s.split(':', 1)[1] or 'tiny') if s.startswith('tiny:') else None
+
+# %% ../nbs/05_models.ipynb #c0d3ab87
+# chat_template.json of Qwen/Qwen2-VL-7B-Instruct (the same in Qwen/Qwen2.5-VL-7B-Instruct): a system turn is added
+# when the conversation does not start with one
+QWEN2_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
+    "<|vision_start|><|image_pad|><|vision_end|>{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
+    "<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}"
+    "<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+QWEN_DEFAULT_SYSTEM = "You are a helpful assistant."
+# generation_config.json of the Qwen2-VL / Qwen2.5-VL Instruct checkpoints (sampling fields)
+QWEN_INSTRUCT_GENERATION = dict(do_sample=True, temperature=0.1, top_p=0.001, top_k=1, repetition_penalty=1.05)
+# preprocessor_config.json of the same checkpoints
+QWEN_PIXELS = dict(min_pixels=3136, max_pixels=12845056)
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+
+# %% ../nbs/05_models.ipynb #28cab55a
+def _write_checkpoint(d, family, size, tok, seed):
+    import copy, torch
+    tok = copy.deepcopy(tok); tok.chat_template = QWEN2_VL_CHAT_TEMPLATE
+    model, _ = build_tiny_model(size, tok, seed, family)
+    model.generation_config.update(**QWEN_INSTRUCT_GENERATION)
+    ip = make_image_processor(**QWEN_PIXELS, image_mean=CLIP_MEAN, image_std=CLIP_STD)
+    save_model(model.to(torch.bfloat16), make_processor(tok, ip, _PROCESSOR_FOR_MODEL_TYPE[family]), d)
+    _hub_processor_files(Path(d))
+
+def _hub_processor_files(d):
+    "Rewrite transformers 5's processor_config.json as the hub repositories hold it: preprocessor_config.json + chat_template.json."
+    pc = json.loads((d/'processor_config.json').read_text()); ip = pc['image_processor']; size = ip.pop('size')
+    ip.update(min_pixels=size['shortest_edge'], max_pixels=size['longest_edge'], processor_class=pc['processor_class'])
+    (d/'preprocessor_config.json').write_text(json.dumps(ip, indent=2, sort_keys=True) + '\n')
+    (d/'chat_template.json').write_text(json.dumps({'chat_template': QWEN2_VL_CHAT_TEMPLATE}, indent=2) + '\n')
+    (d/'processor_config.json').unlink()
+
+def tiny_checkpoint(family:str='qwen2_5_vl', # 'qwen2_5_vl' or 'qwen2_vl'
+                    size:str='tiny', # a key of `MODEL_PRESETS`
+                    cache_dir=None, # default: `default_cache_dir()`
+                    seed:int=0, # initialisation seed
+                   ) -> Path:
+    "A tiny `family` checkpoint in the hub's layout (bf16 weights, Qwen's generation config, chat template, pixels), cached."
+    tok = get_tokenizer(cache_dir=cache_dir)
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = f"ckpt-{family}-{size}-s{seed}-" + _sha(tiny_model_key(size, tok, seed), family, QWEN2_VL_CHAT_TEMPLATE,
+                                                   QWEN_INSTRUCT_GENERATION, QWEN_PIXELS, CLIP_MEAN)
+    return _cached_dir(root/key, lambda d: _write_checkpoint(d, family, size, tok, seed))
+
+# %% ../nbs/05_models.ipynb #1e0d5e18
+def model_family(spec, # a model path from a config: 'tiny:<size>', a checkpoint directory or a hub id
+                ) -> str|None:
+    "'qwen2_vl' or 'qwen2_5_vl' for `spec`, from its config.json, its hub name or a `tiny:` spec; None when unknown."
+    s = str(spec)
+    if tiny_size(s): return 'qwen2_vl'
+    mt = _read_json(Path(s).expanduser()/'config.json').get('model_type') if Path(s).expanduser().is_dir() else None
+    if mt: return mt if mt in FAMILIES else None
+    name = s.lower().replace('_', '.').replace('-', '.')
+    return 'qwen2_5_vl' if 'qwen2.5.vl' in name else 'qwen2_vl' if 'qwen2.vl' in name else None
 
 # %% ../nbs/05_models.ipynb #1447c261
 def _as_rgb(im, k):

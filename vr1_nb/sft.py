@@ -12,8 +12,9 @@ from .core import (RunDir, ConfigError, load_config, trl_args, to_prompt, to_com
                    RecordError, set_threads, seed_everything, derive_seed, atomic_write_text, R1_INSTRUCTION)
 
 # %% auto #0
-__all__ = ['LOAD_KEYS', 'sft_example', 'as_records', 'sft_dataset', 'lora_config', 'load_policy', 'sft_args', 'truncate_log',
-           'JsonlLog', 'read_log', 'model_card', 'save_final', 'open_run', 'sft_run']
+__all__ = ['LOAD_KEYS', 'sft_example', 'as_records', 'sft_dataset', 'lora_config', 'training_dtype', 'load_policy', 'sft_args',
+           'truncate_log', 'JsonlLog', 'read_log', 'model_card', 'save_final', 'open_run', 'build_sft_trainer',
+           'release_trainer', 'sft_run']
 
 # %% ../nbs/09_sft.ipynb #64357434
 def sft_example(rec:dict, # a record with a `response` column (the cold-start chain)
@@ -56,20 +57,38 @@ def lora_config(lora:dict|None, # the `model.lora` section (None/empty: full fin
     from vr1_nb.models import LM_LORA_TARGETS
     return trl_args(LoraConfig, {'task_type': 'CAUSAL_LM', 'target_modules': LM_LORA_TARGETS, **lora}, 'model.lora')
 
+# %% ../nbs/09_sft.ipynb #c9c8a395
+def _under_deepspeed() -> bool:
+    "True inside a DeepSpeed launch (accelerate sets ACCELERATE_USE_DEEPSPEED), whose optimizer keeps fp32 master weights."
+    return os.environ.get('ACCELERATE_USE_DEEPSPEED', '').lower() in ('1', 'true')
+
+def training_dtype(model_cfg:dict, # the `model` section
+                  ) -> str:
+    "The dtype training loads weights in: `model.dtype`, else float32; low-precision full fine-tuning only under DeepSpeed."
+    d = str(model_cfg.get('dtype') or 'float32').replace('torch.', '')
+    low = d in ('bfloat16', 'float16', 'auto')
+    if low and not model_cfg.get('lora') and not _under_deepspeed() and not model_cfg.get('allow_low_precision_weights'):
+        raise ConfigError(f"section 'model': dtype {d!r} with full fine-tuning keeps no float32 master weights outside DeepSpeed, "
+                          "and AdamW updates near lr 1e-6 round away in bf16. Leave model.dtype unset (float32 weights; "
+                          "bf16: true still computes in bf16), use LoRA, launch with a DeepSpeed config, or set "
+                          "model.allow_low_precision_weights: true")
+    return d
+
 # %% ../nbs/09_sft.ipynb #89306682
-LOAD_KEYS = ('dtype', 'attn_implementation', 'min_pixels', 'max_pixels', 'device_map')
+LOAD_KEYS = ('attn_implementation', 'min_pixels', 'max_pixels', 'device_map')
 
 def load_policy(model_cfg:dict, # the `model` section
                 path=None, # load these weights instead of `model.path` (e.g. a saved PTST stage)
                ):
-    "The (model, processor) the `model` section names, vision tower frozen unless `freeze_vision: false`."
+    "The (model, processor) to train: weights in `training_dtype`, vision tower frozen unless `freeze_vision: false`."
     from vr1_nb import models
     src = str(path or model_cfg.get('path') or '')
     if not src: raise ConfigError("section 'model': 'path' is required (tiny:<size>, a local directory or a hub id)")
     opts = {k: model_cfg[k] for k in LOAD_KEYS if model_cfg.get(k) is not None}
+    dtype = training_dtype(model_cfg)
     if model_cfg.get('backend') == 'unsloth': model, proc = models.load_unsloth(src, **(model_cfg.get('unsloth') or {}))
-    elif size := models.tiny_size(src): model, proc = models.get_tiny_model(size, seed=int(model_cfg.get('seed', 0)))
-    else: model, proc = models.load_model(src, **opts)
+    elif size := models.tiny_size(src): model, proc = models.get_tiny_model(size, seed=int(model_cfg.get('seed', 0)), dtype=dtype)
+    else: model, proc = models.load_model(src, dtype=dtype, **opts)
     if model_cfg.get('freeze_vision', True): models.freeze_vision_tower(model)
     return model, proc
 
@@ -156,6 +175,54 @@ def _last_checkpoint(d):
     from transformers.trainer_utils import get_last_checkpoint
     return get_last_checkpoint(str(d)) if Path(d).is_dir() else None
 
+def build_sft_trainer(cfg:dict, # a full config (sections `model`, `sft`, `prompt`, `seed`)
+                      train, # training records, or a path `core.load_problems` reads
+                      output_dir, # where checkpoints go
+                      callbacks:list|None=None, # `transformers.TrainerCallback`s
+                      eval_records=None, # optional held-out records
+                     ):
+    "The `trl.SFTTrainer` a run trains (and the dry run builds): config, policy, datasets, LoRA, callbacks."
+    from trl import SFTTrainer
+    mcfg = cfg.get('model') or {}
+    args = sft_args(cfg, output_dir)
+    instr = (cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION)
+    train_ds = sft_dataset(train, instr)
+    eval_ds = sft_dataset(eval_records, instr) if eval_records is not None else None
+    model, processor = load_policy(mcfg)
+    return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=processor,
+                      peft_config=lora_config(mcfg.get('lora')), callbacks=list(callbacks or []))
+
+# %% ../nbs/09_sft.ipynb #f46c9e15
+_HELD = ('model', 'model_wrapped', 'ref_model', 'optimizer', 'lr_scheduler', 'deepspeed', 'vllm_generation', 'train_dataset',
+         'eval_dataset', 'processing_class')
+
+def _shutdown_vllm(vg):
+    "Best effort: vLLM's `LLM` has no close(); shut its engine core and drop vLLM's model-parallel groups (not torch's own)."
+    llm = getattr(vg, 'llm', None)
+    if llm is None: return
+    core = getattr(getattr(llm, 'llm_engine', None), 'engine_core', None)
+    if hasattr(core, 'shutdown'): core.shutdown()
+    try:
+        from vllm.distributed.parallel_state import destroy_model_parallel
+        destroy_model_parallel()
+    except ImportError: pass
+    vg.llm = None
+
+def release_trainer(trainer):
+    "Free what a finished trainer holds (models, optimizer, DeepSpeed and vLLM engines) and empty the accelerator's cache."
+    import gc, torch
+    _shutdown_vllm(getattr(trainer, 'vllm_generation', None))
+    if getattr(trainer, 'accelerator', None) is not None: trainer.accelerator.free_memory()
+    for a in _HELD:
+        if hasattr(trainer, a): setattr(trainer, a, None)
+    h = trainer.callback_handler   # transformers' CallbackHandler keeps the model, optimizer and data loaders too
+    for a in ('model', 'processing_class', 'optimizer', 'lr_scheduler', 'train_dataloader', 'eval_dataloader'): setattr(h, a, None)
+    for cb in h.callbacks:
+        if getattr(cb, 'trainer', None) is trainer: cb.trainer = None
+    gc.collect()
+    if torch.cuda.is_available(): torch.cuda.empty_cache(); torch.cuda.ipc_collect()
+
+# %% ../nbs/09_sft.ipynb #69483b04
 def sft_run(config, # a config dict, preset name or YAML path
             train, # training records, or a path `core.load_problems` reads
             out_dir, # the run directory
@@ -165,21 +232,18 @@ def sft_run(config, # a config dict, preset name or YAML path
             callbacks:list|None=None, # extra `transformers.TrainerCallback`s
            ) -> Path:
     "Cold-start SFT with `trl.SFTTrainer`; returns the directory of the final model."
-    from trl import SFTTrainer
     cfg = load_config(config); set_threads()
     run = open_run(out_dir, 'sft', cfg, int(cfg.get('seed', 0)), resume, overwrite)
     if run.is_complete: return run/'final'
     seed_everything(int(cfg.get('seed', 0)))
-    args, mcfg = sft_args(cfg, run/'checkpoints'), cfg.get('model') or {}
-    instr = (cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION)
-    model, processor = load_policy(mcfg)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=sft_dataset(train, instr), processing_class=processor,
-                         eval_dataset=sft_dataset(eval_records, instr) if eval_records is not None else None,
-                         peft_config=lora_config(mcfg.get('lora')), callbacks=[JsonlLog(run/'log.jsonl'), *(callbacks or [])])
-    ckpt = _last_checkpoint(run/'checkpoints') if resume else None
-    if ckpt: truncate_log(run/'log.jsonl', int(ckpt.rsplit('-', 1)[-1]))
-    out = trainer.train(resume_from_checkpoint=ckpt)
-    summary = {'train_loss': out.training_loss, 'steps': trainer.state.global_step}
-    final = save_final(trainer, processor, run/'final', run, merge_lora=mcfg.get('merge_lora', False), summary=summary)
-    if trainer.args.should_save: run.complete(**summary)
+    trainer = build_sft_trainer(cfg, train, run/'checkpoints', [JsonlLog(run/'log.jsonl'), *(callbacks or [])], eval_records)
+    try:
+        ckpt = _last_checkpoint(run/'checkpoints') if resume else None
+        if ckpt: truncate_log(run/'log.jsonl', int(ckpt.rsplit('-', 1)[-1]))
+        out = trainer.train(resume_from_checkpoint=ckpt)
+        summary = {'train_loss': out.training_loss, 'steps': trainer.state.global_step}
+        final = save_final(trainer, trainer.processing_class, run/'final', run,
+                           merge_lora=(cfg.get('model') or {}).get('merge_lora', False), summary=summary)
+        if trainer.args.should_save: run.complete(**summary)
+    finally: release_trainer(trainer)
     return final
