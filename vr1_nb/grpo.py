@@ -20,7 +20,7 @@ from .sft import (as_records, load_policy, lora_config, JsonlLog, truncate_log, 
 # %% auto #0
 __all__ = ['REFLECTION_WORDS', 'STAGE_DONE', 'grpo_d_beta', 'beta_schedule', 'starts_generation', 'BetaCallback', 'ptst_stages',
            'stage_args', 'grpo_dataset', 'ReflectionWords', 'reward_setup', 'StageGRPOTrainer', 'StageContext',
-           'build_stage_trainer', 'grpo_run', 'plot_curves']
+           'build_stage_trainer', 'stage_context', 'grpo_run', 'plot_curves']
 
 # %% ../nbs/10_grpo.ipynb #bd13d92a
 def grpo_d_beta(step:int, # optimizer steps completed over the whole run (0-based)
@@ -239,7 +239,7 @@ def _drop_ref_adapter(trainer):
 class StageContext:
     "What every PTST stage of one run shares."
     cfg: dict                 # the full config
-    run: RunDir               # the run directory
+    run: RunDir|None          # the run directory (set by `grpo_run` once open)
     schedule: Callable        # run-wide step -> beta
     train_ds: object          # prompts (a `datasets.Dataset` from `grpo_dataset`)
     eval_ds: object = None    # held-out prompts, or None
@@ -267,6 +267,26 @@ def build_stage_trainer(ctx:StageContext, # the run's shared context
     if ctx.refl is not None: ctx.refl.trainer, ctx.refl.offset = trainer, st['start']
     return trainer
 
+# %% ../nbs/10_grpo.ipynb #ea6761db
+def stage_context(cfg:dict, # a full config (already loaded)
+                  train, # training prompts (records), or a path `core.load_problems` reads
+                  out_dir, # the run directory (opened later: this only validates and prepares)
+                  resume:bool=False, # resume the first unfinished stage
+                  eval_records=None, # held-out records, or None
+                  beta_fn:Callable|None=None, # overrides `beta_schedule`
+                  reward_funcs:list|None=None, # overrides `rewards.funcs`
+                  callbacks:list|None=None, # added to every stage's trainer
+                 ) -> StageContext:
+    "The `StageContext` of a run (its `run` set once the directory is open): beta schedule over all stages, datasets, rewards (with monitors) and callbacks."
+    total = ptst_stages(cfg)[-1]['end']
+    sched = beta_schedule(beta_fn or cfg.get('beta_schedule'), total, (cfg.get('grpo') or {}).get('beta', 0.04))
+    instr = (cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION)
+    rcfg = dict(cfg.get('rewards') or {})
+    if reward_funcs is not None: rcfg['funcs'] = reward_funcs
+    funcs, weights, refl = reward_setup(rcfg, cfg.get('monitor'), Path(out_dir)/'samples.jsonl')
+    ev = grpo_dataset(eval_records, instr) if eval_records is not None else None
+    return StageContext(cfg, None, sched, grpo_dataset(train, instr), ev, funcs, weights, refl, resume, list(callbacks or []))
+
 # %% ../nbs/10_grpo.ipynb #ff192af9
 def grpo_run(config, # a config dict, preset name or YAML path
              train, # training prompts (records), or a path `core.load_problems` reads
@@ -281,24 +301,18 @@ def grpo_run(config, # a config dict, preset name or YAML path
     "GRPO over the config's PTST stages with its beta schedule; returns the final model's directory."
     from vr1_nb.sft import open_run
     cfg = load_config(config); set_threads()
-    stages = ptst_stages(cfg); total = stages[-1]['end']; seed = int(cfg.get('seed', 0))
-    sched = beta_schedule(beta_fn or cfg.get('beta_schedule'), total, (cfg.get('grpo') or {}).get('beta', 0.04))
-    run = open_run(out_dir, 'grpo', cfg, seed, resume, overwrite)
+    stages = ptst_stages(cfg); seed = int(cfg.get('seed', 0))
+    ctx = stage_context(cfg, train, out_dir, resume, eval_records, beta_fn, reward_funcs, callbacks)   # bad input fails here
+    run = ctx.run = open_run(out_dir, 'grpo', cfg, seed, resume, overwrite)
     if run.is_complete: return run.path/'final'
     seed_everything(seed)
-    instr = (cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION)
-    rcfg = dict(cfg.get('rewards') or {})
-    if reward_funcs is not None: rcfg['funcs'] = reward_funcs
-    funcs, weights, refl = reward_setup(rcfg, cfg.get('monitor'), run.path/'samples.jsonl')
-    ctx = StageContext(cfg, run, sched, grpo_dataset(train, instr), grpo_dataset(eval_records, instr) if eval_records is not None else None,
-                       funcs, weights, refl, resume, list(callbacks or []))
     start = None
     for st in stages:
         done = _stage_dir(run, st)/STAGE_DONE
         start = Path(json.loads(done.read_text())['weights']) if done.exists() else _run_stage(ctx, st, start, st is stages[-1])
     if int(os.environ.get('RANK', '0')) == 0:
         hist = [r for r in read_log(run.path) if 'reward' in r] if (run.path/'log.jsonl').exists() else []
-        run.complete(steps=total, stages=[s['name'] for s in stages], last_reward=hist[-1]['reward'] if hist else None)
+        run.complete(steps=stages[-1]['end'], stages=[s['name'] for s in stages], last_reward=hist[-1]['reward'] if hist else None)
     return run.path/'final'
 
 # %% ../nbs/10_grpo.ipynb #b97db7ed
