@@ -1,5 +1,5 @@
 "A 2-round OpenVLThinker iteration on the tiny model, with the medium->hard curriculum, and its resume."
-import json
+import json, os
 from pathlib import Path
 import pytest
 
@@ -50,3 +50,89 @@ def test_resume_reuses_finished_run(iterated):
 def test_bad_settings_are_named():
     from vr1_nb.iterate import iterate_settings
     with pytest.raises(ValueError, match='roundz'): iterate_settings({'iterate': {'roundz': 2}})
+
+# The files a rank other than 0 writes under `root`: an audit hook for Python-level opens, renames, replaces and removes,
+# plus a wrapper around `torch.save` (it writes through C++, which no audit event sees), installed in every Python process
+# of a launch through sitecustomize on PYTHONPATH; the list goes outside `root`. Directory creation is not counted: the
+# Trainer's ranks all `makedirs(exist_ok=True)` the checkpoint directory rank 0 fills.
+AUDIT = '''
+import os, sys, json, atexit, importlib.util
+root, out, rank = os.environ.get('VR1_AUDIT_ROOT'), os.environ.get('VR1_AUDIT_OUT'), os.environ.get('RANK', '0')
+if root and rank != '0':
+    writes = []
+    under = lambda p: os.path.abspath(os.fsdecode(p)).startswith(root)
+    def hook(event, args):
+        if event == 'open' and isinstance(args[0], (str, bytes)) and under(args[0]):
+            mode, flags = args[1], args[2]
+            if any(c in mode for c in 'wax+') if isinstance(mode, str) else flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+                writes.append(os.fsdecode(args[0]))
+        elif event in ('os.rename', 'os.replace', 'os.remove') and isinstance(args[0], (str, bytes)) and under(args[0]):
+            writes.append(f"{event} {os.fsdecode(args[0])}")
+    sys.addaudithook(hook)
+    class TorchSave:
+        "Wrap torch.save when torch is imported (a find_spec that imports nothing, e.g. transformers' check, is passed over)."
+        def find_spec(self, name, path=None, target=None):
+            if name != 'torch': return None
+            sys.meta_path.remove(self)
+            try: spec = importlib.util.find_spec('torch')
+            finally: sys.meta_path.insert(0, self)
+            run = spec.loader.exec_module
+            def exec_module(m):
+                run(m); save = m.save
+                def logged(obj, f, *a, **k):
+                    if isinstance(f, (str, os.PathLike)) and under(f): writes.append(os.fspath(f))
+                    return save(obj, f, *a, **k)
+                m.save = logged
+                if self in sys.meta_path: sys.meta_path.remove(self)
+            spec.loader.exec_module = exec_module
+            return spec
+    sys.meta_path.insert(0, TorchSave())
+    atexit.register(lambda: open(os.path.join(out, f"rank{rank}-{os.getpid()}.json"), 'w').write(json.dumps(writes)))
+'''
+
+def _unique_rows(path, key):
+    rows = [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
+    keys = [key(r) for r in rows]
+    return len(keys) == len(set(keys))
+
+def test_two_process_round_and_eval(tmp_path, monkeypatch):
+    "One smoke round with each training step an `accelerate launch` of 2 CPU processes, then `vr1 eval` on 2 processes."
+    import subprocess, sys
+    from vr1_nb import synth
+    from vr1_nb.core import load_config, save_jsonl
+    from vr1_nb.models import get_tiny_model, save_model
+    from vr1_nb.iterate import iterate_run
+    site, audit, root = tmp_path/'site', tmp_path/'audit', tmp_path/'runs'
+    for d in (site, audit, root): d.mkdir()
+    (site/'sitecustomize.py').write_text(AUDIT)
+    monkeypatch.setenv('PYTHONPATH', f"{site}:{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv('VR1_AUDIT_ROOT', str(root)); monkeypatch.setenv('VR1_AUDIT_OUT', str(audit))
+    tr, te = synth.make_splits(16, 6)
+    m, p = get_tiny_model('tiny'); base = save_model(m, p, tmp_path/'base')
+    cfg = load_config('smoke'); cfg['model']['path'] = str(base)
+    cfg['stages'] = [{'name': 'ptst-1', 'max_completion_length': 12, 'num_generations': 4, 'max_steps': 1}]
+    cfg['iterate'] = dict(rounds=1, sft_set=[dict(r, response=synth.r1_response(r)) for r in tr[:8]], rl=tr[8:], test=te,
+                          samples=2, max_new_tokens=12, medium_max=0.5, launch={'num_processes': 2, 'args': ['--multi_gpu']})
+    summ = iterate_run(cfg, root/'iterate')
+    assert [r['round'] for r in summ['rounds']] == [1]
+    steps = [root/'iterate'/'round1'/'sft'] + [Path(p['dir']) for p in summ['rounds'][0]['phases']]
+    for d in steps:
+        done = json.loads((d/'COMPLETE').read_text())
+        assert done['processes'] == 2, (d, done)                         # one distributed job of world size 2
+        assert 'resumed' not in json.loads((d/'manifest.json').read_text())   # one manifest, written once
+        if (d/'log.jsonl').exists(): assert _unique_rows(d/'log.jsonl', lambda r: (r.get('step'), tuple(sorted(r))))
+    assert _unique_rows(root/'iterate'/'rounds.jsonl', lambda r: r['round'])
+    assert _unique_rows(root/'iterate'/'round1'/'rejection_store.jsonl', lambda r: r['key'])
+    test_file = tmp_path/'test.jsonl'; save_jsonl(te, test_file)
+    ev = subprocess.run([sys.executable, '-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', '2', '-m', 'vr1_nb.cli',
+                         'eval', '-c', 'smoke', '--data', str(test_file), '--model', str(base), '--out', str(root/'eval')],
+                        capture_output=True, text=True, timeout=600)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    assert json.loads((root/'eval'/'scores.json').read_text())['total'] == len(te)
+    assert _unique_rows(root/'eval'/'predictions.jsonl', lambda r: r['id'])
+    reports = [json.loads(f.read_text()) for f in audit.glob('rank*.json')]
+    assert reports, "no rank > 0 process reported (the launches did not start 2 processes)"
+    writes = [w for r in reports for w in r]
+    # transformers' per-process RNG state is the one file each rank writes by design (a resume restores each rank's RNG)
+    assert any(Path(w).name == 'rng_state_1.pth' for w in writes), writes      # the wrapper sees C++-level writes
+    assert all(Path(w).name == 'rng_state_1.pth' and Path(w).parent.name.startswith('checkpoint-') for w in writes), writes

@@ -234,6 +234,10 @@ def cmd_iterate(args):
 def cmd_eval(args):
     "Generate and score answers on a dataset; or, with --contamination, report overlap with a training set."
     from vr1_nb import evaluate as E
+    from vr1_nb.core import launch_rank
+    if launch_rank() != 0:   # evaluation is one process (vLLM spreads over GPUs itself); the other ranks of a launch leave
+        print(f"vr1 eval: rank {launch_rank()} exits; rank 0 evaluates (use eval.backend vllm with tensor_parallel_size for more GPUs)",
+              file=sys.stderr); return
     if args.contamination:
         print(json.dumps(E.contamination_run(args.contamination, args.data, out=args.out, benchmark=args.benchmark), default=str)); return
     cfg = _load(args)

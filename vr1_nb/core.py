@@ -16,9 +16,9 @@ from PIL import Image
 __all__ = ['RECORD_FIELDS', 'ANSWER_TYPES', 'LETTERS', 'R1_INSTRUCTION', 'RecordError', 'infer_answer_type', 'validate_record',
            'format_question', 'to_prompt', 'to_completion', 'atomic_write_text', 'save_jsonl', 'load_jsonl',
            'open_images', 'to_dataset', 'from_dataset', 'load_problems', 'save_problems', 'derive_seed',
-           'seed_everything', 'set_threads', 'thread_env', 'hub_offline', 'resolve_source', 'RunExistsError',
-           'library_versions', 'git_state', 'RunDir', 'ConfigError', 'presets_dir', 'list_presets', 'deep_merge',
-           'load_config', 'trl_args']
+           'seed_everything', 'set_threads', 'thread_env', 'launch_rank', 'hub_offline', 'resolve_source',
+           'RunExistsError', 'library_versions', 'git_state', 'RunDir', 'ConfigError', 'presets_dir', 'list_presets',
+           'deep_merge', 'load_config', 'trl_args']
 
 # %% ../nbs/00_core.ipynb #fb774c61
 RECORD_FIELDS = ('id', 'images', 'question', 'choices', 'answer', 'answer_text', 'answer_type', 'source', 'metadata')
@@ -281,6 +281,12 @@ def thread_env(n:int|None=None, env:dict|None=None) -> dict:
     n = n or _env_threads()
     if n: env.update(OMP_NUM_THREADS=str(n), MKL_NUM_THREADS=str(n), VR1_THREADS=str(n))
     return env
+
+# %% ../nbs/00_core.ipynb #e59507d6
+def launch_rank() -> int:
+    "The rank `accelerate launch`/`torchrun` gave this process (the `RANK` variable), 0 outside a launch."
+    r = os.environ.get('RANK', '0').strip()
+    return int(r) if r.isdigit() else 0
 
 # %% ../nbs/00_core.ipynb #5dd9475b
 _HUB_ID = re.compile(r'^[A-Za-z0-9][\w.-]*/[\w.-]+$')

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 from transformers import TrainerCallback
-from .core import (RunDir, ConfigError, load_config, trl_args, to_prompt, to_dataset, derive_seed, set_threads, seed_everything,
+from .core import (RunDir, ConfigError, load_config, trl_args, to_prompt, to_dataset, derive_seed, set_threads, launch_rank, seed_everything,
                    atomic_write_text, R1_INSTRUCTION)
 from .sft import (as_records, load_policy, lora_config, JsonlLog, truncate_log, read_log, save_final, _last_checkpoint,
                     release_trainer)
@@ -310,9 +310,11 @@ def grpo_run(config, # a config dict, preset name or YAML path
     for st in stages:
         done = _stage_dir(run, st)/STAGE_DONE
         start = Path(json.loads(done.read_text())['weights']) if done.exists() else _run_stage(ctx, st, start, st is stages[-1])
-    if int(os.environ.get('RANK', '0')) == 0:
+    if launch_rank() == 0:
         hist = [r for r in read_log(run.path) if 'reward' in r] if (run.path/'log.jsonl').exists() else []
-        run.complete(steps=stages[-1]['end'], stages=[s['name'] for s in stages], last_reward=hist[-1]['reward'] if hist else None)
+        from accelerate import PartialState
+        run.complete(steps=stages[-1]['end'], stages=[s['name'] for s in stages], last_reward=hist[-1]['reward'] if hist else None,
+                     processes=PartialState().num_processes)
     return run.path/'final'
 
 # %% ../nbs/10_grpo.ipynb #b97db7ed

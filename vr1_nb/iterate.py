@@ -6,14 +6,14 @@ Docs: https://vr1-nb.github.io/vr1_nb/iterate.html.md"""
 
 # %% ../nbs/11_iterate.ipynb #f12874aa
 from __future__ import annotations
-import copy, json, math, time
+import copy, json, math, os, subprocess, sys, time
 from pathlib import Path
 from .core import (RunDir, load_config, load_problems, save_jsonl, load_jsonl, format_question, derive_seed,
-                         set_threads, atomic_write_text, deep_merge, R1_INSTRUCTION)
+                         set_threads, thread_env, atomic_write_text, deep_merge, R1_INSTRUCTION)
 
 # %% auto #0
 __all__ = ['ITERATE_DEFAULTS', 'eval_model', 'read_predictions', 'score_predictions', 'difficulty_key', 'error_rates',
-           'curriculum', 'iterate_settings', 'grpo_phases', 'iterate_run']
+           'curriculum', 'iterate_settings', 'launch_command', 'run_step', 'grpo_phases', 'iterate_run']
 
 # %% ../nbs/11_iterate.ipynb #fd13ec64
 def eval_model(model_dir, # the checkpoint to evaluate
@@ -24,12 +24,13 @@ def eval_model(model_dir, # the checkpoint to evaluate
                batch_size:int=32, # greedy requests per forward batch
                resume:bool=True, # reuse a finished evaluation / continue an unfinished one
                progress:bool=True, # tqdm bar
+               backend:dict|None=None, # the `eval.backend` section (None: the model through HF on this machine)
               ) -> dict:
     "Greedy answers of the model in `model_dir` to `records`, scored by the harness; returns its scores."
     from vr1_nb.evaluate import evaluate, make_eval_backend
     recs = load_problems(records) if isinstance(records, (str, Path)) else list(records)
     proto = dict(protocol='greedy', max_new_tokens=max_new_tokens, instruction=instruction or '')
-    be = make_eval_backend(str(model_dir), dict(proto, batch_size=batch_size))
+    be = make_eval_backend(str(model_dir), dict(proto, batch_size=batch_size, **({'backend': backend} if backend else {})))
     return evaluate(recs, be, proto, out_dir, benchmark='synth', resume=resume, progress=progress, plots=False)
 
 # %% ../nbs/11_iterate.ipynb #224c4b36
@@ -101,7 +102,7 @@ def curriculum(records:list, # the RL problems
 # %% ../nbs/11_iterate.ipynb #c2cd4cb6
 ITERATE_DEFAULTS = dict(rounds=2, sft_from='base', curriculum=True, difficulty_by='source', medium_max=0.7, easy_max=None,
                         samples=4, select='shortest', temperature=1.0, rs_from='train', eval_n=None, max_new_tokens=None,
-                        instruction=R1_INSTRUCTION, base_instruction=None)
+                        instruction=R1_INSTRUCTION, base_instruction=None, launch=None)
 
 def iterate_settings(cfg:dict) -> dict:
     "The `iterate:` section with its defaults, naming unknown keys."
@@ -110,6 +111,47 @@ def iterate_settings(cfg:dict) -> dict:
     bad = sorted(set(it) - known)
     if bad: raise ValueError(f"iterate section: unknown key(s) {bad}; known: {sorted(known)}")
     return {**ITERATE_DEFAULTS, **it}
+
+# %% ../nbs/11_iterate.ipynb #3a9bccae
+def launch_command(kind:str, # 'sft' or 'grpo'
+                   config_path, # the step's config (YAML)
+                   train_path, # the step's training data
+                   out_dir, # the step's run directory
+                   launch:dict, # `iterate.launch`: num_processes, config_file, args (extra launcher flags)
+                  ) -> list[str]:
+    "The `accelerate launch … -m vr1_nb.cli <kind>` command that runs one training step as its own distributed job."
+    cmd = [sys.executable, '-m', 'accelerate.commands.launch']
+    if launch.get('config_file'): cmd += ['--config_file', str(launch['config_file'])]
+    cmd += ['--num_processes', str(int(launch.get('num_processes', 1)))] + [str(a) for a in launch.get('args') or []]
+    return cmd + ['-m', 'vr1_nb.cli', kind, '--config', str(config_path), '--train', str(train_path), '--out', str(out_dir), '--resume']
+
+# %% ../nbs/11_iterate.ipynb #3d671912
+def _tail(path, n=40): return ''.join(Path(path).read_text(errors='replace').splitlines(True)[-n:])
+
+def run_step(kind:str, # 'sft' or 'grpo'
+             cfg:dict, # the step's full config
+             train, # records, or a path the stage commands read
+             out_dir, # the step's run directory
+             launch:dict|None=None, # `iterate.launch` (None: run in this process)
+             resume:bool=False, # in-process only: resume an unfinished step (a launched step always resumes)
+            ) -> Path:
+    "One SFT or GRPO step, in this process or as its own `accelerate launch` job; the directory of its final model."
+    out_dir = Path(out_dir)
+    if not launch:
+        from vr1_nb.sft import sft_run
+        from vr1_nb.grpo import grpo_run
+        return Path((sft_run if kind == 'sft' else grpo_run)(cfg, train, out_dir, resume=resume))
+    import yaml
+    inputs = out_dir.parent/'inputs'; inputs.mkdir(parents=True, exist_ok=True)
+    conf = atomic_write_text(inputs/f'{out_dir.name}.yaml', yaml.safe_dump({k: v for k, v in cfg.items() if k != 'iterate'}))
+    data = Path(train) if isinstance(train, (str, Path)) else inputs/f'{out_dir.name}.jsonl'
+    if not isinstance(train, (str, Path)) and not data.exists(): save_jsonl(train, data)
+    log = inputs/f'{out_dir.name}.log'
+    with open(log, 'a') as f:
+        rc = subprocess.run(launch_command(kind, conf, data, out_dir, launch), stdout=f, stderr=subprocess.STDOUT, env=thread_env()).returncode
+    if rc or not (out_dir/RunDir.DONE).exists():
+        raise RuntimeError(f"{kind} step {out_dir} failed (exit code {rc}); the end of its log {log}:\n{_tail(log)}")
+    return out_dir/'final'
 
 # %% ../nbs/11_iterate.ipynb #b711f43b
 def _with_model(cfg, path, stages=None):
@@ -123,17 +165,15 @@ def grpo_phases(cfg:dict, # the round's config (model.path = the SFT model)
                 rates:dict|None, # error rates per group (None: no curriculum)
                 it:dict, # the iterate settings
                 resume:bool=False, # resume unfinished phases
-                eval_records=None, # passed to grpo_run for its periodic evaluation
                ) -> tuple[Path, list]:
     "GRPO on medium then hard problems (or all at once); returns (final model dir, [{phase, n, dir}])."
-    from vr1_nb.grpo import grpo_run
     if rates is None: parts = [('grpo', problems)]
     else:
         cur = curriculum(problems, rates, it['medium_max'], it['easy_max'], it['difficulty_by'])
         parts = [(f'grpo-{k}', cur[k]) for k in ('medium', 'hard') if cur[k]]
     model, done = cfg['model']['path'], []
     for name, recs in parts:
-        model = grpo_run(_with_model(cfg, model, it.get('stages')), recs, Path(out_dir)/name, resume=resume, eval_records=eval_records)
+        model = run_step('grpo', _with_model(cfg, model, it.get('stages')), recs, Path(out_dir)/name, it.get('launch'), resume)
         done.append(dict(phase=name, n=len(recs), dir=str(Path(out_dir)/name)))
     return Path(model), done
 
@@ -149,10 +189,9 @@ def iterate_run(config, # a preset name, YAML path or dict (sections model, sft,
                 resume:bool=False, # continue an unfinished run
                ) -> dict:
     "OpenVLThinker rounds: SFT → GRPO (medium→hard) → evaluation → rejection sampling → next round; returns the summary."
-    from vr1_nb.sft import sft_run
     from vr1_nb.bridge import rejection_sample
-    from vr1_nb.generate import HFBackend, Store
-    from vr1_nb.models import load_model
+    from vr1_nb.generate import Store
+    from vr1_nb.evaluate import make_eval_backend
     cfg = load_config(config); it = iterate_settings(cfg); set_threads()
     for k in ('sft_set', 'rl', 'test'):
         if not it.get(k): raise ValueError(f"iterate.{k} is required (a .jsonl/.parquet path or a list of records)")
@@ -163,13 +202,14 @@ def iterate_run(config, # a preset name, YAML path or dict (sections model, sft,
     train = _load(it['train']) if it.get('train') else [_problem_only(r) for r in sft_set]
     if it['eval_n']: test = test[:it['eval_n']]
     mnt = it['max_new_tokens'] or (cfg.get('eval') or {}).get('max_new_tokens', 96)
-    ev = lambda model, d, instr=it['instruction']: eval_model(model, test, d, instr, mnt, resume=True, progress=False)
+    backend = (cfg.get('eval') or {}).get('backend')
+    ev = lambda model, d, instr=it['instruction'], recs=test: eval_model(model, recs, d, instr, mnt, resume=True, progress=False, backend=backend)
     rows = [json.loads(l) for l in (run/'rounds.jsonl').read_text().splitlines()] if (run/'rounds.jsonl').exists() else []
     base_scores = ev(base, out/'eval-base', it['base_instruction']) if not (str(base).startswith('tiny:')) else None
     rates = None
     if it['curriculum']:
         if str(base).startswith('tiny:'): raise ValueError("iterate.curriculum needs a saved base model directory (model.path), not a 'tiny:' spec")
-        eval_model(base, rl, out/'difficulty', it['base_instruction'], mnt, resume=True, progress=False)
+        ev(base, out/'difficulty', it['base_instruction'], rl)
         rates = error_rates(out/'difficulty', it['difficulty_by'], rl)
         atomic_write_text(out/'difficulty'/'error_rates.json', json.dumps(rates, indent=1))
     last = None
@@ -177,13 +217,13 @@ def iterate_run(config, # a preset name, YAML path or dict (sections model, sft,
         rd = out/f'round{r}'
         start = base if (it['sft_from'] == 'base' or last is None) else last
         if it['sft_from'] not in ('base', 'last'): raise ValueError(f"iterate.sft_from={it['sft_from']!r}: use 'base' or 'last'")
-        sft_model = sft_run(_with_model(cfg, start), sft_set, rd/'sft', resume=resume)
+        sft_model = run_step('sft', _with_model(cfg, start), sft_set, rd/'sft', it['launch'], resume)
         rl_model, phases = grpo_phases(_with_model(cfg, sft_model), rl, rd, rates, it, resume=resume)
         s_sft, s_rl = ev(sft_model, rd/'eval-sft'), ev(rl_model, rd/'eval-grpo')
-        model, proc = load_model(rl_model)
+        be = make_eval_backend(str(rl_model), dict(cfg.get('eval') or {}, max_new_tokens=mnt), cfg.get('model'))
         with Store(rd/'rejection_store.jsonl') as st:
             pool = train if it['rs_from'] == 'train' else rl if it['rs_from'] == 'rl' else train + rl
-            kept = rejection_sample(HFBackend(model, proc, name=f'round{r}', max_tokens=mnt), pool, st, k=it['samples'],
+            kept = rejection_sample(be, pool, st, k=it['samples'],
                                     select=it['select'], params={'temperature': it['temperature'], 'max_tokens': mnt},
                                     round=r, seed=derive_seed(cfg.get('seed', 0), 'rs', r), progress=False)
         fallback = not kept  # the RL model solved nothing: the next round keeps this round's SFT set (logged)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect, json, math, os
 from pathlib import Path
 from .core import (RunDir, ConfigError, load_config, trl_args, to_prompt, to_completion, load_problems, validate_record,
-                   RecordError, set_threads, seed_everything, derive_seed, atomic_write_text, R1_INSTRUCTION)
+                   RecordError, set_threads, launch_rank, seed_everything, derive_seed, atomic_write_text, R1_INSTRUCTION)
 
 # %% auto #0
 __all__ = ['LOAD_KEYS', 'sft_example', 'as_records', 'sft_dataset', 'lora_config', 'training_dtype', 'load_policy', 'sft_args',
@@ -166,7 +166,7 @@ def save_final(trainer, # a trained (TRL) trainer
 # %% ../nbs/09_sft.ipynb #6d974767
 def open_run(out_dir, stage:str, cfg:dict, seed:int, resume:bool=False, overwrite:bool=False) -> RunDir:
     "The run directory: a `RunDir` on rank 0, a path-only view of it on the other ranks of a distributed launch."
-    if int(os.environ.get('RANK', '0')) == 0: return RunDir(out_dir, stage, config=cfg, seed=seed, resume=resume, overwrite=overwrite)
+    if launch_rank() == 0: return RunDir(out_dir, stage, config=cfg, seed=seed, resume=resume, overwrite=overwrite)
     run = object.__new__(RunDir); run.path, run.stage, run.manifest = Path(out_dir), stage, {}
     return run
 
@@ -241,7 +241,7 @@ def sft_run(config, # a config dict, preset name or YAML path
         ckpt = _last_checkpoint(run/'checkpoints') if resume else None
         if ckpt: truncate_log(run/'log.jsonl', int(ckpt.rsplit('-', 1)[-1]))
         out = trainer.train(resume_from_checkpoint=ckpt)
-        summary = {'train_loss': out.training_loss, 'steps': trainer.state.global_step}
+        summary = {'train_loss': out.training_loss, 'steps': trainer.state.global_step, 'processes': trainer.accelerator.num_processes}
         final = save_final(trainer, trainer.processing_class, run/'final', run,
                            merge_lora=(cfg.get('model') or {}).get('merge_lora', False), summary=summary)
         if trainer.args.should_save: run.complete(**summary)
