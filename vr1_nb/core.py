@@ -344,12 +344,8 @@ class RunDir:
                 ):
         self.path, self.stage = Path(path), stage
         m = self.path/self.MANIFEST
-        if self.path.exists() and any(self.path.iterdir()):
-            if overwrite: self._move_aside()
-            elif not m.exists(): raise RunExistsError(f"{self.path} exists, is not empty and is not a vr1 run directory; choose another output directory")
-            elif not resume:
-                state = 'a finished' if (self.path/self.DONE).exists() else 'an unfinished'
-                raise RunExistsError(f"{self.path} already holds {state} '{json.loads(m.read_text()).get('stage')}' run; pass resume=True (--resume) to continue or reuse it, or overwrite=True (--overwrite) to move it aside and start over")
+        self.check(self.path, resume, overwrite)
+        if overwrite and self.path.exists() and any(self.path.iterdir()): self._move_aside()
         self.path.mkdir(parents=True, exist_ok=True)
         if m.exists():
             self.manifest = json.loads(m.read_text())
@@ -358,6 +354,17 @@ class RunDir:
             self.manifest = dict(stage=stage, config=config or {}, seed=seed, versions=library_versions(), git=git_state(),
                                  created=time.strftime('%Y-%m-%dT%H:%M:%S%z'), argv=sys.argv)
         atomic_write_text(m, json.dumps(self.manifest, indent=2, default=str))
+
+    @classmethod
+    def check(cls, path, resume:bool=False, overwrite:bool=False):
+        "Raise `RunExistsError` now if opening `path` would; create nothing (commands check before reading their input)."
+        path, m = Path(path), Path(path)/cls.MANIFEST
+        if overwrite or not path.exists() or not any(path.iterdir()): return
+        if not m.exists(): raise RunExistsError(f"{path} exists, is not empty and is not a vr1 run directory; choose another output directory")
+        if not resume:
+            state = 'a finished' if (path/cls.DONE).exists() else 'an unfinished'
+            raise RunExistsError(f"{path} already holds {state} '{json.loads(m.read_text()).get('stage')}' run; pass resume=True (--resume) "
+                                 "to continue or reuse it, or overwrite=True (--overwrite) to move it aside and start over")
 
     def _move_aside(self):
         dest = self.path.with_name(f"{self.path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")

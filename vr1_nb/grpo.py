@@ -302,6 +302,8 @@ def grpo_run(config, # a config dict, preset name or YAML path
     from vr1_nb.sft import open_run
     cfg = load_config(config); set_threads()
     stages = ptst_stages(cfg); seed = int(cfg.get('seed', 0))
+    RunDir.check(out_dir, resume, overwrite)                      # refuse an existing run before reading anything
+    if resume and (Path(out_dir)/RunDir.DONE).exists(): return Path(out_dir)/'final'
     ctx = stage_context(cfg, train, out_dir, resume, eval_records, beta_fn, reward_funcs, callbacks)   # bad input fails here
     run = ctx.run = open_run(out_dir, 'grpo', cfg, seed, resume, overwrite)
     if run.is_complete: return run.path/'final'

@@ -176,7 +176,7 @@ def _last_checkpoint(d):
     return get_last_checkpoint(str(d)) if Path(d).is_dir() else None
 
 def build_sft_trainer(cfg:dict, # a full config (sections `model`, `sft`, `prompt`, `seed`)
-                      train, # training records, or a path `core.load_problems` reads
+                      train, # training records, a path `core.load_problems` reads, or an `sft_dataset`
                       output_dir, # where checkpoints go
                       callbacks:list|None=None, # `transformers.TrainerCallback`s
                       eval_records=None, # optional held-out records
@@ -186,8 +186,9 @@ def build_sft_trainer(cfg:dict, # a full config (sections `model`, `sft`, `promp
     mcfg = cfg.get('model') or {}
     args = sft_args(cfg, output_dir)
     instr = (cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION)
-    train_ds = sft_dataset(train, instr)
-    eval_ds = sft_dataset(eval_records, instr) if eval_records is not None else None
+    prepared = lambda x: hasattr(x, 'column_names') and 'completion' in x.column_names
+    train_ds = train if prepared(train) else sft_dataset(train, instr)
+    eval_ds = None if eval_records is None else eval_records if prepared(eval_records) else sft_dataset(eval_records, instr)
     model, processor = load_policy(mcfg)
     return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=processor,
                       peft_config=lora_config(mcfg.get('lora')), callbacks=list(callbacks or []))
@@ -233,10 +234,14 @@ def sft_run(config, # a config dict, preset name or YAML path
            ) -> Path:
     "Cold-start SFT with `trl.SFTTrainer`; returns the directory of the final model."
     cfg = load_config(config); set_threads()
+    RunDir.check(out_dir, resume, overwrite)                      # refuse an existing run before reading anything
+    if resume and (Path(out_dir)/RunDir.DONE).exists(): return Path(out_dir)/'final'
+    instr = (cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION)
+    train_ds = sft_dataset(train, instr)                          # bad input fails here, before the run directory exists
+    eval_ds = sft_dataset(eval_records, instr) if eval_records is not None else None
     run = open_run(out_dir, 'sft', cfg, int(cfg.get('seed', 0)), resume, overwrite)
-    if run.is_complete: return run/'final'
     seed_everything(int(cfg.get('seed', 0)))
-    trainer = build_sft_trainer(cfg, train, run/'checkpoints', [JsonlLog(run/'log.jsonl'), *(callbacks or [])], eval_records)
+    trainer = build_sft_trainer(cfg, train_ds, run/'checkpoints', [JsonlLog(run/'log.jsonl'), *(callbacks or [])], eval_ds)
     try:
         ckpt = _last_checkpoint(run/'checkpoints') if resume else None
         if ckpt: truncate_log(run/'log.jsonl', int(ckpt.rsplit('-', 1)[-1]))
