@@ -480,10 +480,11 @@ def stage_vllm_settings(cfg:dict, # a full config
     if p['vllm_gpu_memory_utilization_source'] == 'plan': out['vllm_gpu_memory_utilization'] = p['vllm_gpu_memory_utilization']
     return out
 
-# %% ../nbs/12a_plan.ipynb #71697a85
-def _mem_line(g, vllm=True):
+# %% ../nbs/12a_plan.ipynb #0f279c7d
+def _mem_line(g, backend=None):
     parts = ', '.join(f"{k} {g[k]}" for k in ('weights', 'gradients', 'optimizer', 'reference', 'activations', 'overheads') if g[k])
-    if not vllm: return f"[{parts}]"
+    if backend == 'transformers': return f"[{parts}] + generate [gathered weights {g['vllm_weights']}, KV cache {g['vllm_kv_pool']}]"
+    if backend != 'vllm-colocate': return f"[{parts}]"
     return f"[{parts}] + vLLM [weights {g['vllm_weights']}, runtime {g['vllm_runtime']}, KV {g['vllm_kv_pool']}]"
 
 def _stage_lines(p, n, gpu):
@@ -494,9 +495,9 @@ def _stage_lines(p, n, gpu):
            f"{p['vllm_gpu_memory_utilization']} ({p['vllm_gpu_memory_utilization_source']})") if vllm else p['generation_backend']
     ph = ', '.join(f"{k} {v}" for k, v in g['phases'].items())
     yield f"stage {p['name']} ({p['max_completion_length']:,}-token completions x {p['num_generations']}): {eng}"
-    yield (f"  per GPU: {_mem_line(g, vllm)} GiB; peak by phase: {ph} -> {g['total']} GiB: "
+    yield (f"  per GPU: {_mem_line(g, p['generation_backend'])} GiB; peak by phase: {ph} -> {g['total']} GiB: "
            f"{'fits' if p['fits_memory'] else 'DOES NOT FIT'}")
-    yield (f"  KV: {kv['capacity_tokens']:,} tokens ({kv['bytes_per_token'] // 1024} KiB/token/GPU) vs one sequence {kv['seq_len']:,} "
+    yield (f"  KV{' (transformers cache, free memory)' if p['generation_backend'] == 'transformers' else ''}: {kv['capacity_tokens']:,} tokens ({kv['bytes_per_token'] // 1024} KiB/token/GPU) vs one sequence {kv['seq_len']:,} "
            f"({'ok' if kv['fits_one'] else 'NO'}) and the batch {kv['max_num_seqs']} x {kv['seq_len']:,} = {kv['need_tokens']:,} "
            f"({'ok' if kv['fits_batch'] else 'no'}); concurrency {kv['concurrency']}")
     yield (f"  time/step: {t['total']} s = generation {t['generation']} + training {t['training']} + overhead {t['overhead']}; "
@@ -508,7 +509,7 @@ def _stage_lines(p, n, gpu):
            + f"; EasyR1 default: {f['prompts_per_update']:.0%} of its 128 prompts/update, "
            f"{f['rollouts_per_update']:.0%} of its 640 rollouts/update")
 
-# %% ../nbs/12a_plan.ipynb #8a3991d1
+# %% ../nbs/12a_plan.ipynb #58fe8869
 def format_plan(plan:dict, # from `plan_run`
                ) -> str:
     "The human-readable plan `vr1 presets check` prints before the JSON line."
@@ -520,7 +521,7 @@ def format_plan(plan:dict, # from `plan_run`
                f"{hw['gpu_mem_gib']} GiB, ZeRO-{hw['zero_stage']}; longest prompt {plan['prompt']['tokens']:,} tokens = "
                f"{plan['prompt']['basis']}")
     if s := plan['sft']:
-        out.append(f"sft: per GPU {_mem_line(s['per_gpu'], False)} = {s['per_gpu']['total']} GiB: "
+        out.append(f"sft: per GPU {_mem_line(s['per_gpu'])} = {s['per_gpu']['total']} GiB: "
                    f"{'fits' if s['fits_memory'] else 'DOES NOT FIT'}; "
                    f"{s['time_per_step_s']['total']} s/step at {s['seq_len']:,} tokens ({s['seq_basis']})")
     for p in plan['stages']: out += list(_stage_lines(p, hw['num_gpus'], hw['gpu']))
