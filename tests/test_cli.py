@@ -17,14 +17,18 @@ def test_help_lists_every_stage():
     for cmd in ('synth', 'bridge', 'filter', 'sft', 'grpo', 'iterate', 'eval', 'score', 'serve', 'demo'): assert cmd in out
 
 def test_every_gpu_preset_dry_run():
-    "Every GPU preset validates (TRL configs, PTST stages, group sizes, memory) without weights or network (one process: imports dominate)."
-    reps = {r['name']: r for r in map(json.loads, vr1('presets', 'check').stdout.splitlines())}
+    "Every GPU preset validates, plans within its cards and builds its trainers on a tiny checkpoint, without weights or network."
+    out = vr1('presets', 'check').stdout.splitlines()
+    reps = {r['name']: r for r in (json.loads(l) for l in out if l.startswith('{'))}
     gpu = [p for p in list_presets() if p not in ('tiny-cpu', 'smoke')]
     assert len(gpu) >= 3 and set(gpu) <= set(reps)
     for name in gpu:
         rep = reps[name]
         assert rep['stages'] and all(s['num_generations'] > 1 for s in rep['stages']), name
-        assert rep['memory_gib']['fits'] is True, (name, rep['memory_gib'])
+        assert rep['plan']['errors'] == [], (name, rep['plan']['errors'])
+        assert all(st['per_gpu']['total'] <= rep['plan']['hardware']['gpu_mem_gib'] for st in rep['plan']['stages']), name
+        assert [t['trainer'] for t in rep['construction']['trainers']] == ['sft'] + [s['name'] for s in rep['stages']], name
+    assert any(l.startswith('stage ') for l in out) and any('KV:' in l for l in out)   # the per-stage plan is printed
 
 def test_bad_config_is_one_line_error(tmp_path):
     (tmp_path/'bad.yaml').write_text('base: smoke\ngrpo: {learning_rte: 1}\n')

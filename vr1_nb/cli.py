@@ -11,9 +11,9 @@ from pathlib import Path
 from .core import ConfigError, load_config, list_presets, presets_dir, RunExistsError
 
 # %% auto #0
-__all__ = ['SECTIONS', 'GiB', 'check_sections', 'check_stages', 'model_arch', 'estimate_memory', 'check_stage_sections',
-           'dry_run', 'cmd_presets', 'cmd_score', 'cmd_synth', 'cmd_bridge', 'cmd_filter', 'cmd_sft', 'cmd_grpo',
-           'cmd_iterate', 'cmd_eval', 'cmd_serve', 'cmd_demo', 'cmd_replicate', 'build_parser', 'main']
+__all__ = ['SECTIONS', 'check_sections', 'check_stages', 'model_arch', 'check_stage_sections', 'dry_run_text', 'dry_run',
+           'cmd_presets', 'cmd_score', 'cmd_synth', 'cmd_bridge', 'cmd_filter', 'cmd_sft', 'cmd_grpo', 'cmd_iterate',
+           'cmd_eval', 'cmd_serve', 'cmd_demo', 'cmd_replicate', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #2d03e0c5
 SECTIONS = ('name', 'seed', 'hardware', 'model', 'data', 'prompt', 'teacher', 'bridge', 'filter', 'rewards', 'monitor',
@@ -71,33 +71,6 @@ def model_arch(cfg:dict) -> dict:
     if not m.get('arch'): raise ConfigError(f"model {m.get('path')!r}: no local config.json and no model.arch numbers in the preset")
     return m['arch']
 
-# %% ../nbs/13_cli.ipynb #47e5e685
-GiB = 2**30
-
-def estimate_memory(cfg:dict, # a full config
-                    stage:dict|None=None, # one entry of `check_stages` (default: the longest stage)
-                   ) -> dict:
-    "Rough per-GPU memory (GiB) of a GRPO stage with this config."
-    a, hw, g = model_arch(cfg), cfg.get('hardware') or {}, cfg.get('grpo') or {}
-    stage = stage or max(check_stages(cfg), key=lambda s: s['max_completion_length'])
-    n, zero = max(1, hw.get('num_gpus') or 1), hw.get('zero_stage', 0)
-    P = a['params_b'] * 1e9
-    lora = bool((cfg.get('model') or {}).get('lora'))
-    frozen = a.get('vision_params_b', 0) * 1e9 if (cfg.get('model') or {}).get('freeze_vision', True) else 0
-    T = 0.01 * P if lora else P - frozen
-    shard = lambda x, s: x / n if zero >= s else x
-    bs, seq = g.get('per_device_train_batch_size', 1), g.get('max_prompt_length') or 1024
-    seq += stage['max_completion_length']
-    kv = 2 * a['num_hidden_layers'] * a['num_key_value_heads'] * a['head_dim'] * 2 * seq * bs
-    est = dict(weights=shard(2 * P, 3), gradients=shard(2 * T, 2), optimizer=shard(12 * T, 1),
-               reference=shard(2 * P, 3) if (stage.get('beta') or 0) > 0 and not lora else 0,
-               kv_cache=kv, logits=4 * bs * seq * a['vocab_size'],
-               activations=2 * a['num_hidden_layers'] * bs * seq * a['hidden_size'])
-    est = {k: v / GiB for k,v in est.items()}
-    est['total'] = sum(est.values())
-    if hw.get('gpu_mem_gib'): est['fits'] = est['total'] <= 0.85 * hw['gpu_mem_gib']
-    return est
-
 # %% ../nbs/13_cli.ipynb #34925b97
 def check_stage_sections(cfg:dict) -> dict:
     "Validate the `teacher`/`bridge`, `filter`, `rewards` and `eval` sections with the modules that consume them."
@@ -124,11 +97,32 @@ def check_stage_sections(cfg:dict) -> dict:
         except (KeyError, ValueError) as e: raise ConfigError(f"section 'eval': {e}") from None
     return out
 
+# %% ../nbs/13_cli.ipynb #0b8d0e91
+def _construct_quietly(cfg, steps):
+    "`dryrun.construct`, with the trainers' progress bars and log lines kept off the terminal."
+    import contextlib, io
+    from vr1_nb.dryrun import construct
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()): return construct(cfg, steps)
+
+def dry_run_text(report:dict) -> str:
+    "The lines `vr1 presets check` prints before the report's JSON: the plan, then what was built."
+    from vr1_nb.plan import format_plan
+    out = [format_plan(report['plan'])]
+    c = report.get('construction')
+    if c:
+        out.append(f"built on {Path(c['checkpoint']).name} in {c['seconds']} s: " + ', '.join(
+            f"{t['trainer']} ({t['model']}, {t['dtype']}{', %d step(s)' % t['steps_trained'] if 'steps_trained' in t else ''})" for t in c['trainers']))
+        out += [f"  changed for the CPU: {o}" for o in c['overrides']] + [f"  warning: {w}" for w in c['warnings'][:10]]
+    return '\n'.join(out)
+
 # %% ../nbs/13_cli.ipynb #c71331c8
 def dry_run(cfg:dict, # a full config (e.g. from `load_config`)
+            build:bool=True, # build every trainer on a tiny checkpoint of the family (`dryrun.construct`)
+            steps:int=0, # with `build`: also train each trainer this many steps
            ) -> dict:
-    "Validate a config end to end without weights or network; return the schedule and memory estimate."
+    "Validate a config, plan its run and build its trainers without weights or network; the report (the plan included)."
     from trl import SFTConfig
+    from vr1_nb.plan import plan_run
     check_sections(cfg)
     report = dict(name=cfg.get('name'), sections=sorted(cfg))
     if 'sft' in cfg:
@@ -140,8 +134,8 @@ def dry_run(cfg:dict, # a full config (e.g. from `load_config`)
     bs = cfg.get('beta_schedule') or {}
     if bs and bs.get('kind') not in ('constant', 'grpo_d'): raise ConfigError(f"beta_schedule.kind {bs.get('kind')!r}: use 'constant' or 'grpo_d'")
     report.update(check_stage_sections(cfg))
-    try: report['memory_gib'] = {k: (round(v, 2) if isinstance(v, float) else v) for k,v in estimate_memory(cfg).items()}
-    except ConfigError as e: report['memory_gib'] = f"not estimated: {e}"
+    report['plan'] = plan_run(cfg)
+    if build and ('sft' in cfg or 'grpo' in cfg): report['construction'] = _construct_quietly(cfg, steps)
     return report
 
 # %% ../nbs/13_cli.ipynb #bf4e6609
@@ -158,6 +152,12 @@ def _load(args) -> dict:
     return check_sections(load_config(args.config, args.overrides))
 
 # %% ../nbs/13_cli.ipynb #12c07534
+def _print_dry_run(report:dict):
+    "The plan and construction as text, then the report as one JSON object on the last line; a plan vLLM would refuse exits."
+    from vr1_nb.plan import check_plan
+    print(dry_run_text(report)); print(json.dumps(report, default=str), flush=True)
+    check_plan(report['plan'])
+
 def cmd_presets(args):
     "List, show or dry-run the shipped presets."
     if args.action == 'list':
@@ -166,7 +166,7 @@ def cmd_presets(args):
         print((presets_dir()/f"{args.name}.yaml").read_text() if args.name in list_presets() else _fail(f"no preset {args.name!r}"))
     else:
         names = list_presets() if args.name in (None, 'all') else [args.name]
-        for n in names: print(json.dumps(dry_run(load_config(n, args.overrides)), default=str))
+        for n in names: _print_dry_run(dry_run(load_config(n, args.overrides), build=not args.no_build, steps=args.steps))
 
 def _fail(msg): raise SystemExit(f"vr1: {msg}")
 
@@ -182,7 +182,7 @@ def _out(args, default):
 
 def _maybe_dry(args, cfg):
     if getattr(args, 'dry_run', False):
-        print(json.dumps(dry_run(cfg), indent=1, default=str)); return True
+        _print_dry_run(dry_run(cfg)); return True
 
 def cmd_synth(args):
     "Write disjoint synthetic train/test splits."
@@ -325,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('presets', help="list, show or validate (dry-run) the shipped presets")
     p.add_argument('action', choices=['list', 'show', 'check'], help="check: validate config shape, PTST stages, group sizes and memory without weights or network")
     p.add_argument('name', nargs='?', help="preset name (check: default all)")
+    p.add_argument('--no-build', action='store_true', help="check: validate and plan only, without building the trainers")
+    p.add_argument('--steps', type=int, default=0, help="check: also train every trainer this many steps on the tiny checkpoint")
     p.add_argument('--set', dest='overrides', action='append', default=[], metavar='SECTION.KEY=VALUE')
     p.set_defaults(func=cmd_presets)
     return ap

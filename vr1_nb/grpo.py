@@ -19,8 +19,8 @@ from .sft import (as_records, load_policy, lora_config, JsonlLog, truncate_log, 
 
 # %% auto #0
 __all__ = ['REFLECTION_WORDS', 'STAGE_DONE', 'grpo_d_beta', 'beta_schedule', 'starts_generation', 'BetaCallback', 'ptst_stages',
-           'stage_args', 'grpo_dataset', 'ReflectionWords', 'reward_setup', 'StageGRPOTrainer', 'StageContext',
-           'build_stage_trainer', 'stage_context', 'grpo_run', 'plot_curves']
+           'stage_args', 'planned_section', 'grpo_dataset', 'ReflectionWords', 'reward_setup', 'StageGRPOTrainer',
+           'StageContext', 'build_stage_trainer', 'stage_context', 'grpo_run', 'plot_curves']
 
 # %% ../nbs/10_grpo.ipynb #bd13d92a
 def grpo_d_beta(step:int, # optimizer steps completed over the whole run (0-based)
@@ -106,6 +106,14 @@ def stage_args(stage:dict, # one item of `ptst_stages`
     sec['seed'] = int(sec.get('seed', seed)) if stage['index'] == 0 else derive_seed(sec.get('seed', seed), 'ptst', stage['index'])
     sec['beta'] = max(abs(float(schedule(s))) for s in range(stage['start'], stage['end'] + 1))
     return trl_args(GRPOConfig, sec, f"grpo (stage {stage['name']!r})", output_dir=str(output_dir), **fixed)
+
+# %% ../nbs/10_grpo.ipynb #c72f8f5a
+def planned_section(cfg:dict, # the full config
+                    st:dict, # one item of `ptst_stages`
+                   ) -> dict:
+    "The stage's GRPOConfig section, with the plan's vLLM settings where the config leaves them unset."
+    from vr1_nb.plan import stage_vllm_settings
+    return {**stage_vllm_settings(cfg, st['index']), **st['section']}
 
 # %% ../nbs/10_grpo.ipynb #f80d0014
 def grpo_dataset(src, # records, a `datasets.Dataset`, or a path `core.load_problems` reads
@@ -256,6 +264,7 @@ def build_stage_trainer(ctx:StageContext, # the run's shared context
                        ) -> StageGRPOTrainer:
     "The stage's trainer as the run builds it: its GRPOConfig, the policy, beta and log callbacks, the caller's callbacks."
     sdir, mcfg = _stage_dir(ctx.run, st), ctx.cfg.get('model') or {}
+    st = {**st, 'section': planned_section(ctx.cfg, st)}
     if ctx.eval_ds is not None: st = {**st, 'section': dict(st['section'])}; _eval_defaults(st['section'], ctx.cfg.get('monitor'))
     args = stage_args(st, sdir, ctx.schedule, int(ctx.cfg.get('seed', 0)), reward_weights=ctx.weights)
     model, proc, peft_cfg = _policy_for_stage(mcfg, start)
