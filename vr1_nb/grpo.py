@@ -112,8 +112,11 @@ def planned_section(cfg:dict, # the full config
                     st:dict, # one item of `ptst_stages`
                    ) -> dict:
     "The stage's GRPOConfig section, with the plan's vLLM settings where the config leaves them unset."
+    from trl import GRPOConfig
     from vr1_nb.plan import stage_vllm_settings
-    return {**stage_vllm_settings(cfg, st['index']), **st['section']}
+    sec = st['section']
+    if not sec.get('use_vllm') or sec.get('vllm_mode', GRPOConfig.vllm_mode) != 'colocate': return dict(sec)
+    return {**stage_vllm_settings(cfg, st['index']), **sec}
 
 # %% ../nbs/10_grpo.ipynb #f80d0014
 def grpo_dataset(src, # records, a `datasets.Dataset`, or a path `core.load_problems` reads
