@@ -58,12 +58,13 @@ def resolve_protocol(spec=None, # a protocol name, or an `eval:` section (dict) 
     try: p.update(decoding({k: p[k] for k in DECODING_KEYS}))   # checked, and stated in full
     except ValueError as e: raise ValueError(f"eval protocol {name!r}: {e}") from None
     p['reask'], p['k'] = int(p['reask']), int(p['k'])
-    if p['k'] < 1 or p['reask'] < 0: raise ValueError(f"eval protocol {name!r}: need k >= 1 and reask >= 0 (got k={p['k']}, reask={p['reask']})")
+    if p['k'] < 1 or p['reask'] < 0:
+        raise ValueError(f"eval protocol {name!r}: need k >= 1 and reask >= 0 (got k={p['k']}, reask={p['reask']})")
     return p
 
 # %% ../nbs/12_eval.ipynb #5ab05cd3
 def protocol_version(p:dict) -> str:
-    "A short stable tag of what changes the answers: prompt, instruction and decoding (`top_k`/`repetition_penalty` when not off)."
+    "A short stable tag of what changes the answers: prompt, instruction, decoding (top-k and penalty when not off)."
     blob = {k: p.get(k) for k in ('instruction', 'prompt', 'temperature', 'top_p', 'max_tokens')}
     blob.update({k: p[k] for k, off in (('top_k', 0), ('repetition_penalty', 1.0)) if p.get(k) not in (None, off)})
     if float(p.get('temperature') or 0) > 0: blob['decoding'] = 'stated'
@@ -704,9 +705,10 @@ def make_eval_backend(model:str, # 'tiny:<size>', a checkpoint directory, or a h
     ev, mc = eval_cfg or {}, model_cfg or {}
     b = ev.get('backend') or {}; b = {'kind': b} if isinstance(b, str) else dict(b); kind = b.pop('kind', 'hf')
     p, size = resolve_protocol({k: v for k, v in ev.items() if k != 'backend'}), models.tiny_size(model)
-    if kind == 'vllm' and size: log.warning("eval.backend 'vllm' with the tiny model %s: the HF backend on the CPU answers instead", model); kind = 'hf'
+    if kind == 'vllm' and size:   # a GPU preset rehearsed on the CPU
+        log.warning("eval.backend 'vllm' with the tiny model %s: the HF backend on the CPU answers instead", model); kind = 'hf'
     if kind == 'openai':
-        if not b.get('base_url'): raise ValueError("eval.backend kind 'openai' needs base_url (and model, the name the server expects)")
+        if not b.get('base_url'): raise ValueError("eval.backend kind 'openai' needs base_url (and model: the name the server expects)")
         return OpenAIBackend(b.pop('base_url'), b.pop('model', model), **{'max_tokens': p['max_tokens'], **b})
     if kind == 'vllm':
         from vr1_nb.generate import VLLMBackend

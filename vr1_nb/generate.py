@@ -152,7 +152,8 @@ def decoding(params: dict, # a request's `params` (any of `DECODING_KEYS`)
              max_tokens: int | None = None, # the budget when `params` has none (None: the server's own limit)
             ) -> dict:
     "All five decoding fields of `params`, those left unset off; `top_k` 0, -1 and None all mean no top-k (returned as 0)."
-    if bad := sorted(set(params) - set(DECODING_KEYS)): raise ValueError(f"unknown decoding parameter(s) {bad}; known: {list(DECODING_KEYS)}")
+    if bad := sorted(set(params) - set(DECODING_KEYS)):
+        raise ValueError(f"unknown decoding parameter(s) {bad}; known: {list(DECODING_KEYS)}")
     d = {**DECODING_OFF, "max_tokens": max_tokens, **{k: v for k, v in params.items() if v is not None}}
     for k, typ, ok, need in _CHECKS:
         if d[k] is None: continue   # only max_tokens may stay None
@@ -278,8 +279,8 @@ class HFBackend(Backend):
         self.multimodal = hasattr(processor, "image_processor")
         gc = getattr(model, "generation_config", None)
         if fixed := [f"{k}={getattr(gc, k)!r}" for k, off in _HF_UNSETTABLE.items() if getattr(gc, k, None) not in (None, off)]:
-            raise ValueError(f"HFBackend {name!r}: the checkpoint's generation_config sets {', '.join(fixed)}, which `generate` would "
-                             f"apply to every request with no way to pass it as off; set it to None on model.generation_config")
+            raise ValueError(f"HFBackend {name!r}: the checkpoint's generation_config sets {', '.join(fixed)}, which `generate` "
+                             f"would apply to every request with no way to pass it as off; set it to None on model.generation_config")
 
 # %% ../nbs/06_generate.ipynb #cdcb9308
 class _GumbelSample:
@@ -299,7 +300,8 @@ class _GumbelSample:
 def _gen_kwargs(self: HFBackend, d: dict) -> dict:
     "`generate` arguments for decoding `d` (sampling is `_GumbelSample`'s, so `do_sample` is always False)."
     pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.tok.eos_token_id
-    return dict(max_new_tokens=d["max_tokens"], do_sample=False, repetition_penalty=d["repetition_penalty"], pad_token_id=pad, **_HF_STATED)
+    return dict(max_new_tokens=d["max_tokens"], do_sample=False, repetition_penalty=d["repetition_penalty"], pad_token_id=pad,
+                **_HF_STATED)
 
 # %% ../nbs/06_generate.ipynb #84d8b138
 @patch
@@ -358,7 +360,8 @@ SERVERS = {  # how a server takes the decoding fields OpenAI's API lacks (the ta
     "transformers": dict(where="generation_config", top_k_off=0, min_p=False, n=False, greedy_n=False),
     "openai": dict(where=None, top_k_off=None, min_p=False, n=True, greedy_n=True),
 }
-_OWNERS = {"vllm": "vllm", "vr1_nb": "vr1"}  # `owned_by` in /v1/models -> server kind
+_OWNERS = {"vllm": "vllm", "vr1_nb": "vr1", "openai": "openai", "system": "openai", "openai-internal": "openai",
+           "deepseek": "openai"}  # `owned_by` in /v1/models -> server kind (DeepSeek's API has no top_k either)
 
 class OpenAIBackend(Backend):
     "OpenAI-compatible chat endpoint(s) with bounded concurrency, retries with backoff, replica spreading."
@@ -377,7 +380,8 @@ class OpenAIBackend(Backend):
         import openai
         self.urls = [base_url] if isinstance(base_url, str) else list(base_url)
         if not self.urls: raise ValueError("OpenAIBackend needs at least one base_url")
-        if server is not None and server not in SERVERS: raise ValueError(f"OpenAIBackend server={server!r}: use one of {sorted(SERVERS)}")
+        if server is not None and server not in SERVERS:
+            raise ValueError(f"OpenAIBackend server={server!r}: use one of {sorted(SERVERS)}")
         self.extra_body = extra_body or {}
         if clash := sorted(set(self.extra_body) & {*DECODING_KEYS, "min_p", "generation_config", "n", "seed"}):
             raise ValueError(f"OpenAIBackend extra_body sets {clash}: decoding belongs in the requests' params (the protocol)")
@@ -397,14 +401,17 @@ def server_request(d: dict, # full decoding (`decoding`)
     s = SERVERS[server]
     if s["where"] is None:
         for k, off in (("top_k", 0), ("repetition_penalty", 1.0)):
-            if d[k] != off: raise FatalBackendError(f"decoding parameter {k}={d[k]}: server {server!r} has no {k}, so it cannot be "
-                                                    f"honoured; leave it off, or use a server that takes it (server: vllm, vr1, transformers)")
+            if d[k] != off: raise FatalBackendError(f"decoding parameter {k}={d[k]}: server {server!r} has no {k}, so it cannot "
+                                                    f"be honoured; leave it off, or use a server that takes it (vllm, vr1, transformers)")
     if d["temperature"] == 0 and not s["greedy_n"]: n = 1   # one greedy completion, copied by the caller
-    if n > 1 and not s["n"]: raise FatalBackendError(f"n={n}: server {server!r} ignores `n` and returns one completion; ask {n} requests instead")
-    kw = dict(temperature=d["temperature"], top_p=d["top_p"], n=n, **({} if d["max_tokens"] is None else {"max_tokens": d["max_tokens"]}))
+    if n > 1 and not s["n"]:
+        raise FatalBackendError(f"n={n}: server {server!r} ignores `n` and returns one completion; ask {n} requests instead")
+    kw = dict(temperature=d["temperature"], top_p=d["top_p"], n=n)
+    if d["max_tokens"] is not None: kw["max_tokens"] = d["max_tokens"]
     extra = dict(top_k=d["top_k"] or s["top_k_off"], repetition_penalty=d["repetition_penalty"])
     if s["where"] == "body": kw["extra_body"] = dict(extra, **({"min_p": 0.0} if s["min_p"] else {}))
-    if s["where"] == "generation_config": kw["extra_body"] = {"generation_config": json.dumps(dict(extra, do_sample=d["temperature"] > 0))}
+    if s["where"] == "generation_config":
+        kw["extra_body"] = {"generation_config": json.dumps(dict(extra, do_sample=d["temperature"] > 0))}
     return kw
 
 def _think_split(text: str) -> tuple:
@@ -429,10 +436,12 @@ def _server(self: OpenAIBackend, i: int) -> str:
     if i not in self._kinds:
         try: owners = {getattr(m, "owned_by", None) for m in self.clients[i].models.list().data}
         except openai.NotFoundError: owners = set()   # no /v1/models: an unknown server
-        kind = next((_OWNERS[o] for o in owners if o in _OWNERS), "openai")
-        if kind == "openai": log.warning("%s: server not recognised (owned_by %s): sending OpenAI's fields only; a server that fills "
-                                         "left-out fields from the checkpoint would decode differently: set server (vllm, vr1, "
-                                         "transformers, openai)", self.urls[i], sorted(map(str, owners)) or "unknown")
+        kind = next((_OWNERS[o] for o in owners if o in _OWNERS), None)
+        if kind is None:
+            log.warning("%s: server not recognised (owned_by %s): sending OpenAI's fields only; a server that fills left-out fields "
+                        "from the checkpoint would decode differently: set server (vllm, vr1, transformers, openai)",
+                        self.urls[i], sorted(map(str, owners)) or "unknown")
+            kind = "openai"
         with self._lock: self._kinds[i] = kind
     return self._kinds[i]
 
@@ -441,7 +450,8 @@ def _call(self: OpenAIBackend, i: int, r: Request, msgs: list) -> tuple:
     "(texts, chains) of one request at endpoint `i` (a greedy completion copied `n` times where the server takes one)."
     d = decoding(r.params, self.max_tokens); kw = server_request(d, self._server(i), r.n)
     extra = {**self.extra_body, **kw.pop("extra_body", {})}
-    out = self.clients[i].chat.completions.create(model=self.model, messages=msgs, seed=r.seed, **kw, **({"extra_body": extra} if extra else {}))
+    if extra: kw["extra_body"] = extra
+    out = self.clients[i].chat.completions.create(model=self.model, messages=msgs, seed=r.seed, **kw)
     got = [read_message(c.message) for c in sorted(out.choices, key=lambda c: c.index)]
     if kw["n"] == 1 < r.n: got *= r.n
     return [t for t, _ in got], [c for _, c in got]
@@ -530,7 +540,8 @@ def generate(self: VLLMBackend, requests: list[Request]) -> list[dict]:
     for i, r in enumerate(requests):
         try: ok.append((i, to_openai_messages(r.messages)))
         except BadInput as e: out[i] = make_response(r, error=str(e), model=self.name)
-    sps = [self.vllm.SamplingParams(**vllm_sampling(decoding(requests[i].params, self.max_tokens), requests[i].n, requests[i].seed)) for i, _ in ok]
+    sps = [self.vllm.SamplingParams(**vllm_sampling(decoding(requests[i].params, self.max_tokens), requests[i].n, requests[i].seed))
+           for i, _ in ok]
     if ok:
         res = self.llm.chat([m for _, m in ok], sampling_params=sps, use_tqdm=len(ok) > 1)
         for (i, _), o in zip(ok, res):
