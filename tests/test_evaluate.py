@@ -26,12 +26,14 @@ def _right_or_wrong(problems, right):
 
 # --- protocols and generation -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize('name,expect', [('vision-r1', (0.6, 0.95, 16000)), ('openvlthinker', (0.01, 0.001, 2048)), ('greedy', (0.0, 1.0, 1024))])
+@pytest.mark.parametrize('name,expect', [('vision-r1', (0.6, 0.95, 0, 1.0, 16000)), ('openvlthinker', (0.01, 0.001, 1, 1.0, 2048)),
+                                         ('greedy', (0.0, 1.0, 0, 1.0, 1024))])
 def test_protocol_params_reach_backend(tmp_path, name, expect):
+    "Every decoding field of the protocol, stated in full (top-k and repetition penalty too), reaches the backend."
     seen = []
     be = CallableBackend(lambda r: seen.append(r.params) or '<answer>1</answer>', 'spy')
     evaluate(_probs(2), be, name, tmp_path/'run', progress=False, plots=False)
-    assert {(p['temperature'], p['top_p'], p['max_tokens']) for p in seen} == {expect}
+    assert {tuple(p[k] for k in ('temperature', 'top_p', 'top_k', 'repetition_penalty', 'max_tokens')) for p in seen} == {expect}
 
 def test_openvlthinker_asks_the_benchmark_query(tmp_path):
     from vr1_nb.benchmarks import load_mathverse
@@ -343,3 +345,66 @@ def test_mathverse_two_stage_judge_from_scoring(tmp_path):
     sc = json.loads((run/'scores.json').read_text())
     assert sc['correct'] == 2 and sc['extractor'] == 'mathverse-judge:gpt-4o-mini'
     assert sum('Judgement' in p for p in prompts) == 4 and len(prompts) == 8   # one extraction and one judgement per answer
+
+# --- decoding stated in full, and who answers at scale (issue 15, items 4 and 5) -----------------------------------
+
+def _old_tag(p):
+    "protocol_version before top-k and repetition penalty were stated: the tag existing stores were keyed with."
+    import hashlib
+    blob = json.dumps({k: p.get(k) for k in ('instruction', 'prompt', 'temperature', 'top_p', 'max_tokens')}, sort_keys=True)
+    return f"{p.get('name', 'custom')}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+def test_greedy_stores_keep_their_keys_sampled_ones_do_not():
+    "Greedy decoding of a checkpoint without top-k/penalty is what it was, so its stores resume; sampled answers took top-k 50 or 1."
+    for spec in ('greedy', {'protocol': 'greedy', 'max_new_tokens': 96, 'instruction': ''}, load_config('tiny-cpu')['eval']):
+        p = resolve_protocol({k: v for k, v in spec.items() if k != 'n'} if isinstance(spec, dict) else spec)
+        assert protocol_version(p) == _old_tag(p)
+    for spec in ('vision-r1', 'openvlthinker', {'protocol': 'greedy', 'repetition_penalty': 1.05}):
+        p = resolve_protocol(spec); assert protocol_version(p) != _old_tag(p)
+    with pytest.raises(ValueError, match=r"eval protocol 'greedy'.*repetition_penalty"): resolve_protocol({'protocol': 'greedy', 'repetition_penalty': 0})
+
+def test_gpu_presets_evaluate_with_vllm_cpu_presets_with_hf():
+    from vr1_nb.core import list_presets
+    for name in list_presets():
+        cfg = load_config(name); gpu = (cfg.get('hardware') or {}).get('num_gpus', 0) > 0
+        kind = ((cfg.get('eval') or {}).get('backend') or {}).get('kind', 'hf')
+        assert kind == ('vllm' if gpu else 'hf'), name
+
+def _fake_vllm(monkeypatch):
+    "A stand-in `vllm` module recording `LLM` construction and `chat` calls (vLLM itself needs CUDA)."
+    import sys, types
+    seen = dict(init=[], chat=[])
+    class LLM:
+        def __init__(self, model, **kw): seen['init'].append(dict(model=model, **kw))
+        def chat(self, messages, sampling_params, use_tqdm=True):
+            seen['chat'].append(sampling_params)
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=seen['answer'](m))]) for m in messages]
+    monkeypatch.setitem(sys.modules, 'vllm', types.SimpleNamespace(SamplingParams=lambda **kw: kw, LLM=LLM))
+    return seen
+
+def test_eval_run_with_the_vllm_backend_submits_every_problem_at_once(tmp_path, monkeypatch):
+    probs = _probs(5, seed=21); save_jsonl(probs, tmp_path/'p.jsonl')
+    seen = _fake_vllm(monkeypatch)
+    from vr1_nb.generate import image_to_data_url   # vLLM sees the image as a data URL: it tells the problems apart
+    by_image = {image_to_data_url(p['images'][0]): p for p in load_eval_data(tmp_path/'p.jsonl')}
+    seen['answer'] = lambda m: synth.r1_response(by_image[m[-1]['content'][0]['image_url']['url']])
+    cfg = {'model': {'path': 'Qwen/Qwen2.5-VL-7B-Instruct'},
+           'eval': dict(load_config('vision-r1-7b')['eval'], max_new_tokens=64, backend={'kind': 'vllm', 'max_model_len': 4096})}
+    sc = json.loads((eval_run(cfg, tmp_path/'p.jsonl', tmp_path/'run', progress=False)/'scores.json').read_text())
+    assert sc['correct'] == 5 and len(seen['chat']) == 1 and len(seen['chat'][0]) == 5
+    assert seen['init'] == [dict(model='Qwen/Qwen2.5-VL-7B-Instruct', max_model_len=4096)]
+    assert {(s['temperature'], s['top_p'], s['top_k'], s['repetition_penalty'], s['max_tokens']) for s in seen['chat'][0]} == {(0.6, 0.95, -1, 1.0, 64)}
+
+def test_make_eval_backend_chooses_by_kind_and_device(monkeypatch):
+    from vr1_nb import models, evaluate as E
+    from vr1_nb.generate import HFBackend, OpenAIBackend
+    be = make_eval_backend('tiny:tiny', {'protocol': 'greedy', 'max_new_tokens': 8, 'backend': 'vllm'})   # a GPU preset rehearsed on CPU
+    assert isinstance(be, HFBackend) and be.model.device.type == 'cpu' and be.max_tokens == 8
+    oa = make_eval_backend('m', {'backend': {'kind': 'openai', 'base_url': 'http://127.0.0.1:9/v1', 'server': 'vllm'}, 'max_new_tokens': 32})
+    assert isinstance(oa, OpenAIBackend) and (oa.server, oa.max_tokens, oa.model) == ('vllm', 32, 'm')
+    with pytest.raises(ValueError, match='needs base_url'): make_eval_backend('m', {'backend': {'kind': 'openai'}})
+    loaded, tiny = [], models.get_tiny_model()
+    monkeypatch.setattr(models, 'load_model', lambda path, **kw: loaded.append(kw) or tiny)
+    monkeypatch.setattr(E, '_cuda', lambda: True)   # a GPU box: the checkpoint goes on the GPU unless the config places it
+    make_eval_backend('/ckpt/qwen', {}, {'dtype': 'bfloat16'}); make_eval_backend('/ckpt/qwen', {}, {'device_map': 'auto'})
+    assert loaded == [dict(dtype='bfloat16', device_map='cuda'), dict(device_map='auto')]

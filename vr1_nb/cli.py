@@ -250,7 +250,8 @@ def cmd_serve(args):
     from vr1_nb.generate import serve
     key = os.environ.get(args.api_key_env) if args.api_key_env else None
     print(f"serving {args.model} on http://{args.host}:{args.port}/v1", flush=True)
-    serve(args.model, host=args.host, port=args.port, model_name=args.model_name, api_key=key, fail_first=args.fail_first)
+    serve(args.model, host=args.host, port=args.port, model_name=args.model_name, api_key=key, fail_first=args.fail_first,
+          reasoning_field=args.reasoning_field)
 
 def cmd_demo(args):
     "The whole pipeline on a preset, ending in a report."
@@ -306,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--model-name', help="name clients send (default: the backend's)")
     p.add_argument('--api-key-env', help="require the key held in this environment variable")
     p.add_argument('--fail-first', type=int, default=0, help="fault injection: answer the first N requests with HTTP 500")
+    p.add_argument('--reasoning-field', choices=['reasoning', 'reasoning_content'], help="return each answer's <think> chain in this field")
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser('demo', help="the whole pipeline on a CPU preset, ending in a report (the README's main job)")
     p.add_argument('--preset', default='tiny-cpu', help="tiny-cpu (<= 15 min on 2 cores) or smoke (<= 2 min)")

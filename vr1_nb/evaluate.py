@@ -14,7 +14,7 @@ from pathlib import Path
 from .core import (LETTERS, R1_INSTRUCTION, RecordError, RunDir, atomic_write_text, format_question, load_problems, infer_answer_type,
                          resolve_source, validate_record)
 from .answers import answer_block, choice_letter, clean_answer, extract_answer, parse_number, verify_batch
-from .generate import Backend, HFBackend, OpenAIBackend, Request, Store, run_requests
+from .generate import DECODING_KEYS, Backend, HFBackend, OpenAIBackend, Request, Store, decoding, run_requests
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +28,17 @@ __all__ = ['log', 'PROTOCOLS', 'MATHVISTA_EXTRACT_PROMPT', 'resolve_protocol', '
 
 # %% ../nbs/12_eval.ipynb #7c4624dd
 PROTOCOLS = {
-    'vision-r1': dict(temperature=0.6, top_p=0.95, max_tokens=16000, reask=4, k=1, instruction=R1_INSTRUCTION, prompt='question',
-                      source="Vision-R1 evaluation (Osilly/Vision-R1 evaluation/): T=0.6, top-p 0.95, 16,000 tokens, re-ask up to 4x without </answer>"),
-    'openvlthinker': dict(temperature=0.01, top_p=0.001, max_tokens=2048, reask=0, k=1, instruction=None, prompt='query',
-                          source="OpenVLThinker evaluation (eval_openvlthinker.py): T=0.01, top-p 0.001, 2,048 tokens, benchmark query"),
-    'greedy': dict(temperature=0.0, top_p=1.0, max_tokens=1024, reask=0, k=1, instruction=R1_INSTRUCTION, prompt='question',
-                   source="greedy decoding"),
+    'vision-r1': dict(temperature=0.6, top_p=0.95, top_k=0, repetition_penalty=1.0, max_tokens=16000, reask=4, k=1, instruction=R1_INSTRUCTION,
+                      prompt='question', source="Vision-R1 evaluation (Osilly/Vision-R1 evaluation/): T=0.6, top-p 0.95, 16,000 tokens, "
+                                                "re-ask up to 4x without </answer>; top-k and repetition penalty off (the client sets neither)"),
+    'openvlthinker': dict(temperature=0.01, top_p=0.001, top_k=1, repetition_penalty=1.0, max_tokens=2048, reask=0, k=1, instruction=None,
+                          prompt='query', source="OpenVLThinker evaluation (eval_openvlthinker.py): T=0.01, top-p 0.001, top-k 1, "
+                                                 "repetition penalty 1.0, 2,048 tokens, benchmark query"),
+    'greedy': dict(temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.0, max_tokens=1024, reask=0, k=1, instruction=R1_INSTRUCTION,
+                   prompt='question', source="greedy decoding"),
 }
-_EVAL_KEYS = {'protocol', 'temperature', 'top_p', 'max_new_tokens', 'max_tokens', 'reask', 'k', 'instruction', 'prompt', 'n',
-              'benchmark', 'judge', 'backend', 'batch_size', 'plots'}
+_EVAL_KEYS = {'protocol', 'temperature', 'top_p', 'top_k', 'repetition_penalty', 'max_new_tokens', 'max_tokens', 'reask', 'k',
+              'instruction', 'prompt', 'n', 'benchmark', 'judge', 'backend', 'batch_size', 'plots'}
 
 # %% ../nbs/12_eval.ipynb #c13efecc
 def resolve_protocol(spec=None, # a protocol name, or an `eval:` section (dict) naming one and overriding values
@@ -49,19 +51,24 @@ def resolve_protocol(spec=None, # a protocol name, or an `eval:` section (dict) 
     if bad: raise ValueError(f"eval section: unknown key(s) {sorted(bad)}; known: {sorted(_EVAL_KEYS)}")
     p = dict(PROTOCOLS[name], name=name)
     if 'max_new_tokens' in spec: p['max_tokens'] = spec['max_new_tokens']
-    for key in ('temperature', 'top_p', 'max_tokens', 'reask', 'k', 'prompt'):
+    for key in ('temperature', 'top_p', 'top_k', 'repetition_penalty', 'max_tokens', 'reask', 'k', 'prompt'):
         if spec.get(key) is not None: p[key] = spec[key]
     if 'instruction' in spec: p['instruction'] = spec['instruction']   # None (no instruction) is a valid choice
     if p['prompt'] not in ('question', 'query'): raise ValueError(f"eval.prompt {p['prompt']!r}: use 'question' or 'query'")
-    p['max_tokens'], p['reask'], p['k'] = int(p['max_tokens']), int(p['reask']), int(p['k'])
-    if p['k'] < 1 or p['reask'] < 0 or p['max_tokens'] < 1: raise ValueError(f"eval protocol {name!r}: need k >= 1, reask >= 0, max_tokens >= 1 (got {p})")
+    try: p.update(decoding({k: p[k] for k in DECODING_KEYS}))   # checked, and stated in full
+    except ValueError as e: raise ValueError(f"eval protocol {name!r}: {e}") from None
+    p['reask'], p['k'] = int(p['reask']), int(p['k'])
+    if p['k'] < 1 or p['reask'] < 0:
+        raise ValueError(f"eval protocol {name!r}: need k >= 1 and reask >= 0 (got k={p['k']}, reask={p['reask']})")
     return p
 
 # %% ../nbs/12_eval.ipynb #5ab05cd3
 def protocol_version(p:dict) -> str:
-    "A short stable tag of what changes the answers: prompt, instruction, temperature, top-p, token budget."
-    blob = json.dumps({k: p.get(k) for k in ('instruction', 'prompt', 'temperature', 'top_p', 'max_tokens')}, sort_keys=True)
-    return f"{p.get('name', 'custom')}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+    "A short stable tag of what changes the answers: prompt, instruction, decoding (top-k and penalty when not off)."
+    blob = {k: p.get(k) for k in ('instruction', 'prompt', 'temperature', 'top_p', 'max_tokens')}
+    blob.update({k: p[k] for k, off in (('top_k', 0), ('repetition_penalty', 1.0)) if p.get(k) not in (None, off)})
+    if float(p.get('temperature') or 0) > 0: blob['decoding'] = 'stated'
+    return f"{p.get('name', 'custom')}-{hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:8]}"
 
 # %% ../nbs/12_eval.ipynb #83000128
 def eval_text(rec:dict, # a record
@@ -81,7 +88,7 @@ def eval_messages(rec:dict, instruction:str|None=R1_INSTRUCTION, prompt:str='que
 
 def eval_request(rec:dict, p:dict, teacher:str, sample:int=0, attempt:int=0) -> Request:
     "The `Request` for sample `sample`, attempt `attempt` of `rec` under protocol `p`."
-    params = dict(temperature=p['temperature'], top_p=p['top_p'], max_tokens=p['max_tokens'])
+    params = {k: p[k] for k in DECODING_KEYS if k in p}   # the five decoding fields, stated by `resolve_protocol`
     return Request(rec['id'], 'eval' if attempt == 0 else f'eval-reask{attempt}', teacher, eval_messages(rec, p.get('instruction'), p.get('prompt', 'question')),
                    prompt_version=protocol_version(p), sample=sample, params=params)
 
@@ -685,24 +692,32 @@ def contamination_run(train_path, # the training set (our JSONL/Parquet, or a re
     return rep
 
 # %% ../nbs/12_eval.ipynb #843f66bb
+def _cuda() -> bool:
+    try: import torch; return torch.cuda.is_available()
+    except ImportError: return False
+
 def make_eval_backend(model:str, # 'tiny:<size>', a checkpoint directory, or a hub id (network only)
-                      eval_cfg:dict|None=None, # the `eval:` section (`backend`, `batch_size`)
-                      model_cfg:dict|None=None, # the `model:` section (seed of the tiny model, dtype, ...)
+                      eval_cfg:dict|None=None, # the `eval:` section (`backend`, `batch_size`, the protocol)
+                      model_cfg:dict|None=None, # the `model:` section (seed of the tiny model, dtype, device_map, ...)
                      ) -> Backend:
-    "The backend that answers: an HF model (default), or the `eval.backend` server/engine."
+    "The backend that answers: `eval.backend` kind 'hf' (default), 'vllm' (the GPU presets') or 'openai' (a served model)."
+    from vr1_nb import models
     ev, mc = eval_cfg or {}, model_cfg or {}
-    b = dict(ev.get('backend') or {}); kind = b.pop('kind', 'hf')
-    p = resolve_protocol({k: v for k, v in ev.items() if k not in ('backend',)})
-    if kind == 'openai': return OpenAIBackend(b.pop('base_url'), b.pop('model', model), **b)
+    b = ev.get('backend') or {}; b = {'kind': b} if isinstance(b, str) else dict(b); kind = b.pop('kind', 'hf')
+    p, size = resolve_protocol({k: v for k, v in ev.items() if k != 'backend'}), models.tiny_size(model)
+    if kind == 'vllm' and size:   # a GPU preset rehearsed on the CPU
+        log.warning("eval.backend 'vllm' with the tiny model %s: the HF backend on the CPU answers instead", model); kind = 'hf'
+    if kind == 'openai':
+        if not b.get('base_url'): raise ValueError("eval.backend kind 'openai' needs base_url (and model: the name the server expects)")
+        return OpenAIBackend(b.pop('base_url'), b.pop('model', model), **{'max_tokens': p['max_tokens'], **b})
     if kind == 'vllm':
         from vr1_nb.generate import VLLMBackend
         return VLLMBackend(b.pop('model', model), max_tokens=p['max_tokens'], **b)
     if kind != 'hf': raise ValueError(f"eval.backend.kind {kind!r}: use 'hf', 'openai' or 'vllm'")
-    from vr1_nb import models
-    if size := models.tiny_size(model):
-        m, proc = models.get_tiny_model(size, seed=int(mc.get('seed', 0))); name = f"tiny-{size}"
+    if size: m, proc = models.get_tiny_model(size, seed=int(mc.get('seed', 0))); name = f"tiny-{size}"
     else:
         opts = {k: mc[k] for k in ('dtype', 'attn_implementation', 'min_pixels', 'max_pixels', 'device_map') if mc.get(k) is not None}
+        if 'device_map' not in opts and _cuda(): opts['device_map'] = 'cuda'
         m, proc = models.load_model(model, **opts); name = Path(str(model)).name or str(model)
     return HFBackend(m, proc, name=name, batch_size=int(ev.get('batch_size', 8)), max_tokens=p['max_tokens'])
 
