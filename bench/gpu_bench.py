@@ -64,7 +64,8 @@ def shapes(mode:str, quick:bool=False) -> dict:
     "Every size the run uses: PTST stages (name, max_completion_length, num_generations), image area, lengths, steps."
     if mode == 'cpu':
         return dict(stages=[('ptst-a', 32, 4), ('ptst-b', 64, 2)], image_px=112*112, prompt_text=24, decode=8, micro_batch=2,
-                    sft_lengths=[128, 256], run_stages=[('ptst-a', 8, 4), ('ptst-b', 16, 2)], run_prompts=4, run_size='tiny', steps=2)
+                    sft_lengths=[128, 256], run_stages=[('ptst-a', 8, 4), ('ptst-b', 16, 2)], run_prompts=4,
+                    run_size='tiny', steps=2)
     from vr1_nb.core import load_config
     from vr1_nb.grpo import ptst_stages
     cfg = load_config('vision-r1-7b')
@@ -147,7 +148,7 @@ def vision_matmul_params(v:dict, out_hidden:int) -> dict:
 def flops_text(t:dict, tokens:int, ctx_sum:int, logit_tokens:int, passes:float=1.0) -> float:
     """Forward FLOPs of the language model over `tokens` tokens whose attention spans add up to `ctx_sum` keys, with the
     LM head on `logit_tokens` of them; times `passes` (1 forward, 3 forward+backward, 2 forward+input-gradients only)."""
-    L, q = t['num_hidden_layers'], t['hidden_size']
+    L, q = t['num_hidden_layers'], t['num_attention_heads'] * (t['hidden_size'] // t['num_attention_heads'])
     fwd = 2*L*text_layer_matmul_params(t)*tokens + 4*L*q*ctx_sum + 2*t['hidden_size']*t['vocab_size']*logit_tokens
     return passes * fwd
 
@@ -183,7 +184,8 @@ class Device:
     def reset_peak(self):
         if self.cuda: self.torch.cuda.reset_peak_memory_stats()
     def mem(self) -> dict:
-        if self.cuda: return {'allocated_gib': self.torch.cuda.memory_allocated() / GiB, 'reserved_gib': self.torch.cuda.memory_reserved() / GiB}
+        if self.cuda: return {'allocated_gib': self.torch.cuda.memory_allocated() / GiB,
+                              'reserved_gib': self.torch.cuda.memory_reserved() / GiB}
         import psutil
         return {'rss_gib': psutil.Process().memory_info().rss / GiB}
     def peak(self) -> dict:
@@ -266,7 +268,8 @@ def generation_inputs(proc, image, n_text:int, batch:int, device:str, seed:int=0
     rand = pool[torch.randint(len(pool), (n_text,), generator=torch.Generator().manual_seed(seed))]
     ids = torch.cat([ids[:q], rand, ids[q+1:]]).unsqueeze(0).repeat(batch, 1)
     return {'input_ids': ids.to(device), 'attention_mask': torch.ones_like(ids).to(device),
-            'pixel_values': enc['pixel_values'].repeat(batch, 1).to(device), 'image_grid_thw': enc['image_grid_thw'].repeat(batch, 1).to(device)}
+            'pixel_values': enc['pixel_values'].repeat(batch, 1).to(device),
+            'image_grid_thw': enc['image_grid_thw'].repeat(batch, 1).to(device)}
 
 def image_grid(proc, image) -> list:
     "The (t, h, w) patch grid the processor makes of `image`."
@@ -336,7 +339,8 @@ def bench_sft(model, proc, arch:dict, dev:Device, sh:dict, peaks:dict, train:str
     tr.train()
     st = probe.steps[-1]
     grid = image_grid(proc, recs[0]['images'][0]); T = st['tokens'] or length
-    fl = flops_text(arch['text'], T, causal_ctx(T), T, training_passes(train)) + flops_vision(arch['vision'], arch['text']['hidden_size'], grid)
+    fl = (flops_text(arch['text'], T, causal_ctx(T), T, training_passes(train))
+          + flops_vision(arch['vision'], arch['text']['hidden_size'], grid))   # frozen vision tower: forward only
     del tr; dev.free()
     return {'length': length, 'train': train, 'tokens': T, 'step_s': st['s'], 'steps_timed': len(probe.steps),
             **mfu(fl, st['s'], peaks), **{k: v for k, v in st.items() if k.startswith('peak')}}
@@ -451,7 +455,8 @@ class Run:
         "A fresh random model of `size` on the device (bf16 on a GPU), its tokenizer and processor."
         import torch
         arch = ARCHS[size]; tok = padded_tokenizer(arch['text']['vocab_size'])
-        return build_model(arch, tok, self.dev.name, torch.bfloat16 if self.dev.cuda else None), make_processor(tok, self.sh['image_px'])
+        model = build_model(arch, tok, self.dev.name, torch.bfloat16 if self.dev.cuda else None)
+        return model, make_processor(tok, self.sh['image_px'])
     def checkpoint(self, size:str, model=None, proc=None) -> Path:
         "A saved copy of `size` (built with the same seed, so the same weights as `model`), saved once per run."
         if size not in self.ckpts:
@@ -483,10 +488,12 @@ class Run:
             model = apply_lora(model)
         if 'sft' in parts:
             r['sft_step'] = []
-            for L in sh['sft_lengths']: self.attempt(r, 'sft_step', lambda: bench_sft(model, proc, arch, dev, sh, peaks, train, L, work))
+            for L in sh['sft_lengths']:
+                self.attempt(r, 'sft_step', lambda: bench_sft(model, proc, arch, dev, sh, peaks, train, L, work))
         if 'grpo' in parts:
             r['grpo_step'] = []
-            for st in sh['stages']: self.attempt(r, 'grpo_step', lambda: bench_grpo_step(model, proc, arch, dev, sh, peaks, train, st, work))
+            for st in sh['stages']:
+                self.attempt(r, 'grpo_step', lambda: bench_grpo_step(model, proc, arch, dev, sh, peaks, train, st, work))
         del model; dev.free(); shutil.rmtree(work, ignore_errors=True)
 
 def environment(dev:Device) -> dict:
@@ -531,7 +538,8 @@ def table(res:dict) -> str:
         for x in g:
             L.append(f"  generate  {x['stage']:7s} batch {x['batch']:2d} from {x['from']:5s} (context {x['prompt_tokens']:5d}): "
                      f"{x['decode_tokens_per_s']:8.1f} tok/s, prefill {x['prefill_s']:.2f} s, {use(x)}"
-                     + (f"; est. one stage generation batch {x['est_stage_generation_s']:.1f} s" if 'est_stage_generation_s' in x else ''))
+                     + (f"; est. one stage generation batch {x['est_stage_generation_s']:.1f} s"
+                        if 'est_stage_generation_s' in x else ''))
         for x in r.get('sft_step', []):
             L.append(f"  sft       {err(x)}" if 'error' in x else
                      f"  sft       {x['tokens']:5d} tokens: {x['step_s']:.3f} s/step, peak {mem(x)} GiB, {use(x)}")
