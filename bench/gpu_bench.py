@@ -217,21 +217,21 @@ def mfu(flops:float, seconds:float, peaks:dict) -> dict:
     tf = flops / seconds / 1e12 if seconds > 0 else float('nan')
     return {'tflops': tf, **{f'mfu_{k}': (tf / p if p else None) for k, p in peaks.items()}}
 
-class Probe:
-    "A TrainerCallback: memory at every train start (each PTST stage), time and peak memory of every optimizer step."
-    def __new__(cls, dev):
-        from transformers import TrainerCallback
-        class _Probe(TrainerCallback):
-            def __init__(self): self.dev, self.starts, self.steps, self._t, self._tok = dev, [], [], None, 0
-            def on_train_begin(self, args, state, control, **kw):
-                self.dev.sync(); self.starts.append({'global_step': state.global_step, **self.dev.mem()})
-            def on_step_begin(self, args, state, control, **kw):
-                self.dev.sync(); self.dev.reset_peak(); self._tok = state.num_input_tokens_seen; self._t = time.perf_counter()
-            def on_step_end(self, args, state, control, **kw):
-                self.dev.sync()
-                self.steps.append({'s': time.perf_counter() - self._t, 'tokens': state.num_input_tokens_seen - self._tok,
-                                   **self.dev.peak()})
-        return _Probe()
+def probe(dev:Device):
+    "A TrainerCallback: memory at every train start (each PTST stage), time and memory (start, peak) of every optimizer step."
+    from transformers import TrainerCallback
+    class Probe(TrainerCallback):
+        def __init__(self): self.dev, self.starts, self.steps, self._t, self._tok = dev, [], [], None, 0
+        def on_train_begin(self, args, state, control, **kw):
+            self.dev.sync(); self.starts.append({'global_step': state.global_step, **self.dev.mem()})
+        def on_step_begin(self, args, state, control, **kw):
+            self.dev.sync(); self.dev.reset_peak(); self._tok = state.num_input_tokens_seen
+            self._mem = {f'step_start_{k}': v for k, v in self.dev.mem().items()}; self._t = time.perf_counter()
+        def on_step_end(self, args, state, control, **kw):
+            self.dev.sync()
+            self.steps.append({'s': time.perf_counter() - self._t, 'tokens': state.num_input_tokens_seen - self._tok,
+                               **self._mem, **self.dev.peak()})
+    return Probe()
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Inputs: random images at the pixel cap, prompts of random token ids
@@ -334,16 +334,16 @@ def bench_sft(model, proc, arch:dict, dev:Device, sh:dict, peaks:dict, train:str
     sec.update(_trainer_common(dev, work/'sft'), max_steps=sh['steps'], per_device_train_batch_size=1, max_length=length,
                include_num_input_tokens_seen='non_padding')
     args = sft_args({'sft': sec, 'seed': 0}, work/'sft')
-    probe = Probe(dev)
-    tr = SFTTrainer(model=model, args=args, train_dataset=sft_dataset(recs), processing_class=proc, callbacks=[probe])
+    pr = probe(dev)
+    tr = SFTTrainer(model=model, args=args, train_dataset=sft_dataset(recs), processing_class=proc, callbacks=[pr])
     tr.train()
-    st = probe.steps[-1]
+    st = pr.steps[-1]
     grid = image_grid(proc, recs[0]['images'][0]); T = st['tokens'] or length
     fl = (flops_text(arch['text'], T, causal_ctx(T), T, training_passes(train))
           + flops_vision(arch['vision'], arch['text']['hidden_size'], grid))   # frozen vision tower: forward only
     del tr; dev.free()
-    return {'length': length, 'train': train, 'tokens': T, 'step_s': st['s'], 'steps_timed': len(probe.steps),
-            **mfu(fl, st['s'], peaks), **{k: v for k, v in st.items() if k.startswith('peak')}}
+    return {'length': length, 'train': train, 'tokens': T, 'step_s': st['s'], 'steps_timed': len(pr.steps),
+            **mfu(fl, st['s'], peaks), **{k: v for k, v in st.items() if k.startswith(('peak', 'step_start'))}}
 
 def fixed_rollout(length:int, seed:int=0):
     """A TRL `rollout_func`: the prompts tokenized by the processor as TRL does, one completion of `length` random ids
@@ -376,11 +376,11 @@ def bench_grpo_step(model, proc, arch:dict, dev:Device, sh:dict, peaks:dict, tra
     st = ptst_stages(cfg)[0]
     args = stage_args(st, work/'grpo', beta_schedule(None, st['end'], g['beta']))
     recs = records(proc.tokenizer, sh['steps'], sh['image_px'], sh['prompt_text'])
-    probe = Probe(dev)
+    pr = probe(dev)
     tr = GRPOTrainer(model=model, reward_funcs=[hard_format_reward], args=args, train_dataset=grpo_dataset(recs),
-                     processing_class=proc, callbacks=[probe], rollout_func=fixed_rollout(length))
+                     processing_class=proc, callbacks=[pr], rollout_func=fixed_rollout(length))
     tr.train()
-    s = probe.steps[-1]; T = s['tokens'] // B if s['tokens'] else length; P = T - length
+    s = pr.steps[-1]; T = s['tokens'] // B if s['tokens'] else length; P = T - length
     grid = image_grid(proc, recs[0]['images'][0]); t, v = arch['text'], arch['vision']
     per_seq = (flops_text(t, T, causal_ctx(T), length, training_passes(train))       # policy forward + backward
                + (flops_text(t, T, causal_ctx(T), length) if args.beta else 0)      # reference forward
@@ -390,26 +390,27 @@ def bench_grpo_step(model, proc, arch:dict, dev:Device, sh:dict, peaks:dict, tra
     del tr; dev.free()
     return {'stage': name, 'max_completion_length': length, 'micro_batch': B, 'prompt_tokens': P, 'train': train,
             'beta': args.beta, 'reference_model': 'copy' if has_ref else ('adapter off' if args.beta else 'none'),
-            'step_s': s['s'], 'steps_timed': len(probe.steps), **mfu(B * per_seq, s['s'], peaks),
-            **{k: v for k, v in s.items() if k.startswith('peak')}}
+            'step_s': s['s'], 'steps_timed': len(pr.steps), **mfu(B * per_seq, s['s'], peaks),
+            **{k: v for k, v in s.items() if k.startswith(('peak', 'step_start'))}}
 
 def bench_grpo_run(ckpt:Path, tok, dev:Device, sh:dict, work:Path) -> dict:
     "The library's two-stage `grpo_run` on a saved checkpoint; memory at each stage start and each step's time."
     from vr1_nb.grpo import grpo_run, read_log
     g = dict(learning_rate=1e-6, beta=0.01, loss_type='grpo', per_device_train_batch_size=4, temperature=1.0,
              **{k: v for k, v in _trainer_common(dev, work).items() if k not in ('output_dir', 'max_steps')})
+    # bf16 weights, as the per-step rows use; vr1_nb refuses low-precision full fine-tuning outside DeepSpeed unless told
     model = {'path': str(ckpt), 'freeze_vision': True, 'lora': None, 'attn_implementation': 'sdpa',
-             **({'dtype': 'bfloat16', 'device_map': dev.name} if dev.cuda else {})}
+             **({'dtype': 'bfloat16', 'allow_low_precision_weights': True, 'device_map': dev.name} if dev.cuda else {})}
     cfg = {'seed': 0, 'model': model, 'grpo': g, 'rewards': {'funcs': ['hard_format_reward']}, 'monitor': {'enabled': False},
            'stages': [{'name': n, 'max_completion_length': c, 'num_generations': k, 'max_steps': 1} for n, c, k in sh['run_stages']]}
-    probe = Probe(dev); dev.free(); before = dev.mem()
+    pr = probe(dev); dev.free(); before = dev.mem()
     t0 = time.perf_counter()
-    final = grpo_run(cfg, records(tok, sh['run_prompts'], sh['image_px'], sh['prompt_text']), work/'grpo_run', callbacks=[probe])
+    final = grpo_run(cfg, records(tok, sh['run_prompts'], sh['image_px'], sh['prompt_text']), work/'grpo_run', callbacks=[pr])
     wall = time.perf_counter() - t0
     log = [r for r in read_log(final.parent) if 'loss' in r]
     dev.free()
     return {'stages': [dict(name=n, max_completion_length=c, num_generations=k) for n, c, k in sh['run_stages']],
-            'before': before, 'stage_start': probe.starts, 'steps': probe.steps, 'wall_s': wall, 'log_rows': len(log),
+            'before': before, 'stage_start': pr.starts, 'steps': pr.steps, 'wall_s': wall, 'log_rows': len(log),
             'final': final.name, 'after': dev.mem()}
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -523,10 +524,11 @@ def run(mode:str, work:Path, out_dir:Path|None, sizes:list, parts:set, quick:boo
     return res
 
 def table(res:dict) -> str:
-    "The results as a plain-text table (memory: CUDA allocator peak, or the process's peak RSS on CPU)."
+    "The results as a plain-text table (memory: CUDA allocator at step start -> peak, or the process's RSS on CPU)."
     e, pk = res['env'], res['peaks_tflops']
     f = lambda x, p=2: '-' if x is None else f"{x:.{p}f}"
-    mem = lambda x: f(x.get('peak_allocated_gib', x.get('peak_rss_gib')), 1)
+    mem = lambda x: (f(x.get('step_start_allocated_gib', x.get('step_start_rss_gib')), 1) + ' -> '
+                     + f(x.get('peak_allocated_gib', x.get('peak_rss_gib')), 1))
     use = lambda x: f"MFU {f(x.get('mfu_spec'), 3)} of spec, {f(x.get('mfu_measured_matmul'), 3)} of measured matmul"
     L = [f"{e['device']} | torch {e['torch']} | transformers {e['transformers']} | trl {e['trl']} | peak: spec "
          f"{f(pk.get('spec'), 0)} TFLOP/s, measured matmul {f(pk['measured_matmul'], 3 if pk['measured_matmul'] < 10 else 0)}"]
@@ -542,18 +544,18 @@ def table(res:dict) -> str:
                         if 'est_stage_generation_s' in x else ''))
         for x in r.get('sft_step', []):
             L.append(f"  sft       {err(x)}" if 'error' in x else
-                     f"  sft       {x['tokens']:5d} tokens: {x['step_s']:.3f} s/step, peak {mem(x)} GiB, {use(x)}")
+                     f"  sft       {x['tokens']:5d} tokens: {x['step_s']:.3f} s/step, memory {mem(x)} GiB, {use(x)}")
         for x in r.get('grpo_step', []):
             L.append(f"  grpo      {err(x)}" if 'error' in x else
                      f"  grpo      {x['stage']:7s} {x['micro_batch']} x ({x['prompt_tokens']} + {x['max_completion_length']}) tokens: "
-                     f"{x['step_s']:.3f} s/micro-step, peak {mem(x)} GiB, {use(x)}, reference model: {x['reference_model']}")
+                     f"{x['step_s']:.3f} s/micro-step, memory {mem(x)} GiB, {use(x)}, reference: {x['reference_model']}")
     g = res.get('grpo_run')
     if g:
         L.append(f"\ngrpo_run {g.get('size', '')}, two PTST stages" + (f": {err(g)}" if 'error' in g else f", {g['wall_s']:.1f} s"))
         for i, s in enumerate(g.get('stage_start', [])):
             L.append(f"  stage {i} start: " + ', '.join(f"{k} {v:.2f}" for k, v in s.items() if k.endswith('gib')))
         for i, s in enumerate(g.get('steps', [])):
-            L.append(f"  step {i}: {s['s']:.2f} s, peak {mem(s)} GiB")
+            L.append(f"  step {i}: {s['s']:.2f} s, memory {mem(s)} GiB")
     return '\n'.join(L)
 
 def main(argv=None):
