@@ -621,8 +621,9 @@ def apply_lora(model, # a Qwen-VL model
 
 # %% ../nbs/05_models.ipynb #64e362e3
 UNSLOTH_INSTALL = ("unsloth is not installed. It is optional and needs a CUDA GPU: install it in its own environment "
-                   "(`pip install unsloth`; unsloth 2026.10 requires trl<=1.15, transformers<=5.17, datasets<5, so it "
-                   "cannot share an environment with vr1_nb's TRL 1.16 pin), or use load_model + apply_lora instead.")
+                   "(`pip install -r requirements/unsloth.txt`, then `pip install --no-deps -e .`; unsloth 2026.10 requires "
+                   "trl<=1.15, transformers<=5.17, datasets<5, so it cannot share an environment with vr1_nb's TRL 1.16 pin), "
+                   "or use load_model + apply_lora instead.")
 
 def load_unsloth(model_name, # a local checkpoint directory or a hub id
                  load_in_4bit:bool=False, # QLoRA-style 4-bit base weights
