@@ -33,7 +33,8 @@ def test_image_tokens_bound_smart_resize():
 
 def test_issue_failure_is_refused_naming_each_stage():
     "TRL's 0.3 and vLLM's 128,000 default length: the pool cannot hold one sequence, as vLLM's start-up check says."
-    plan = plan_run(load_config('vision-r1-7b', ['grpo.vllm_gpu_memory_utilization=0.3', 'grpo.vllm_max_model_length=128000']))
+    as_shipped = ['data.max_pixels=null', 'data.min_pixels=null', 'grpo.vllm_tensor_parallel_size=1']   # the preset the issue read
+    plan = plan_run(load_config('vision-r1-7b', as_shipped + ['grpo.vllm_gpu_memory_utilization=0.3', 'grpo.vllm_max_model_length=128000']))
     assert all(not s['kv']['fits_one'] for s in plan['stages'])
     with pytest.raises(ConfigError, match="stage 'ptst-4k'.*refuses to start.*stage 'ptst-8k'"): check_plan(plan)
 
@@ -53,7 +54,7 @@ def test_planned_settings_hold_the_batch_and_are_injectable():
     assert 'vllm_gpu_memory_utilization' not in stage_vllm_settings(load_config('vision-r1-7b', CAP + ov), 'ptst-8k')
 
 def test_batch_warning_names_stage_and_concurrency():
-    plan = plan_run(load_config('vision-r1-7b', CAP + ['grpo.vllm_gpu_memory_utilization=0.3']))
+    plan = plan_run(load_config('vision-r1-7b', CAP + ['grpo.vllm_gpu_memory_utilization=0.3', 'grpo.vllm_tensor_parallel_size=1']))
     w = [x for x in plan['warnings'] if "'ptst-8k'" in x and 'at once' in x]
     assert w and not plan['errors'] and plan['stages'][1]['kv']['concurrency'] < 16
 
@@ -97,7 +98,7 @@ def test_time_grows_with_length_and_fill():
     with pytest.raises(ConfigError, match='unknown assumption'): plan_run(load_config('vision-r1-7b'), mfu_=0.1)
 
 def test_generation_without_vllm_is_planned_in_the_training_process():
-    hf = plan_run(load_config('othink-mr1-2b', CAP))['stages'][0]
+    hf = plan_run(load_config('othink-mr1-2b', CAP + ['grpo.use_vllm=false']))['stages'][0]
     vl = plan_run(load_config('othink-mr1-2b', CAP + ['grpo.use_vllm=true']))['stages'][0]
     assert hf['generation_backend'] == 'transformers' and vl['generation_backend'] == 'vllm-colocate'
     assert vl['time_per_step_s']['generation'] < hf['time_per_step_s']['generation']
@@ -108,7 +109,7 @@ def test_cpu_presets_get_a_budget_only():
         assert plan['stages'] and all('rl_budget' in s for s in plan['stages']) and 'CPU preset' in format_plan(plan)
 
 def test_format_plan_prints_every_stage():
-    text = format_plan(plan_run(load_config('vision-r1-7b')))
+    text = format_plan(plan_run(load_config('vision-r1-7b', ['data.max_pixels=null', 'data.min_pixels=null'])))
     for needle in ('stage ptst-4k', 'stage ptst-8k', 'KV:', 'time/step', 'RL budget', 'RL total', 'warning: data.max_pixels unset'):
         assert needle in text
 
