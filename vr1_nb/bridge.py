@@ -511,7 +511,7 @@ def make_teacher(cfg: dict | Backend, # {"backend": "scene"|"openai"|"hf"|"vllm"
 # %% ../nbs/07_bridge.ipynb #40aecbe0
 BRIDGE_DEFAULTS = dict(method="vision_r1", k=1, select="shortest", reasoner_sees_answer=True, rewrite=True,
                        truncate_reflection=False, teachers=dict(mllm=dict(backend="scene"), reasoner=dict(backend="scene")),
-                       prompts={}, params={}, seed=0, progress=True, layout="r1", reflection_keywords=None,
+                       prompts={}, params={}, seed=0, progress=True, layout="r1", reflection_keywords="openvlthinker",
                        caption_prompt="question", truncate_order="after_select")
 
 def _check_bridge_config(cfg):
