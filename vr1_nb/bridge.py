@@ -77,8 +77,8 @@ def pseudo_cot(problems: list, # problem records (with images and `answer_text`)
                progress: bool = True) -> dict: # progress bar
     "Vision-R1 (a): `{id: (pseudo-CoT, error)}`, a caption and a reasoning written knowing the answer."
     version, template = get_prompt("vision_r1/pseudo_cot", prompts)
-    reqs = [Request(r["id"], "pseudo_cot", mllm.name, user_message(template.format(question=format_question(r), answer=r["answer_text"]),
-                                                                  r["images"]), prompt_version=version, params=params or {}) for r in problems]
+    ask = lambda r: user_message(template.format(question=format_question(r), answer=r["answer_text"]), r["images"])
+    reqs = [Request(r["id"], "pseudo_cot", mllm.name, ask(r), prompt_version=version, params=params or {}) for r in problems]
     done = run_stage(mllm, reqs, store, progress)
     return {q.id: _text(done[q.key]) for q in reqs}
 
@@ -99,8 +99,8 @@ def detailed_description(problems: list, # problem records (with images)
                          progress: bool = True) -> dict: # progress bar
     "Vision-R1 (b): `{id: (description, error)}` for the problems that have a pseudo-CoT."
     version, template = get_prompt("vision_r1/description", prompts)
-    reqs = [Request(r["id"], "description", mllm.name, user_message(template.format(question=format_question(r), pseudo_cot=pseudo_cots[r["id"]][0]),
-                                                                    r["images"]), prompt_version=version, params=params or {})
+    ask = lambda r: user_message(template.format(question=format_question(r), pseudo_cot=pseudo_cots[r["id"]][0]), r["images"])
+    reqs = [Request(r["id"], "description", mllm.name, ask(r), prompt_version=version, params=params or {})
             for r in problems if pseudo_cots[r["id"]][0] is not None]
     done = run_stage(mllm, reqs, store, progress)
     return {q.id: _text(done[q.key]) for q in reqs}
@@ -122,10 +122,12 @@ def reasoning_from_description(problems: list, # problem records
                                params: dict | None = None, # the reasoner's sampling params
                                progress: bool = True) -> dict: # progress bar
     "Vision-R1 (c): the reasoner's responses `{(id, sample): response or None}` for the described problems."
-    (version, template), (hint_version, hint) = get_prompt("vision_r1/reasoning", prompts), get_prompt("vision_r1/answer_hint", prompts)
-    reqs = [Request(r["id"], "reasoning", reasoner.name, user_message(template.format(
-                description=descriptions[r["id"]][0], question=format_question(r), answer_hint=hint.format(answer=r["answer_text"]) if reasoner_sees_answer else "")),
-                prompt_version=f"{version}+{hint_version}" if reasoner_sees_answer else version, sample=s, params=params or {})
+    version, template = get_prompt("vision_r1/reasoning", prompts)
+    hint_version, hint = get_prompt("vision_r1/answer_hint", prompts)
+    if reasoner_sees_answer: version = f"{version}+{hint_version}"
+    ask = lambda r: user_message(template.format(description=descriptions[r["id"]][0], question=format_question(r),
+                                                 answer_hint=hint.format(answer=r["answer_text"]) if reasoner_sees_answer else ""))
+    reqs = [Request(r["id"], "reasoning", reasoner.name, ask(r), prompt_version=version, sample=s, params=params or {})
             for r in problems if descriptions.get(r["id"], (None,))[0] is not None for s in range(k)]
     done = run_stage(reasoner, reqs, store, progress)
     return {(q.id, q.sample): done[q.key] for q in reqs}
@@ -236,9 +238,11 @@ def vision_r1_bridge(problems: list, # problem records (with images)
     params, kw = params or {}, dict(prompts=prompts, progress=progress)
     pcots = pseudo_cot(problems, mllm, store, params=params.get("mllm"), **kw)
     descs = detailed_description(problems, pcots, mllm, store, params=params.get("mllm"), **kw)
-    cots = reasoning_from_description(problems, descs, reasoner, store, k, reasoner_sees_answer, params=params.get("reasoner"), **kw)
+    cots = reasoning_from_description(problems, descs, reasoner, store, k, reasoner_sees_answer, params=params.get("reasoner"),
+                                      **kw)
     versions = {n: get_prompt(f"vision_r1/{n}", prompts)[0] for n in ("pseudo_cot", "description", "reasoning")}
-    meta = dict(method="vision_r1", mllm=mllm.name, reasoner=reasoner.name, prompts=versions, reasoner_sees_answer=reasoner_sees_answer)
+    meta = dict(method="vision_r1", mllm=mllm.name, reasoner=reasoner.name, prompts=versions,
+                reasoner_sees_answer=reasoner_sees_answer)
     target = dict(layout=layout, rewrite=rewrite, truncate=truncate_reflection, reflection_keywords=reflection_keywords)
     return _verify_rows([_vision_r1_row(r, s, k, pcots, descs, cots, meta, target) for r in problems for s in range(k)])
 
@@ -267,8 +271,8 @@ def captions(problems: list, # problem records (with images)
     "OpenVLThinker's first step: `{id: (caption, error)}`."
     _check_choice("caption_prompt", caption_prompt, tuple(CAPTION_PROMPTS))
     version, template = get_prompt(CAPTION_PROMPTS[caption_prompt], prompts)
-    reqs = [Request(r["id"], "caption", captioner.name, user_message(template.format(question=format_question(r)), r["images"]),
-                    prompt_version=version, params=params or {}) for r in problems]
+    ask = lambda r: user_message(template.format(question=format_question(r)), r["images"])
+    reqs = [Request(r["id"], "caption", captioner.name, ask(r), prompt_version=version, params=params or {}) for r in problems]
     done = run_stage(captioner, reqs, store, progress)
     return {q.id: _text(done[q.key]) for q in reqs}
 
@@ -283,8 +287,9 @@ def reasoning_from_caption(problems: list, # problem records
                            progress: bool = True) -> dict: # progress bar
     "OpenVLThinker's second step: k reasoning samples per captioned problem, `{(id, sample): response or None}`."
     version, template = get_prompt("openvlthinker/reasoning", prompts)
-    reqs = [Request(r["id"], "reasoning", reasoner.name, user_message(template.format(caption=caps[r["id"]][0], question=format_question(r))),
-                    prompt_version=version, sample=s, params={"temperature": 0.7} if params is None else params)
+    ask = lambda r: user_message(template.format(caption=caps[r["id"]][0], question=format_question(r)))
+    reqs = [Request(r["id"], "reasoning", reasoner.name, ask(r), prompt_version=version, sample=s,
+                    params={"temperature": 0.7} if params is None else params)
             for r in problems if caps[r["id"]][0] is not None for s in range(k)]
     done = run_stage(reasoner, reqs, store, progress)
     return {(q.id, q.sample): done[q.key] for q in reqs}
@@ -381,7 +386,8 @@ def openvlthinker_distill(problems: list, # problem records (with images)
     params, kw = params or {}, dict(prompts=prompts, progress=progress)
     caps = captions(problems, captioner, store, caption_prompt, params=params.get("captioner"), **kw)
     cots = reasoning_from_caption(problems, caps, reasoner, store, k, params=params.get("reasoner", {"temperature": 0.7}), **kw)
-    versions = dict(caption=get_prompt(CAPTION_PROMPTS[caption_prompt], prompts)[0], reasoning=get_prompt("openvlthinker/reasoning", prompts)[0])
+    versions = dict(caption=get_prompt(CAPTION_PROMPTS[caption_prompt], prompts)[0],
+                    reasoning=get_prompt("openvlthinker/reasoning", prompts)[0])
     meta = dict(method="openvlthinker", captioner=captioner.name, reasoner=reasoner.name, prompts=versions, select=select)
     before = truncate_reflection and truncate_order == "before_select"
     target = dict(layout=layout, rewrite=rewrite, truncate=before, reflection_keywords=reflection_keywords)
@@ -519,8 +525,8 @@ def _check_bridge_config(cfg):
     known = set(BRIDGE_DEFAULTS) | {"problems", "synth"}
     if set(cfg) - known: raise ValueError(f"bridge config: unknown key(s) {sorted(set(cfg) - known)}; known: {sorted(known)}")
     _check_choice("method", cfg["method"], ("vision_r1", "openvlthinker")); get_layout(cfg["layout"])
-    for key, choices in (("select", SELECT_RULES), ("truncate_order", TRUNCATE_ORDERS), ("caption_prompt", tuple(CAPTION_PROMPTS))):
-        _check_choice(key, cfg[key], choices)
+    for key, choices in (("select", SELECT_RULES), ("truncate_order", TRUNCATE_ORDERS),
+                         ("caption_prompt", tuple(CAPTION_PROMPTS))): _check_choice(key, cfg[key], choices)
     reflection_keywords(cfg["reflection_keywords"])
 
 # %% ../nbs/07_bridge.ipynb #d8579480
@@ -539,10 +545,11 @@ def _teachers(cfg, problems):
 def _generate(cfg, problems, store):
     "The raw chains of `cfg['method']` for `problems`."
     mllm, reasoner = _teachers(cfg, problems)
-    kw = {k: cfg[k] for k in ("prompts", "params", "progress", "rewrite", "layout", "truncate_reflection", "reflection_keywords")}
+    kw = {k: cfg[k] for k in ("k", "prompts", "params", "progress", "rewrite", "layout", "truncate_reflection",
+                              "reflection_keywords")}
     if cfg["method"] == "vision_r1":
-        return vision_r1_bridge(problems, mllm, reasoner, store, k=cfg["k"], reasoner_sees_answer=cfg["reasoner_sees_answer"], **kw)
-    return openvlthinker_distill(problems, mllm, reasoner, store, k=cfg["k"], select=cfg["select"], seed=cfg["seed"],
+        return vision_r1_bridge(problems, mllm, reasoner, store, reasoner_sees_answer=cfg["reasoner_sees_answer"], **kw)
+    return openvlthinker_distill(problems, mllm, reasoner, store, select=cfg["select"], seed=cfg["seed"],
                                  caption_prompt=cfg["caption_prompt"], truncate_order=cfg["truncate_order"], **kw)
 
 # %% ../nbs/07_bridge.ipynb #a97408f9

@@ -131,7 +131,8 @@ def filter_records(records: list, # raw chains (project schema + `response`)
         cfg["tokenizer"] = AutoTokenizer.from_pretrained(str(cfg["tokenizer"]))
     recs = [dict(r) for r in records]
     if cfg["truncate_reflection"]:
-        recs = [_truncate(r, cfg["layout"], cfg["reflection_keywords"]) if isinstance(r.get("response"), str) else r for r in recs]
+        kws = cfg["reflection_keywords"]
+        recs = [_truncate(r, cfg["layout"], kws) if isinstance(r.get("response"), str) else r for r in recs]
     reason = [_first_checks(r, cfg) for r in recs]
     if cfg["verify"]:
         todo = [i for i, x in enumerate(reason) if x is None]

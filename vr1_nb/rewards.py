@@ -53,7 +53,8 @@ def write(self:Layout, think:str, # the reasoning, without tags
          ) -> str:
     "The training target: the think block, the summary where the layout has one, then the answer block."
     mid = f"\n\n{summary.strip()}\n\n" if self.summary and summary and summary.strip() else "\n"
-    return f"<think>\n{think.strip()}\n</think>{mid}<answer>{self.pad}{self.answer_prefix}{str(answer).strip()}{self.pad}</answer>"
+    block = f"{self.pad}{self.answer_prefix}{str(answer).strip()}{self.pad}"
+    return f"<think>\n{think.strip()}\n</think>{mid}<answer>{block}</answer>"
 
 # %% ../nbs/04_rewards.ipynb #72dbed4b
 _TAGS = ('<think>', '</think>', '<answer>', '</answer>')
