@@ -83,18 +83,63 @@ def test_unreadable_image_and_refusals_are_rejected_not_kept(tmp_path):
     assert 'unreadable image' in rows[1]['reject_reason'] and rows[1]['response'] is None
     assert all(r['verdict'] is False and r['pred'] is None for r in rows if r['reject_reason'] is None)  # refusals carry no answer
 
+REFL_OURS, REFL_PAPER = ('Wait,', 'Hmm,', 'Alternatively,', 'But wait,'), ('Wait,', 'But wait,')
+
 def test_openvlthinker_selects_shortest_or_longest_and_truncates(tmp_path):
-    probs = synth.generate(6, seed=3, render=False)
+    probs = synth.generate(12, seed=3, render=False)
     st = SceneTeacher(probs, errors=dict(NOERR, reflect=0.5, wrong_step=0.5))
     with Store(tmp_path/'g.jsonl') as s:
-        short = openvlthinker_distill(probs, st, st, s, k=4, select='shortest', truncate_reflection=False, progress=False)
-        long_ = openvlthinker_distill(probs, st, st, s, k=4, select='longest', truncate_reflection=False, progress=False)
-        cut = openvlthinker_distill(probs, st, st, s, k=4, select='longest', truncate_reflection=True, progress=False)
+        run = lambda **kw: openvlthinker_distill(probs, st, st, s, k=4, progress=False, **kw)
+        short, long_ = run(select='shortest', truncate_reflection=False), run(select='longest', truncate_reflection=False)
+        cut, cut_paper = run(select='longest', reflection_keywords='extended'), run(select='longest')
+        cut_before = run(select='longest', reflection_keywords='extended', truncate_order='before_select')
     assert all(len(a['response']) <= len(b['response']) for a, b in zip(short, long_))
     assert any(len(a['response']) < len(b['response']) for a, b in zip(short, long_))
-    refl = lambda r: any(k in r['response'] for k in ('Wait,', 'Hmm,', 'Alternatively,', 'But wait,'))
-    assert any(map(refl, long_)) and not any(map(refl, cut))
-    assert all(r['response'].endswith(f"<answer>{r['answer']}</answer>") for r in cut)
+    refl = lambda r, kws: any(k in r['response'] for k in kws)
+    assert any(refl(r, REFL_OURS) for r in long_) and not any(refl(r, REFL_OURS) for r in cut + cut_before)
+    assert not any(refl(r, REFL_PAPER) for r in cut_paper) and any(refl(r, ('Hmm,', 'Alternatively,')) for r in cut_paper)
+    for c, l in zip(cut, long_):  # the report's order: the longest chain as generated is chosen, then cut
+        assert c['metadata']['bridge']['sample'] == l['metadata']['bridge']['sample']
+        assert c['response'] == (truncate_target(l['response'], 'r1', 'extended') or l['response'])
+    assert all(r['response'].endswith(f"<answer>{r['answer']}</answer>") for r in cut + cut_before + cut_paper)
+    with pytest.raises(ValueError, match="truncate_order='first'"): run(truncate_order='first')
+
+
+def _fake_model(probs):
+    "A stand-in RL model writing OpenVLThinker's layout: sample s thinks s+1 sentences, then a summary, then the gold."
+    from vr1_nb.generate import CallableBackend
+    gold = {p['id']: p['answer'] for p in probs}
+    think = lambda s: ' '.join(['I count the objects again.'] * (s + 1))
+    return CallableBackend(lambda r: dict(texts=[f"<think>\n{think(r.sample)}\n</think>\n\nSo the answer is {gold[r.id]}.\n\n"
+                                                 f"<answer>{gold[r.id]}</answer>"] * r.n), 'rl-model')
+
+
+def test_rejection_sampling_keeps_the_models_layout_and_the_repos_selection(tmp_path):
+    probs = synth.generate(5, seed=6, render=False); model = _fake_model(probs)
+    with Store(tmp_path/'g.jsonl') as s:
+        ovt = rejection_sample(model, probs, s, k=4, layout='openvlthinker', progress=False)
+        r1 = rejection_sample(model, probs, s, k=4, progress=False)
+        repo = rejection_sample(model, probs, s, k=4, layout='openvlthinker', select='drop_longest', progress=False)
+    from vr1_nb.rewards import LAYOUTS, openvlthinker_format_reward, format_reward
+    assert [LAYOUTS['openvlthinker'].parse(r['response']).summary for r in ovt] == [f"So the answer is {p['answer']}." for p in probs]
+    assert openvlthinker_format_reward(None, [r['response'] for r in ovt]) == [1.0] * 5
+    assert format_reward(None, [r['response'] for r in r1]) == [1.0] * 5 and all('So the answer' not in r['response'] for r in r1)
+    assert [r['metadata']['bridge']['sample'] for r in ovt] == [0] * 5        # the shortest correct (report §4.1)
+    assert [r['metadata']['bridge']['sample'] for r in repo] == [2] * 5       # drop the longest, keep the next (repo)
+
+
+def test_vision_r1_layout_targets_are_read_back(tmp_path):
+    from vr1_nb.rewards import LAYOUTS, hard_format_reward, HardFormatReward
+    probs = synth.generate(8, seed=9, render=False)
+    st = SceneTeacher(probs, errors=NOERR)
+    with Store(tmp_path/'g.jsonl') as s: rows = vision_r1_bridge(probs, st, st, s, layout='vision-r1', progress=False)
+    assert all(r['verdict'] and r['response'].endswith(f"<answer> Final Answer:{r['pred']} </answer>") for r in rows)
+    golds = dict(answer=[r['answer'] for r in rows], choices=[r['choices'] or None for r in rows])
+    assert HardFormatReward('vision-r1')(None, [r['response'] for r in rows], **golds) == [1.0] * 8
+    assert hard_format_reward(None, [r['response'] for r in rows], **golds) == [1.0] * 8   # R1's rule reads 'Final Answer:X' as X
+    r1_targets = [LAYOUTS['r1'].write('t', r['pred']) for r in rows]
+    assert HardFormatReward('vision-r1')(None, r1_targets, **golds) == [0.0] * 8           # but Vision-R1's needs its prefix
+
 
 def test_rejection_sampling_returns_only_verified_sft_records(tmp_path):
     probs = synth.generate(10, seed=4)
@@ -131,6 +176,11 @@ def test_bridge_config_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="unknown key.*'teacher'"): bridge_run(dict(teacher={}), tmp_path/'a')
     with pytest.raises(ValueError, match="'problems'.*'synth'"): bridge_run(dict(progress=False), tmp_path/'b')
     with pytest.raises(ValueError, match="teacher backend 'gpt'"): bridge_run(dict(synth=dict(n=2), teachers=dict(mllm=dict(backend='gpt'), reasoner={})), tmp_path/'c')
+    for key, bad, msg in [('layout', 'R1', "unknown layout 'R1'"), ('select', 'best', "select='best'"), ('method', 'r1v', "method='r1v'"),
+                          ('caption_prompt', 'none', "caption_prompt='none'"), ('truncate_order', 'never', "truncate_order='never'"),
+                          ('reflection_keywords', 'all', 'unknown reflection keyword set')]:
+        with pytest.raises(ValueError, match=msg): bridge_run(dict(synth=dict(n=2), progress=False, **{key: bad}), tmp_path/key)
+        assert not (tmp_path/key).exists()   # refused before anything was generated or written
 
 def test_failing_teacher_leaves_the_run_incomplete_and_resume_finishes_it(tmp_path):
     from vr1_nb.generate import CallableBackend

@@ -2,7 +2,8 @@
 import threading
 import pytest
 from vr1_nb.rewards import (AccuracyReward, HardFormatReward, OpenVLThinkerAccuracyReward, format_reward, openvlthinker_format_reward, accuracy_reward, hard_format_reward, format_accuracy_reward,
-                            openvlthinker_accuracy_reward, FormatReward, format_error, completion_text, REWARD_STATS, ThinkAnswerFormat)
+                            openvlthinker_accuracy_reward, FormatReward, format_error, completion_text, REWARD_STATS, ThinkAnswerFormat,
+                            Layout, LAYOUTS, Parsed, get_layout, reflection_keywords, REFLECTION_KEYWORD_SETS)
 
 GOOD = '<think>2+2 is 4</think>\n<answer>4</answer>'
 conv = lambda t: [{'role': 'assistant', 'content': t}]
@@ -30,7 +31,7 @@ def test_openvlthinker_format_allows_summary():
     assert openvlthinker_format_reward(None, [t, GOOD, t + ' x']) == [1.0, 1.0, 0.0]
     assert format_reward(None, [t]) == [0.0]
     assert FormatReward(ThinkAnswerFormat('mine', summary=True))(None, [t]) == [1.0]
-    with pytest.raises(ValueError, match='unknown format'): FormatReward('nope')
+    with pytest.raises(ValueError, match='unknown layout'): FormatReward('nope')
 
 
 def test_format_stats_logged():
@@ -104,8 +105,10 @@ def test_format_accuracy_reward_alpha():
 
 
 def test_openvlthinker_accuracy_halved_without_summary():
-    cs = ['<think>a</think>So it is 4.<answer>4</answer>', GOOD, '<answer>4</answer>', '<think>a</think>Sum.<answer>5</answer>']
-    assert openvlthinker_accuracy_reward(None, cs, answer=['4'] * 4) == [1.0, 0.5, 0.5, 0.0]
+    # r1v.py@edb87c3 halves only when '</think>' and '<answer>' are both there and only whitespace lies between them
+    cs = ['<think>a</think>So it is 4.<answer>4</answer>', GOOD, '<answer>4</answer>', '<think>a</think>Sum.<answer>5</answer>',
+          '<think>a</think> \n <answer>4</answer> trailing', 'So 4. </think><answer>4</answer>']
+    assert openvlthinker_accuracy_reward(None, cs, answer=['4'] * 6) == [1.0, 0.5, 1.0, 0.0, 0.5, 0.5]
     assert REWARD_STATS['openvlthinker_accuracy_reward']['empty_summary_frac'] == 0.5
 
 
@@ -132,3 +135,72 @@ def test_trl_signature_and_names():
 def test_completion_text_shapes():
     assert completion_text([{'role': 'assistant', 'content': [{'type': 'text', 'text': 'a'}, {'type': 'image'}]}]) == 'a'
     assert format_error('<think>a</think><answer>b</answer>') is None
+
+
+# -- answer layouts: written and read alike ------------------------------------------------------------------------
+
+@pytest.mark.parametrize('name', sorted(LAYOUTS))
+def test_every_layout_reads_back_what_it_writes(name):
+    lay = LAYOUTS[name]
+    for think, answer, summary in [('2 + 2 = 4.', '4', 'So 4.'), ('', 'B', None), ('a\n\nb', '\\frac{1}{2}', '  '),
+                                   ('x' * 5000, 'yes', 'Short.\nTwo lines.')]:
+        text = lay.write(think, answer, summary)
+        want_summary = summary.strip() if lay.summary and summary and summary.strip() else ''
+        assert lay.parse(text) == Parsed(think.strip(), want_summary, answer, None)
+        assert format_error(text, name) is None and FormatReward(name)(None, [text]) == [1.0]
+
+
+def test_layouts_differ_where_the_papers_differ():
+    r1, vr1, ovt = (get_layout(n) for n in ('r1', 'vision-r1', 'openvlthinker'))
+    assert vr1.write('t', '4').endswith('</think>\n<answer> Final Answer:4 </answer>')   # Vision-R1's eval regex reads it
+    import re
+    assert re.search(r'<answer> Final Answer:(.*?) </answer>', vr1.write('t', '4'), re.DOTALL).group(1).strip() == '4'
+    assert vr1.parse(r1.write('t', '4')).error == 'no_answer_prefix'
+    assert vr1.parse('<think>t</think><answer> Final Answer: </answer>').error == 'empty_answer'
+    assert r1.parse(ovt.write('t', '4', 'So 4.')).error == 'text_between'
+    assert ovt.parse(r1.write('t', '4')) == Parsed('t', '', '4', None)        # the summary is allowed, not required
+    assert get_layout(ovt) is ovt and ThinkAnswerFormat is Layout
+    with pytest.raises(ValueError, match="unknown layout 'R1'"): get_layout('R1')
+
+
+def test_vision_r1_answers_are_read_back_as_the_answer():
+    vr1 = LAYOUTS['vision-r1']
+    cs = [vr1.write('t', a) for a in ('4', '\\frac{1}{2}', 'B', '3.5')] + ['<think>t</think><answer> Final Answer:4 </answer>']
+    golds, ch = ['4', '0.5', 'B', '3.5', '4'], [None, None, ['1', '2'], None, None]
+    assert accuracy_reward(None, cs, answer=golds, choices=ch) == [1.0] * 5
+    assert HardFormatReward('vision-r1')(None, cs, answer=golds, choices=ch) == [1.0] * 5
+    assert HardFormatReward('vision-r1')(None, [LAYOUTS['r1'].write('t', '4')], answer=['4']) == [0.0]   # right, wrong layout
+
+
+# The SFT-Iter1 output printed in OpenVLThinker's report, §4.2 (paper/OpenVLThinker_report.pdf@93ead4a; line breaks inside
+# paragraphs are the PDF's, as extracted): a summary between </think> and <answer>.
+OVT_PAPER = ("<think>\nOkay, so I need to figure out the length of the line in the image using the ruler provided. Let me\n"
+             "start by understanding the image. The image shows a wooden ruler with measurements from 0\n"
+             "cm to 10 cm. The line starts at the 1 cm mark and ends just before the 5 cm mark.\n"
+             "Hmm, so the line starts at 1 cm and goes up to just before 5 cm. That means the line is 4 cm long\n"
+             "because from 1 cm to 5 cm is 4 cm. But wait, the question is asking for the length to the nearest\n"
+             "centimeter. Since the line ends just before 5 cm, it’s not exactly 4 cm, but it’s close. So, rounding\n"
+             "to the nearest whole number, it would be 4 cm.\n</think>\n"
+             "The line starts at 1 cm and ends just before 5 cm, which is 4 cm long. Rounding to the nearest\n"
+             "centimeter gives 4 cm.\n<answer>4</answer>")
+
+
+def test_openvlthinker_released_layout_passes_its_format_and_reward():
+    assert openvlthinker_format_reward(None, [OVT_PAPER, [{'role': 'assistant', 'content': OVT_PAPER}]]) == [1.0, 1.0]
+    assert format_reward(None, [OVT_PAPER]) == [0.0] and REWARD_STATS['format_reward']['reasons'] == {'text_between': 1}
+    assert openvlthinker_accuracy_reward(None, [OVT_PAPER], answer=['4']) == [1.0]
+    p = LAYOUTS['openvlthinker'].parse(OVT_PAPER)
+    assert p.answer == '4' and p.summary.startswith('The line starts') and p.think.endswith('it would be 4 cm.')
+
+
+def test_one_reflection_keyword_list():
+    assert reflection_keywords() == ['Wait', 'But wait', 'But the question']        # OpenVLThinker §4.2
+    assert reflection_keywords('vision-r1') == ['Wait', 'Hmm', 'Mistake', 'Alternatively', 'Check']   # Vision-R1 Table 4
+    old_bridge = ["But wait", "Wait", "Hmm", "Alternatively", "Let me double-check", "Double-check", "Let me check",
+                  "Let me verify", "Let me re-check", "Let me recheck", "On second thought", "Hold on", "Check"]
+    old_monitor = ['wait', 'hmm', 'however', 'alternatively', 'let me check', 'check again', 're-check', 'recheck',
+                   'double-check', 'verify', 'mistake']
+    ext = reflection_keywords('extended')
+    assert set(old_bridge) <= set(ext) and {w.lower() for w in old_monitor} <= {w.lower() for w in ext}
+    assert reflection_keywords(('Hmm',)) == ['Hmm'] and reflection_keywords() is not reflection_keywords()
+    with pytest.raises(ValueError, match='unknown reflection keyword set'): reflection_keywords('paper')

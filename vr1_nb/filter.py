@@ -15,18 +15,16 @@ import hashlib, json, re, unicodedata
 from collections import Counter, defaultdict
 from pathlib import Path
 from .core import load_problems, save_jsonl, RunDir, atomic_write_text
-from .answers import verify_completions, answer_block, extract_answer
-from .bridge import REFLECTION_KEYWORDS, truncate_reflection, split_think, format_r1
+from .answers import verify_completions, extract_answer
+from .rewards import get_layout, reflection_keywords, REFLECTION_KEYWORDS
+from .bridge import split_think, truncate_target
 
 # %% ../nbs/08_filter.ipynb #fe521c4d
-_FORMAT = re.compile(r"^\s*<think>(?P<think>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*$", re.S)
-
 def format_ok(text, # a response
+              layout = "r1", # an answer layout: a name of `rewards.LAYOUTS` or a `Layout`
              ) -> bool:
-    "True when `text` is one `<think>` block followed by one non-empty `<answer>` block and nothing else."
-    if not isinstance(text, str): return False
-    m = _FORMAT.match(text)
-    return bool(m) and text.count("<think>") == 1 and text.count("<answer>") == 1 and bool(m["answer"].strip())
+    "True when `text` is a target in `layout`: one `<think>` block, (a summary,) one non-empty `<answer>` block, nothing else."
+    return get_layout(layout).parse(text).error is None
 
 # %% ../nbs/08_filter.ipynb #06250487
 REFUSAL_PATTERNS = [r"\bI(?:'m| am) sorry\b", r"\bI can(?:'|no)t (?:help|assist|answer|provide)\b", r"\bI(?:'m| am) unable to\b",
@@ -40,10 +38,10 @@ def is_refusal(text: str, # a response
 
 # %% ../nbs/08_filter.ipynb #6ed10041
 def reflection_stats(texts: list, # responses
-                     keywords: list = REFLECTION_KEYWORDS) -> dict: # words to count
+                     keywords = None) -> dict: # a keyword set's name or a list (default `REFLECTION_KEYWORDS`)
     "Per keyword: total occurrences and the share of responses containing it."
     out, n = {}, max(len(texts), 1)
-    for k in keywords:
+    for k in reflection_keywords(keywords):
         pat = re.compile(r"\b" + re.escape(k) + r"\b")
         c = [len(pat.findall(t or "")) for t in texts]
         out[k] = dict(count=sum(c), share=round(sum(x > 0 for x in c) / n, 4))
@@ -88,14 +86,14 @@ def near_duplicates(records: list, # records with `response`
 
 # %% ../nbs/08_filter.ipynb #d5f5e669
 FILTER_DEFAULTS = dict(require_format=True, verify=True, min_think_chars=20, max_chars=8000, max_tokens=None, tokenizer=None,
-                       truncate_reflection=False, reflection_keywords=REFLECTION_KEYWORDS, dedup=True, dedup_threshold=0.9,
-                       reject_refusals=True)
+                       truncate_reflection=False, reflection_keywords="openvlthinker", dedup=True, dedup_threshold=0.9,
+                       reject_refusals=True, layout="r1")
 
-def _truncate(r, kws):
-    think, _ = split_think(r["response"]); ans = answer_block(r["response"])
-    cut = truncate_reflection(think, kws)
-    if cut == think or ans is None: return r
-    return {**r, "response": format_r1(cut, ans), "metadata": {**(r.get("metadata") or {}), "truncated_at_reflection": True}}
+def _truncate(r, layout, kws):
+    "`r` with its target cut at the first reflection keyword (flagged in its metadata), or `r` itself."
+    cut = truncate_target(r["response"], layout, kws)
+    if cut is None: return r
+    return {**r, "response": cut, "metadata": {**(r.get("metadata") or {}), "truncated_at_reflection": True}}
 
 # %% ../nbs/08_filter.ipynb #63ec71b9
 def _first_checks(r, cfg):
@@ -103,7 +101,7 @@ def _first_checks(r, cfg):
     t = r.get("response")
     if not isinstance(t, str) or not t.strip(): return "empty"
     if cfg["reject_refusals"] and is_refusal(t): return "refusal"
-    if cfg["require_format"] and not format_ok(t): return "bad_format"
+    if cfg["require_format"] and not format_ok(t, cfg["layout"]): return "bad_format"
     return None
 
 def count_tokens(text: str, # a response
@@ -127,12 +125,14 @@ def filter_records(records: list, # raw chains (project schema + `response`)
     cfg = {**FILTER_DEFAULTS, **config}
     bad = set(cfg) - set(FILTER_DEFAULTS)
     if bad: raise ValueError(f"filter config: unknown key(s) {sorted(bad)}; known: {sorted(FILTER_DEFAULTS)}")
+    get_layout(cfg["layout"]); reflection_keywords(cfg["reflection_keywords"])  # a clear error before any work
     if isinstance(cfg["tokenizer"], (str, Path)):
         from transformers import AutoTokenizer
         cfg["tokenizer"] = AutoTokenizer.from_pretrained(str(cfg["tokenizer"]))
     recs = [dict(r) for r in records]
     if cfg["truncate_reflection"]:
-        recs = [_truncate(r, cfg["reflection_keywords"]) if isinstance(r.get("response"), str) and format_ok(r["response"]) else r for r in recs]
+        kws = cfg["reflection_keywords"]
+        recs = [_truncate(r, cfg["layout"], kws) if isinstance(r.get("response"), str) else r for r in recs]
     reason = [_first_checks(r, cfg) for r in recs]
     if cfg["verify"]:
         todo = [i for i, x in enumerate(reason) if x is None]
@@ -158,7 +158,7 @@ def _pseudo(r):
 
 def filter_summary(kept: list, # kept records
                    rejected: list, # rejected records (with `reject_reason`)
-                   keywords: list = REFLECTION_KEYWORDS, # reflection words to count in the kept set
+                   keywords = None, # reflection keywords to count in the kept set (a set's name or a list)
                   ) -> dict:
     "Counts per reason and per source, yield, reflection statistics, and pseudo paths among the kept."
     by_src = defaultdict(lambda: dict(kept=0, rejected=0))

@@ -130,8 +130,7 @@ def grpo_dataset(src, # records, a `datasets.Dataset`, or a path `core.load_prob
 # %% ../nbs/10_grpo.ipynb #56e1774d
 from . import rewards as _rewards
 
-REFLECTION_WORDS = ('wait', 'hmm', 'however', 'alternatively', 'let me check', 'check again', 're-check', 'recheck',
-                    'double-check', 'verify', 'mistake')
+REFLECTION_WORDS = tuple(_rewards.REFLECTION_KEYWORDS)  # the one list of notebook 04 (OpenVLThinker's three); 'extended' for ours
 
 def _resolve_reward(name, opts:dict):
     "A reward callable from a name in `vr1_nb.rewards`, built with the options it accepts."
@@ -151,12 +150,12 @@ def _resolve_reward(name, opts:dict):
 class ReflectionWords:
     "Monitor reward: reflection keywords per completion; every `sample_every` run-wide steps also writes sampled completions."
     __name__ = 'reflection_words'
-    def __init__(self, words=REFLECTION_WORDS, # keywords counted (case-insensitive, whole words)
+    def __init__(self, words=REFLECTION_WORDS, # keywords counted (case-insensitive, whole words), or a set's name (notebook 04)
                  samples_path=None, # JSONL file for sampled completions (None: no samples)
                  sample_every:int=10, # run-wide steps between samples
                  num_samples:int=4, # completions written each time
                 ):
-        self.rx = re.compile(r'\b(' + '|'.join(re.escape(w) for w in words) + r')\b', re.I)
+        self.rx = re.compile(r'\b(' + '|'.join(re.escape(w) for w in _rewards.reflection_keywords(words)) + r')\b', re.I)
         self.samples_path, self.sample_every, self.num_samples = samples_path, sample_every, num_samples
         self.offset, self.trainer, self._last = 0, None, None
     def __call__(self, prompts=None, completions=(), **kw) -> list[float]:

@@ -225,7 +225,8 @@ def iterate_run(config, # a preset name, YAML path or dict (sections model, sft,
             pool = train if it['rs_from'] == 'train' else rl if it['rs_from'] == 'rl' else train + rl
             kept = rejection_sample(be, pool, st, k=it['samples'],
                                     select=it['select'], params={'temperature': it['temperature'], 'max_tokens': mnt},
-                                    round=r, seed=derive_seed(cfg.get('seed', 0), 'rs', r), progress=False)
+                                    round=r, seed=derive_seed(cfg.get('seed', 0), 'rs', r), progress=False,
+                                    layout=(cfg.get('bridge') or {}).get('layout', 'r1'))  # the cold start's answer layout
         fallback = not kept  # the RL model solved nothing: the next round keeps this round's SFT set (logged)
         save_jsonl(kept or sft_set, rd/'next_sft.jsonl')
         row = dict(round=r, sft_start=str(start), sft_model=str(sft_model), rl_model=str(rl_model), phases=phases,

@@ -1,4 +1,4 @@
-"""Format, accuracy, Vision-R1's hard formatting result reward, OThink-MR1's alpha-combined reward and OpenVLThinker's variant, as TRL reward functions that never raise on model output.
+"""Each paper's answer layout (a target written and read back alike), one list of reflection keywords, and the rewards: format, accuracy, Vision-R1's hard formatting result reward, OThink-MR1's alpha-combined reward and OpenVLThinker's variant, as TRL reward functions that never raise on model output.
 
 Docs: https://vr1-nb.github.io/vr1_nb/rewards.html.md"""
 
@@ -9,13 +9,16 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
+from typing import NamedTuple
+from fastcore.basics import patch
 from .answers import answer_block, clean_answer, verify_batch, VERIFY_STATS
 
 # %% auto #0
-__all__ = ['FORMATS', 'REWARD_STATS', 'format_reward', 'openvlthinker_format_reward', 'accuracy_reward', 'hard_format_reward',
-           'openvlthinker_accuracy_reward', 'completion_text', 'ThinkAnswerFormat', 'get_format', 'format_error',
-           'FormatReward', 'AccuracyReward', 'HardFormatReward', 'FormatAccuracyReward', 'format_accuracy_reward',
-           'OpenVLThinkerAccuracyReward']
+__all__ = ['LAYOUTS', 'FORMATS', 'ThinkAnswerFormat', 'get_format', 'REFLECTION_KEYWORD_SETS', 'REFLECTION_KEYWORDS',
+           'REWARD_STATS', 'format_reward', 'openvlthinker_format_reward', 'accuracy_reward', 'hard_format_reward',
+           'openvlthinker_accuracy_reward', 'completion_text', 'Parsed', 'Layout', 'get_layout', 'format_error',
+           'reflection_keywords', 'FormatReward', 'AccuracyReward', 'HardFormatReward', 'FormatAccuracyReward',
+           'format_accuracy_reward', 'OpenVLThinkerAccuracyReward']
 
 # %% ../nbs/04_rewards.ipynb #3f61651d
 def completion_text(c, # a string, a message dict, or a list of messages
@@ -30,40 +33,96 @@ def completion_text(c, # a string, a message dict, or a list of messages
     return None
 
 # %% ../nbs/04_rewards.ipynb #4d354c0a
+class Parsed(NamedTuple):
+    "A target read back by `Layout.parse`: its parts, or (parts None) the reason it is malformed."
+    think:str|None; summary:str|None; answer:str|None; error:str|None
+
 @dataclass(frozen=True)
-class ThinkAnswerFormat:
-    "The `<think>…</think>[summary]<answer>…</answer>` template; `summary` allows text between the blocks."
-    name:str='r1' # the name used in reward names and logs
-    summary:bool=False # allow (OpenVLThinker) text between </think> and <answer>
+class Layout:
+    "One paper's answer layout: `write` builds a training target, `parse` reads a target or a completion back."
+    name:str='r1' # the name configs use (`bridge.layout`, `filter.layout`, `rewards.format`) and reward names carry
+    summary:bool=False # text allowed between </think> and <answer> (OpenVLThinker's summary)
+    answer_prefix:str='' # what the answer block starts with (Vision-R1: 'Final Answer:')
+    pad:str='' # written inside the answer tags around the answer (Vision-R1: one space)
 
-FORMATS = {'r1': ThinkAnswerFormat('r1'), 'vision-r1': ThinkAnswerFormat('r1'),
-           'openvlthinker': ThinkAnswerFormat('openvlthinker', summary=True)}
+# %% ../nbs/04_rewards.ipynb #a237ee9e
+@patch
+def write(self:Layout, think:str, # the reasoning, without tags
+          answer:str, # the final answer, without the layout's prefix
+          summary:str|None=None, # the text after </think>; kept only by a layout with a summary
+         ) -> str:
+    "The training target: the think block, the summary where the layout has one, then the answer block."
+    mid = f"\n\n{summary.strip()}\n\n" if self.summary and summary and summary.strip() else "\n"
+    block = f"{self.pad}{self.answer_prefix}{str(answer).strip()}{self.pad}"
+    return f"<think>\n{think.strip()}\n</think>{mid}<answer>{block}</answer>"
 
-def get_format(fmt) -> ThinkAnswerFormat:
-    "A format by name (`'r1'`, `'vision-r1'`, `'openvlthinker'`) or a `ThinkAnswerFormat` itself."
-    if isinstance(fmt, ThinkAnswerFormat): return fmt
-    if fmt not in FORMATS: raise ValueError(f"unknown format {fmt!r}; known: {sorted(FORMATS)}")
-    return FORMATS[fmt]
-
-# %% ../nbs/04_rewards.ipynb #b0fe9861
+# %% ../nbs/04_rewards.ipynb #72dbed4b
 _TAGS = ('<think>', '</think>', '<answer>', '</answer>')
 
-def format_error(text, # a completion's text
-                 fmt='r1', # a format name or `ThinkAnswerFormat`
-                ) -> str|None:
-    "Why `text` does not follow the format (e.g. 'repeated_tags', 'text_after', 'empty_answer'), or None when it does."
-    fmt = get_format(fmt)
+def _spans(text):
+    "(before, think, between, answer block, after) of `text` cut at its four tags, or why it cannot be cut."
     if not isinstance(text, str) or not text.strip(): return 'empty'
     counts = [text.count(t) for t in _TAGS]
     if 0 in counts: return 'missing_tags'
     if max(counts) > 1: return 'repeated_tags'
     a, b, c, d = (text.index(t) for t in _TAGS)
     if not a < b < c < d: return 'misordered_or_nested'
-    if text[:a].strip(): return 'text_before'
-    if not fmt.summary and text[b+len('</think>'):c].strip(): return 'text_between'
-    if text[d+len('</answer>'):].strip(): return 'text_after'
-    if not text[c+len('<answer>'):d].strip(): return 'empty_answer'
-    return None
+    return text[:a], text[a+7:b], text[b+8:c], text[c+8:d], text[d+9:]
+
+# %% ../nbs/04_rewards.ipynb #08eae9d1
+@patch
+def parse(self:Layout, text, # a target or a completion's text (anything else is 'empty')
+         ) -> Parsed:
+    "The think, summary and answer of `text`, or the first rule it breaks ('repeated_tags', 'text_after', ...)."
+    s = _spans(text)
+    if isinstance(s, str): return Parsed(None, None, None, s)
+    before, think, between, block, after = (x.strip() for x in s)
+    p = self.answer_prefix
+    err = ('text_before' if before else 'text_between' if between and not self.summary else 'text_after' if after else
+           'empty_answer' if not block else 'no_answer_prefix' if not block.startswith(p) else
+           'empty_answer' if not block[len(p):].strip() else None)
+    return Parsed(None, None, None, err) if err else Parsed(think, between, block[len(p):].strip(), None)
+
+# %% ../nbs/04_rewards.ipynb #f7388f3e
+LAYOUTS = {'r1': Layout('r1'), 'vision-r1': Layout('vision-r1', answer_prefix='Final Answer:', pad=' '),
+           'openvlthinker': Layout('openvlthinker', summary=True)}
+FORMATS, ThinkAnswerFormat = LAYOUTS, Layout  # the names the rewards' `fmt` and `rewards.format` used first
+
+def get_layout(layout, # a name of `LAYOUTS` or a `Layout`
+              ) -> Layout:
+    "The layout `layout` names."
+    if isinstance(layout, Layout): return layout
+    if layout not in LAYOUTS: raise ValueError(f"unknown layout {layout!r}; known: {sorted(LAYOUTS)}")
+    return LAYOUTS[layout]
+
+get_format = get_layout
+
+# %% ../nbs/04_rewards.ipynb #b0fe9861
+def format_error(text, # a completion's text
+                 fmt='r1', # a layout name or `Layout`
+                ) -> str|None:
+    "Why `text` does not follow the layout (e.g. 'repeated_tags', 'text_after', 'empty_answer'), or None when it does."
+    return get_layout(fmt).parse(text).error
+
+# %% ../nbs/04_rewards.ipynb #1f54e33a
+REFLECTION_KEYWORD_SETS = {
+    'openvlthinker': ('Wait', 'But wait', 'But the question'),
+    'vision-r1': ('Wait', 'Hmm', 'Mistake', 'Alternatively', 'Check'),
+    'extended': ('But wait', 'Wait', 'But the question', 'Hmm', 'Alternatively', 'Let me double-check', 'Double-check',
+                 'Let me check', 'Let me verify', 'Let me re-check', 'Let me recheck', 'Re-check', 'Recheck', 'Check again',
+                 'On second thought', 'Hold on', 'Check', 'Verify', 'Mistake', 'However'),
+}
+REFLECTION_KEYWORDS = list(REFLECTION_KEYWORD_SETS['openvlthinker'])  # the default of every user of the list
+
+# %% ../nbs/04_rewards.ipynb #1e1c87c9
+def reflection_keywords(spec=None, # a name of `REFLECTION_KEYWORD_SETS`, a list of words, or None (the default)
+                       ) -> list[str]:
+    "The reflection keywords `spec` names."
+    if spec is None: return list(REFLECTION_KEYWORDS)
+    if not isinstance(spec, str): return [str(w) for w in spec]
+    if spec not in REFLECTION_KEYWORD_SETS:
+        raise ValueError(f"unknown reflection keyword set {spec!r}; known: {sorted(REFLECTION_KEYWORD_SETS)} (or give a list)")
+    return list(REFLECTION_KEYWORD_SETS[spec])
 
 # %% ../nbs/04_rewards.ipynb #c31f9da0
 REWARD_STATS: dict = {}  # reward name -> stats of its last call (see above)
@@ -83,8 +142,8 @@ def _mean(xs):
 # %% ../nbs/04_rewards.ipynb #606671cf
 class FormatReward:
     "TRL reward: 1.0 when a completion follows `fmt`, else 0.0."
-    def __init__(self, fmt='r1'): # a format name or `ThinkAnswerFormat`
-        self.fmt = get_format(fmt)
+    def __init__(self, fmt='r1'): # a layout name or `Layout`
+        self.fmt = get_layout(fmt)
         self.__name__ = 'format_reward' if self.fmt.name == 'r1' else f'format_reward_{self.fmt.name}'
     def __call__(self, prompts=None, completions=(), **kwargs) -> list[float]:
         errs = [format_error(completion_text(c), self.fmt) for c in completions]
@@ -131,7 +190,7 @@ accuracy_reward = AccuracyReward()
 class HardFormatReward:
     "TRL reward (Vision-R1 HFRRF): 1.0 only when the format holds and the answer verifies; None when the gold is unusable."
     def __init__(self, fmt='r1', timeout:float=5.0):
-        self.fmt, self.timeout = get_format(fmt), timeout
+        self.fmt, self.timeout = get_layout(fmt), timeout
         self.__name__ = 'hard_format_reward' if self.fmt.name == 'r1' else f'hard_format_reward_{self.fmt.name}'
     def __call__(self, prompts=None, completions=(), **kwargs) -> list:
         acc, texts, _ = _accuracy(completions, kwargs, self.timeout)
@@ -147,7 +206,7 @@ hard_format_reward = HardFormatReward()
 class FormatAccuracyReward:
     "TRL reward (OThink-MR1): accuracy + alpha * format."
     def __init__(self, alpha:float=1.0, fmt='r1', timeout:float=5.0):
-        self.alpha, self.fmt, self.timeout = alpha, get_format(fmt), timeout
+        self.alpha, self.fmt, self.timeout = alpha, get_layout(fmt), timeout
         self.__name__ = 'format_accuracy_reward'
     def __call__(self, prompts=None, completions=(), **kwargs) -> list:
         acc, texts, _ = _accuracy(completions, kwargs, self.timeout)
@@ -157,27 +216,25 @@ class FormatAccuracyReward:
         return r
 
 def format_accuracy_reward(alpha:float=1.0, # weight of the format term (1 in OThink-MR1)
-                           fmt='r1', # the format
+                           fmt='r1', # the layout of the format term
                            timeout:float=5.0, # seconds per verification
                           ) -> FormatAccuracyReward:
     "OThink-MR1's reward R_acc + alpha * R_format, as a TRL reward function."
     return FormatAccuracyReward(alpha, fmt, timeout)
 
 # %% ../nbs/04_rewards.ipynb #6763a6f5
-def _summary(text):
-    "The text between the last `</think>` and the `<answer>` after it ('' when either is missing)."
-    if not isinstance(text, str): return ''
-    b = text.rfind('</think>')
-    c = text.find('<answer>', b) if b >= 0 else -1
-    return text[b+len('</think>'):c].strip() if c >= 0 else ''
+def _summary_empty(text):
+    "OpenVLThinker's rule (r1v.py): both tags present and only whitespace between the last </think> and the next <answer>."
+    if not isinstance(text, str) or '</think>' not in text or '<answer>' not in text: return False
+    return not text.split('</think>')[-1].split('<answer>')[0].strip()
 
 class OpenVLThinkerAccuracyReward:
-    "TRL reward (OpenVLThinker): accuracy of the `<answer>` block, halved when the summary between </think> and <answer> is empty."
+    "TRL reward (OpenVLThinker): accuracy of the `<answer>` block, halved when the summary before it is empty."
     __name__ = 'openvlthinker_accuracy_reward'
-    def __init__(self, timeout:float=5.0): self.timeout = timeout
+    def __init__(self, timeout:float=5.0): self.timeout = timeout # seconds per verification
     def __call__(self, prompts=None, completions=(), **kwargs) -> list:
         acc, texts, _ = _accuracy(completions, kwargs, self.timeout)
-        empty = [not _summary(t) for t in texts]
+        empty = [_summary_empty(t) for t in texts]
         r = [None if a is None else a * (0.5 if e else 1.0) for a, e in zip(acc, empty)]
         _log(self.__name__, kwargs, n=len(r), mean=_mean(r), empty_summary_frac=_mean([float(e) for e in empty]) if r else 0.0)
         return r
