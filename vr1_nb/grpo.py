@@ -106,13 +106,13 @@ def stage_args(stage:dict, # one item of `ptst_stages`
     return trl_args(GRPOConfig, sec, f"grpo (stage {stage['name']!r})", output_dir=str(output_dir), **fixed)
 
 # %% ../nbs/10_grpo.ipynb #f80d0014
-def grpo_dataset(src, # records, a `datasets.Dataset`, or a path `core.load_problems` reads
+def grpo_dataset(src, # records, a `datasets.Dataset`, or a path: ours or a released layout (see `vr1_nb.data`)
                  instruction:str|None=R1_INSTRUCTION, # appended to each question
+                 **pixels, # `data.pixel_caps(cfg)`: max_pixels, min_pixels, factor (each image capped when read)
                 ):
-    "A `datasets.Dataset` of records plus a TRL conversational `prompt` column."
-    recs = as_records(src)
-    if not recs: raise ValueError("no GRPO prompts: the training set is empty")
-    return to_dataset(recs).add_column('prompt', [to_prompt(r, instruction) for r in recs])
+    "A memory-mapped `datasets.Dataset` of records plus a TRL conversational `prompt` column, built once (`data.training_dataset`)."
+    from vr1_nb.data import training_dataset
+    return training_dataset(src, 'grpo', instruction, **pixels)
 
 # %% ../nbs/10_grpo.ipynb #56e1774d
 from . import rewards as _rewards
@@ -252,8 +252,10 @@ def grpo_run(config, # a config dict, preset name or YAML path
     if run.is_complete: return run.path/'final'
     seed_everything(seed)
     instr = (cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION)
-    train_ds = grpo_dataset(train, instr)
-    eval_ds = grpo_dataset(eval_records, instr) if eval_records is not None else None
+    from vr1_nb.data import pixel_caps
+    caps = pixel_caps(cfg)   # data.max_pixels / data.min_pixels: the trainer's processor and vLLM then count the same tokens
+    train_ds = grpo_dataset(train, instr, **caps)
+    eval_ds = grpo_dataset(eval_records, instr, **caps) if eval_records is not None else None
     rcfg = dict(cfg.get('rewards') or {})
     if reward_funcs is not None: rcfg['funcs'] = reward_funcs
     funcs, weights, refl = reward_setup(rcfg, cfg.get('monitor'), run.path/'samples.jsonl')

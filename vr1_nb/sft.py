@@ -35,17 +35,14 @@ def as_records(src) -> list[dict]:
         return from_dataset(src)
     return [validate_record(dict(r)) for r in src]
 
-def sft_dataset(src, # records, or a path `core.load_problems` reads
+def sft_dataset(src, # records, a `datasets.Dataset`, or a path: ours or a released layout (see `vr1_nb.data`)
                 instruction:str|None=R1_INSTRUCTION, # appended to each question
                 column:str='response', # the target column
+                **pixels, # `data.pixel_caps(cfg)`: max_pixels, min_pixels, factor (each image capped when read)
                ):
-    "A `datasets.Dataset` with `prompt`, `completion` and `images` for `trl.SFTTrainer`."
-    from vr1_nb.core import to_dataset
-    recs = as_records(src)
-    if not recs: raise ValueError("no SFT examples: the training set is empty")
-    rows = [sft_example(r, instruction, column) for r in recs]
-    ds = to_dataset(recs).select_columns(['images'])
-    return ds.add_column('prompt', [x['prompt'] for x in rows]).add_column('completion', [x['completion'] for x in rows])
+    "A memory-mapped `datasets.Dataset` with `prompt`, `completion` and `images` for `trl.SFTTrainer`, built once (`data.training_dataset`)."
+    from vr1_nb.data import training_dataset
+    return training_dataset(src, 'sft', instruction, column, **pixels)
 
 # %% ../nbs/09_sft.ipynb #a28fdab7
 def lora_config(lora:dict|None, # the `model.lora` section (None/empty: full fine-tuning)
@@ -173,8 +170,10 @@ def sft_run(config, # a config dict, preset name or YAML path
     args, mcfg = sft_args(cfg, run/'checkpoints'), cfg.get('model') or {}
     instr = (cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION)
     model, processor = load_policy(mcfg)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=sft_dataset(train, instr), processing_class=processor,
-                         eval_dataset=sft_dataset(eval_records, instr) if eval_records is not None else None,
+    from vr1_nb.data import pixel_caps
+    caps = pixel_caps(cfg, 'train', processor)   # data.max_pixels / data.min_pixels: images resized once, in the dataset
+    trainer = SFTTrainer(model=model, args=args, train_dataset=sft_dataset(train, instr, **caps), processing_class=processor,
+                         eval_dataset=sft_dataset(eval_records, instr, **caps) if eval_records is not None else None,
                          peft_config=lora_config(mcfg.get('lora')), callbacks=[JsonlLog(run/'log.jsonl'), *(callbacks or [])])
     ckpt = _last_checkpoint(run/'checkpoints') if resume else None
     if ckpt: truncate_log(run/'log.jsonl', int(ckpt.rsplit('-', 1)[-1]))
