@@ -262,7 +262,8 @@ def iter_records(src, # anything `iter_rows` reads
 
 # %% ../nbs/02a_data.ipynb #a53ca88f
 def data_cache_dir() -> Path:
-    "Where converted and training datasets are cached: `$VR1_CACHE/data`, else `~/.cache/vr1_nb/data`."
+    "Where converted and training datasets are cached: `$VR1_DATA_CACHE`, else `$VR1_CACHE/data`, else `~/.cache/vr1_nb/data`."
+    if os.environ.get('VR1_DATA_CACHE'): return Path(os.environ['VR1_DATA_CACHE']).expanduser()
     return Path(os.environ.get('VR1_CACHE') or Path.home()/'.cache'/'vr1_nb').expanduser()/'data'
 
 def _digest(x) -> str:
@@ -359,7 +360,8 @@ def write_bad(bad:list[dict], path) -> Path:
     return atomic_write_text(path, ''.join(json.dumps(b, ensure_ascii=False, default=str)+'\n' for b in bad))
 
 def _summary_error(src, bad, n, listing):
-    return (f"{src}: {len(bad)} bad record(s) of {n}; first: {bad_line(bad[0])}; all listed in {listing}")
+    k = len({(b['file'], b['where']) for b in bad})   # a record with two problems is listed twice, counted once
+    return f"{src}: {k} bad record(s) of {n}; first: {bad_line(bad[0])}; all listed in {listing}"
 
 # %% ../nbs/02a_data.ipynb #1b075a8d
 def import_dataset(src, # a released file/folder/cached hub id, or one of ours
@@ -539,7 +541,10 @@ def stage_processor(cfg:dict):
     path = str((cfg.get('model') or {}).get('path') or '')
     if not path: return None
     try:
-        if size := models.tiny_size(path): return models.get_tiny_model(size, seed=int((cfg.get('model') or {}).get('seed', 0)))[1]
+        if size := models.tiny_size(path):   # the built tiny checkpoint's processor, without loading its weights
+            seed = int((cfg.get('model') or {}).get('seed', 0))
+            built = models.default_cache_dir()/models.tiny_model_key(size, seed=seed)
+            return models.load_processor(built) if (built/'.complete').exists() else models.get_tiny_model(size, seed=seed)[1]
         return models.load_processor(resolve_source(path, what='model'))
     except Exception as e:
         print(f"vr1: no processor for {path} ({type(e).__name__}: {str(e)[:200]}); token counts skipped", file=sys.stderr)
@@ -572,6 +577,8 @@ def _prompt_lengths(pending, processor, instruction):
 def _template_prefills_think(processor) -> bool:
     msgs = [{'role': 'user', 'content': [{'type': 'text', 'text': 'Q'}]}]
     return processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True).rstrip().endswith('<think>')
+
+def _clip(s, n:int=60) -> str: s = repr(s); return s if len(s) <= n else s[:n-5] + '...' + s[-2:]
 
 def _where(rec, loc):
     o = (rec.get('metadata') or {}).get('origin') or {}
@@ -625,7 +632,7 @@ def check_dataset(src, # anything `iter_records` reads (a released file, a conve
     flush()
     if gold_recs:
         ok = verify_batch([r['answer'] for r, _ in gold_recs], [r['answer'] for r, _ in gold_recs], [r.get('choices') or None for r, _ in gold_recs])
-        bad += [bad_record(*_where(r, loc), r['id'], 'answer', f"gold {r['answer']!r} does not verify against itself: the accuracy reward can never be 1")
+        bad += [bad_record(*_where(r, loc), r['id'], 'answer', f"gold {_clip(r['answer'])} does not verify against itself: the accuracy reward can never be 1")
                 for (r, loc), v in zip(gold_recs, ok) if not v]
     errors, warnings = _pixel_findings(cfg, stage, processor, caps)
     rep = dict(source=str(src), format=info.get('format'), stage=stage, rows=info.get('rows', 0), bad=bad,
