@@ -22,7 +22,7 @@ __all__ = ['FORMATS', 'EXTRA_COLUMNS', 'QWEN_MIN_PIXELS', 'QWEN_MAX_PIXELS', 'TR
 
 # %% ../nbs/02a_data.ipynb #cac0d89f
 class DataError(ValueError):
-    "Bad input data; the message is one line naming the file, where in it, the record id, the field and what was expected."
+    "Bad input data; the message is one line: file, where in it, record id, field, and what was expected."
 
 def bad_record(file, # the file the record came from
                where, # where in it: 'line 7', '[12]', 'row 3'
@@ -40,8 +40,8 @@ def bad_line(b:dict) -> str:
 # %% ../nbs/02a_data.ipynb #2f2dfdf5
 FORMATS = {
     'project': "vr1_nb's own records (core.RECORD_FIELDS): .jsonl, .parquet or a save_to_disk directory",
-    'sharegpt': "LLaMA-Factory sharegpt (Vision-R1-cold, OpenVLThinker SFT): conversations/messages + image/images; feeds SFT",
-    'easyr1': "EasyR1 / geometry3k (Vision-R1-rl, OpenVLThinker GRPO sets): images, problem with <image>, answer; feeds GRPO",
+    'sharegpt': "LLaMA-Factory sharegpt (Vision-R1-cold, OpenVLThinker SFT): conversations/messages, image(s); SFT",
+    'easyr1': "EasyR1 / geometry3k (Vision-R1-rl, OpenVLThinker GRPO): images, problem with <image>, answer; GRPO",
     'r1v': "R1-V train (CLEVR-70k, GeoQA-8K): image, problem, solution '<answer> 3 </answer>'; feeds GRPO",
     'r1v_test': "R1-V test (SuperCLEVR-200, GeoQA test): image_path, question, ground_truth; feeds eval",
     'mm_math': "MM-Math: question, solution with \\boxed{} (or answer); feeds eval",
@@ -56,14 +56,18 @@ def detect_format(row:dict, # the first row of a file
     from vr1_nb.evaluate import detect_layout
     try: return detect_layout(row)
     except ValueError: pass
-    raise DataError(f"unknown layout: columns {sorted(row)}; known: " + '; '.join(f"{k} ({v})" for k, v in FORMATS.items()))
+    known = '; '.join(f"{k} ({v})" for k, v in FORMATS.items())
+    raise DataError(f"unknown layout: columns {sorted(row)}; known: {known}")
 
 # %% ../nbs/02a_data.ipynb #47a0e253
 def _is_arrow_dir(p:Path) -> bool: return p.is_dir() and (p/'state.json').exists()
 
+def _data_files(d:Path) -> list[Path]:
+    return sorted(f for ext in ('parquet', 'jsonl', 'json') for f in d.rglob(f'*.{ext}') if not f.name.startswith('.'))
+
 def _split_files(d:Path, split:str) -> list[Path]:
     "A folder's data files; the `split` ones when the file names say which split each holds (hub snapshots do)."
-    files = sorted(f for ext in ('parquet', 'jsonl', 'json') for f in d.rglob(f'*.{ext}') if not f.name.startswith('.'))
+    files = _data_files(d)
     named = [f for f in files if re.search(rf'(^|[/_.-]){re.escape(split)}([/_.-]|$)', f.relative_to(d).as_posix())]
     return named or files
 
@@ -85,10 +89,11 @@ def _file_rows(f:Path):
     elif f.suffix == '.json':
         try: data = json.loads(f.read_text(encoding='utf-8'))
         except json.JSONDecodeError as e: raise DataError(f"{f}: not valid JSON ({e})") from None
-        if isinstance(data, dict): data = [{'id': k, **v} if isinstance(v, dict) and 'id' not in v else v for k, v in data.items()]
+        if isinstance(data, dict):   # an object of id -> record (MathVista's layout)
+            data = [{'id': k, **v} if isinstance(v, dict) and 'id' not in v else v for k, v in data.items()]
         if not isinstance(data, list): raise DataError(f"{f}: expected a JSON list of records, got {type(data).__name__}")
         for i, row in enumerate(data): yield f, f"[{i}]", row
-    else: raise DataError(f"{f}: unknown data file type {f.suffix!r}; expected .jsonl, .json, .parquet or a dataset folder")
+    else: raise DataError(f"{f}: unknown data file type {f.suffix!r}; expected .jsonl, .json, .parquet or a folder")
 
 def iter_rows(src, # a .jsonl/.json/.parquet file, a save_to_disk or data folder, or a hub dataset id in the local cache
               split:str='train', # the split to read from a folder or snapshot holding several
@@ -98,7 +103,8 @@ def iter_rows(src, # a .jsonl/.json/.parquet file, a save_to_disk or data folder
     if isinstance(p, str): p = _snapshot(p)
     if _is_arrow_dir(p):
         import datasets
-        for i, row in enumerate(_table_rows(datasets.load_from_disk(str(p)).with_format('arrow').iter(256))): yield p, f"row {i}", row
+        batches = datasets.load_from_disk(str(p)).with_format('arrow').iter(256)
+        for i, row in enumerate(_table_rows(batches)): yield p, f"row {i}", row
         return
     files = _split_files(p, split) if p.is_dir() else [p]
     if not files: raise DataError(f"{p}: no .jsonl, .json or .parquet files in this folder")
@@ -149,29 +155,34 @@ def _images_of(row, *keys):
 
 def _sharegpt_record(row, rid, root):
     conv = row.get('conversations', row.get('messages'))
-    if not isinstance(conv, list) or not conv: raise RecordError(rid, 'conversations', "expected a non-empty list of turns")
+    if not isinstance(conv, list) or not conv:
+        raise RecordError(rid, 'conversations', "expected a non-empty list of turns")
     turns = []
     for t in conv:
         role = _ROLES.get(t.get('from', t.get('role'))) if isinstance(t, dict) else None
-        if role is None: raise RecordError(rid, 'conversations', f"turn {t!r:.60}: expected from/value (human, gpt) or role/content (user, assistant)")
+        if role is None: raise RecordError(rid, 'conversations', f"turn {t!r:.60}: expected from/value (human, gpt) "
+                                                                  "or role/content (user, assistant)")
         turns.append((role, t.get('value', t.get('content'))))
     user, bot = [c for r, c in turns if r == 'user'], [c for r, c in turns if r == 'assistant']
     if not user or not bot or not isinstance(user[0], str) or not isinstance(bot[0], str):
         raise RecordError(rid, 'conversations', "expected a user turn and an assistant turn holding text")
     imgs = _images_of(row, 'images', 'image')
-    if user[0].count('<image>') != len(imgs):
-        raise RecordError(rid, 'images', f"{len(imgs)} image(s) but {user[0].count('<image>')} <image> token(s) in the user turn; LLaMA-Factory needs one per image")
+    if (n := user[0].count('<image>')) != len(imgs):
+        raise RecordError(rid, 'images', f"{len(imgs)} image(s) but {n} <image> token(s) in the user turn; "
+                                         "LLaMA-Factory needs one per image")
     from vr1_nb.answers import extract_answer
     ans = extract_answer(bot[0], short_fallback=0) or ''
     meta = {'format': 'sharegpt', 'answer_from': 'response'}
     system = [c for r, c in turns if r == 'system']
     if system: meta['system'] = system[0]
-    return dict(id=rid, images=[image_ref(x, root, rid, k) for k, x in enumerate(imgs)], question=user[0].replace('<image>', '').strip(),
-                choices=[], answer=ans, answer_text=ans, answer_type=infer_answer_type(ans) if ans else 'text', response=bot[0], metadata=meta)
+    return dict(id=rid, images=[image_ref(x, root, rid, k) for k, x in enumerate(imgs)], choices=[],
+                question=user[0].replace('<image>', '').strip(), answer=ans, answer_text=ans,
+                answer_type=infer_answer_type(ans) if ans else 'text', response=bot[0], metadata=meta)
 
 # %% ../nbs/02a_data.ipynb #9f157ce4
-_PROBLEM_KEYS = {'easyr1': ('problem', 'answer'), 'r1v': ('problem', 'solution'), 'r1v_test': ('question', 'ground_truth'),
-                 'mm_math': ('question', 'solution')}
+_PROBLEM_KEYS = {'easyr1': ('problem', 'answer'), 'r1v': ('problem', 'solution'),
+                 'r1v_test': ('question', 'ground_truth'), 'mm_math': ('question', 'solution')}
+_LAYOUT_KEYS = ('id', 'image', 'images', 'image_path', 'problem', 'question', 'answer', 'solution', 'ground_truth')
 
 def _gold(row, fmt, rid):
     from vr1_nb.answers import answer_block, last_boxed, clean_answer
@@ -183,7 +194,8 @@ def _gold(row, fmt, rid):
     if fmt == 'mm_math' and a in (None, ''): a = last_boxed(str(row.get('solution') or ''))
     if isinstance(a, list) and len(a) == 1: a = a[0]
     if a is None or (isinstance(a, str) and not a.strip()) or isinstance(a, (list, dict)):
-        raise RecordError(rid, 'ground_truth' if fmt == 'r1v_test' else 'answer', f"expected one gold answer, got {a!r:.60}")
+        field = 'ground_truth' if fmt == 'r1v_test' else 'answer'
+        raise RecordError(rid, field, f"expected one gold answer, got {a!r:.60}")
     return clean_answer(str(a)) or str(a).strip()
 
 # %% ../nbs/02a_data.ipynb #5bcc373a
@@ -195,12 +207,13 @@ def _problem_record(row, rid, root, fmt):
     imgs = _images_of(row, 'images', 'image', 'image_path', 'file_name')
     n_tok = len(re.findall(r'<image\d*>', q))
     if fmt == 'easyr1' and n_tok != len(imgs):
-        raise RecordError(rid, 'images', f"{len(imgs)} image(s) but {n_tok} <image> placeholder(s) in the problem; EasyR1 places one image per placeholder")
+        raise RecordError(rid, 'images', f"{len(imgs)} image(s) but {n_tok} <image> placeholder(s) in the problem; "
+                                         "EasyR1 places one image per placeholder")
     gold = _gold(row, fmt, rid)
     q, choices = split_problem_choices(re.sub(r'<image\d*>', '', q).strip(), gold)
+    extra = {k: v for k, v in row.items() if isinstance(v, (str, int, float, bool)) and k not in _LAYOUT_KEYS}
     rec = dict(id=rid, images=[image_ref(x, root, rid, k) for k, x in enumerate(imgs)], question=q, choices=choices,
-               metadata={'format': fmt, **{k: v for k, v in row.items() if isinstance(v, (str, int, float, bool)) and k not in
-                                           ('id', 'image', 'images', 'image_path', 'problem', 'question', 'answer', 'solution', 'ground_truth')}})
+               metadata={'format': fmt, **extra})
     if choices:
         letter = gold.strip().strip('()')
         rec.update(answer=letter, answer_text=choices[LETTERS.index(letter)], answer_type='multiple_choice')
@@ -253,34 +266,36 @@ def iter_records(src, # anything `iter_rows` reads
             if missing: raise RecordError(rec['id'], 'images', f"image {missing[0]} not found: {rec['images'][missing[0]]}")
             if rec['id'] in seen: raise RecordError(rec['id'], 'id', f"duplicate id (first at {seen[rec['id']]})")
         except RecordError as e:
-            yield None, bad_record(f, where, e.record_id if e.record_id is not None else rid, e.field, str(e).split(': ', 1)[-1]), (f, where)
+            yield None, bad_record(f, where, rid if e.record_id is None else e.record_id, e.field, _reason(e)), (f, where)
             continue
         seen[rec['id']] = where
         rec['metadata'].setdefault('origin', {'file': str(f), 'where': where})
         yield rec, None, (f, where)
     info['rows'] = n
 
+def _reason(e:RecordError) -> str: return str(e).split(': ', 1)[-1]   # the message without its "record …, field …" head
+
 # %% ../nbs/02a_data.ipynb #a53ca88f
 def data_cache_dir() -> Path:
-    "Where converted and training datasets are cached: `$VR1_DATA_CACHE`, else `$VR1_CACHE/data`, else `~/.cache/vr1_nb/data`."
+    "Where conversions and training sets are cached: `$VR1_DATA_CACHE`, `$VR1_CACHE/data` or `~/.cache/vr1_nb/data`."
     if os.environ.get('VR1_DATA_CACHE'): return Path(os.environ['VR1_DATA_CACHE']).expanduser()
     return Path(os.environ.get('VR1_CACHE') or Path.home()/'.cache'/'vr1_nb').expanduser()/'data'
 
 def _digest(x) -> str:
     "A stable digest of a record value (PIL images and bytes by their content)."
     if isinstance(x, (bytes, bytearray)): return hashlib.sha1(x).hexdigest()
-    if hasattr(x, 'tobytes') and hasattr(x, 'mode'): return f"pil:{x.mode}:{x.size}:{hashlib.sha1(x.tobytes()).hexdigest()}"
+    if hasattr(x, 'tobytes') and hasattr(x, 'mode'): return f"pil:{x.mode}:{x.size}:{_digest(x.tobytes())}"
     if isinstance(x, dict): return json.dumps({k: _digest(v) for k, v in sorted(x.items(), key=lambda kv: str(kv[0]))})
     if isinstance(x, (list, tuple)): return json.dumps([_digest(v) for v in x])
     return json.dumps(x, default=str)
 
 def source_key(src, *parts) -> str:
-    "A short hash of `src` as it is now (its files' paths, sizes and mtimes; a dataset's fingerprint; records' content) and `parts`."
+    "A short hash of `src` as it is now (files: paths, sizes, mtimes; a dataset: its fingerprint; records: content) and `parts`."
     h = hashlib.sha256(json.dumps([str(p) for p in parts]).encode())
     if isinstance(src, (str, Path)):
         p = resolve_source(src, what='dataset'); p = _snapshot(p) if isinstance(p, str) else p.resolve()
-        for f in ((sorted(p.iterdir()) if _is_arrow_dir(p) else _split_files(p, 'train') + _split_files(p, '')) if p.is_dir() else [p]):
-            st = f.stat(); h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}".encode())
+        files = sorted(p.iterdir()) if _is_arrow_dir(p) else _data_files(p) if p.is_dir() else [p]
+        for f in files: st = f.stat(); h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}".encode())
     elif hasattr(src, '_fingerprint'): h.update(src._fingerprint.encode())
     else:
         for r in src: h.update(_digest(r).encode())
@@ -310,7 +325,8 @@ def build_once(dest, # the folder the artefact ends up in
         return dest
     t0 = time.time()
     while not (dest/'COMPLETE').exists():
-        if failed.exists() and failed.stat().st_mtime >= _T0 - 60: raise DataError(f"local rank 0 failed to build {dest}: {failed.read_text()}")
+        if failed.exists() and failed.stat().st_mtime >= _T0 - 60:   # this launch's failure, not an old one
+            raise DataError(f"local rank 0 failed to build {dest}: {failed.read_text()}")
         if time.time() - t0 > timeout: raise TimeoutError(f"waited {timeout:.0f} s for local rank 0 to build {dest}")
         time.sleep(0.5)
     return dest
@@ -349,7 +365,8 @@ def save_arrow_dir(arrow, # an .arrow file written by `write_arrow` (moved, not 
 def _arrow_record(rec:dict, extra=()) -> dict:
     "A validated record as one row of `core.record_features`: choices as strings, metadata as JSON."
     row = {k: rec.get(k) for k in RECORD_FIELDS}
-    row.update(choices=[str(c) for c in rec['choices']], metadata=json.dumps(rec['metadata'], sort_keys=True, default=str))
+    row['choices'] = [str(c) for c in rec['choices']]
+    row['metadata'] = json.dumps(rec['metadata'], sort_keys=True, default=str)
     return {**row, **{k: None if rec.get(k) is None else str(rec[k]) for k in extra}}
 
 # %% ../nbs/02a_data.ipynb #eca10ec5
@@ -376,7 +393,8 @@ def import_dataset(src, # a released file/folder/cached hub id, or one of ours
     "Convert `src` into a save_to_disk folder of records (images referenced, never copied); return a summary."
     from datasets import Dataset
     out, exclude = Path(out), set(exclude)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())): raise DataError(f"{out} exists and is not empty; choose another output folder")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"{out} exists and is not empty; choose another output folder")
     info, bad, kept = {}, [], [0]
     def good():
         for rec, b, _ in iter_records(src, fmt, image_root, split, limit, info):
@@ -385,21 +403,27 @@ def import_dataset(src, # a released file/folder/cached hub id, or one of ours
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp"); tmp.mkdir(parents=True)
     try:
         write_arrow(good(), record_features({k: None for k in EXTRA_COLUMNS}), tmp/'data.arrow')
-        if bad and not skip_bad: raise DataError(_summary_error(src, bad, info.get('rows', 0), write_bad(bad, f"{out}.bad_records.jsonl")) + "; fix them, or pass --skip-bad to leave them out")
+        if bad and not skip_bad:
+            listing = write_bad(bad, f"{out}.bad_records.jsonl")
+            msg = _summary_error(src, bad, info.get('rows', 0), listing)
+            raise DataError(msg + "; fix them, or pass --skip-bad to leave them out")
         save_arrow_dir(tmp/'data.arrow', out)
     finally: shutil.rmtree(tmp, ignore_errors=True)
-    summary = dict(source=str(src), format=info.get('format'), rows=info.get('rows', 0), records=kept[0], bad=len(bad), excluded=len(exclude), out=str(out))
+    summary = dict(source=str(src), format=info.get('format'), rows=info.get('rows', 0), records=kept[0], bad=len(bad),
+                   excluded=len(exclude), out=str(out))
     if bad: summary['bad_list'] = str(write_bad(bad, out/'bad_records.jsonl'))
     atomic_write_text(out/'vr1_import.json', json.dumps(summary, indent=1))
     return summary
 
 # %% ../nbs/02a_data.ipynb #754f934f
-def smart_resize(height:int, width:int, factor:int=28, min_pixels:int=56*56, max_pixels:int=28*28*1280) -> tuple[int, int]:
+def smart_resize(height:int, width:int, factor:int=28, min_pixels:int=56*56, max_pixels:int=28*28*1280
+                ) -> tuple[int, int]:
     "transformers' Qwen2-VL `smart_resize` (the PIL backend's copy, which needs no torchvision): (height, width)."
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize as _sr
     return _sr(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
 
-QWEN_MIN_PIXELS, QWEN_MAX_PIXELS = 56*56, 12845056   # Qwen2-VL processor default; Qwen2.5-VL-7B-Instruct's preprocessor_config.json
+QWEN_MIN_PIXELS = 56*56     # the Qwen2-VL processors' default min_pixels
+QWEN_MAX_PIXELS = 12845056  # Qwen2.5-VL-7B-Instruct's preprocessor_config.json
 
 def image_tokens(width:int, height:int, # the image's size
                  max_pixels:int=QWEN_MAX_PIXELS, min_pixels:int=QWEN_MIN_PIXELS, factor:int=28) -> int:
@@ -421,10 +445,10 @@ class PixelCap:
     def __init__(self, max_pixels:int|None=None, min_pixels:int|None=None, factor:int=28):
         self.max_pixels, self.min_pixels, self.factor = max_pixels, min_pixels, factor
     def __call__(self, batch:dict) -> dict:
-        if 'images' in batch:
-            batch['images'] = [[cap_image(im, self.max_pixels, self.min_pixels, self.factor) for im in ims] if ims else ims for ims in batch['images']]
+        cap = lambda im: cap_image(im, self.max_pixels, self.min_pixels, self.factor)
+        if 'images' in batch: batch['images'] = [[cap(im) for im in ims] if ims else ims for ims in batch['images']]
         return batch
-    def __repr__(self): return f"PixelCap(max_pixels={self.max_pixels}, min_pixels={self.min_pixels}, factor={self.factor})"
+    def __repr__(self): return f"PixelCap({self.max_pixels}, {self.min_pixels}, factor={self.factor})"
 
 def cap_records(recs:list[dict], # evaluation records
                 max_pixels:int|None=None, min_pixels:int|None=None, factor:int=28) -> list[dict]:
@@ -455,8 +479,10 @@ def pixel_caps(cfg:dict, # a full config
     sec = (cfg or {}).get(sec_name) or {}
     caps = {k: sec[k] for k in ('max_pixels', 'min_pixels') if sec.get(k) is not None}
     for k, v in caps.items():
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0: raise ConfigError(f"{sec_name}.{k}: expected a positive whole number of pixels, got {v!r}")
-    if caps.get('min_pixels', 0) > caps.get('max_pixels', float('inf')): raise ConfigError(f"{sec_name}.min_pixels {caps['min_pixels']} > {sec_name}.max_pixels {caps['max_pixels']}")
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ConfigError(f"{sec_name}.{k}: expected a positive whole number of pixels, got {v!r}")
+    if caps.get('min_pixels', 0) > caps.get('max_pixels', float('inf')):
+        raise ConfigError(f"{sec_name}.min_pixels {caps['min_pixels']} > {sec_name}.max_pixels {caps['max_pixels']}")
     return {**caps, 'factor': image_factor(processor, ((cfg or {}).get('model') or {}).get('path'))} if caps else {}
 
 # %% ../nbs/02a_data.ipynb #8a101942
@@ -489,8 +515,8 @@ def _training_rows(src, kind, instruction, column):
 
 def _training_features(kind):
     from datasets import Features, Sequence, Image as HFImage
-    if kind == 'sft': return Features({'images': Sequence(HFImage()), 'prompt': _msg_features(), 'completion': _msg_features()})
-    return record_features({'prompt': _msg_features()})
+    if kind == 'grpo': return record_features({'prompt': _msg_features()})
+    return Features({'images': Sequence(HFImage()), 'prompt': _msg_features(), 'completion': _msg_features()})
 
 # %% ../nbs/02a_data.ipynb #b5020d5b
 def training_dataset(src, # records, a `datasets.Dataset`, or a path (ours or a released layout)
@@ -502,12 +528,13 @@ def training_dataset(src, # records, a `datasets.Dataset`, or a path (ours or a 
                      factor:int=28, # patch x merge of the model (see `image_factor`)
                      cache_dir=None, # default `data_cache_dir()`
                     ):
-    "A memory-mapped dataset for TRL's `SFTTrainer`/`GRPOTrainer`, built once per machine; images decoded and capped on access."
+    "A memory-mapped dataset for TRL's SFT/GRPO trainers, built once per machine; images decoded and capped on access."
     from datasets import Dataset
     if kind not in ('sft', 'grpo'): raise ValueError(f"kind {kind!r}: use 'sft' or 'grpo'")
     key = source_key(src, kind, instruction, column, TRAIN_VERSION)
+    rows = lambda: _training_rows(src, kind, instruction, column)
     dest = build_once(Path(cache_dir or data_cache_dir())/'train'/f"{kind}-{key}",
-                      lambda d: write_arrow(_training_rows(src, kind, instruction, column), _training_features(kind), d/'data.arrow'))
+                      lambda d: write_arrow(rows(), _training_features(kind), d/'data.arrow'))
     ds = Dataset.from_file(str(dest/'data.arrow'))
     if len(ds) == 0: raise ValueError(f"no {'SFT examples' if kind == 'sft' else 'GRPO prompts'}: the training set is empty")
     return ds.with_transform(PixelCap(max_pixels, min_pixels, factor)) if (max_pixels or min_pixels) else ds
@@ -533,10 +560,11 @@ def processor_limits(processor) -> tuple[int|None, int|None]:
     "(min_pixels, max_pixels) a processor resizes images into, or (None, None) when it does not say."
     ip = getattr(processor, 'image_processor', None)
     size = dict(getattr(ip, 'size', None) or {})
-    return (size.get('shortest_edge') or getattr(ip, 'min_pixels', None), size.get('longest_edge') or getattr(ip, 'max_pixels', None))
+    return (size.get('shortest_edge') or getattr(ip, 'min_pixels', None),
+            size.get('longest_edge') or getattr(ip, 'max_pixels', None))
 
 def stage_processor(cfg:dict):
-    "The processor of the config's `model.path` (tiny:<size>, a local folder, or a cached hub id), or None when unavailable."
+    "The processor of `model.path` (tiny:<size>, a local folder or a cached hub id), or None when it cannot be had."
     from vr1_nb import models
     path = str((cfg.get('model') or {}).get('path') or '')
     if not path: return None
@@ -544,109 +572,140 @@ def stage_processor(cfg:dict):
         if size := models.tiny_size(path):   # the built tiny checkpoint's processor, without loading its weights
             seed = int((cfg.get('model') or {}).get('seed', 0))
             built = models.default_cache_dir()/models.tiny_model_key(size, seed=seed)
-            return models.load_processor(built) if (built/'.complete').exists() else models.get_tiny_model(size, seed=seed)[1]
+            if (built/'.complete').exists(): return models.load_processor(built)
+            return models.get_tiny_model(size, seed=seed)[1]
         return models.load_processor(resolve_source(path, what='model'))
     except Exception as e:
         print(f"vr1: no processor for {path} ({type(e).__name__}: {str(e)[:200]}); token counts skipped", file=sys.stderr)
         return None
 
 # %% ../nbs/02a_data.ipynb #4e5923e9
-def _pixel_findings(cfg, stage, processor, caps):
+def _pixel_findings(cfg, stage, processor, caps) -> tuple[list, list]:
+    "Errors and warnings about where images get resized (the dataset, the trainer's processor, vLLM)."
     errors, warnings = [], []
     m, g = cfg.get('model') or {}, cfg.get('grpo') or {}
     pmin, pmax = processor_limits(processor)
     if stage in ('sft', 'grpo') and not caps:
         top = pmax or QWEN_MAX_PIXELS
-        warnings.append(f"data.max_pixels is not set: images keep the processor's limit ({top} pixels, up to about {top // 784} tokens each)")
+        warnings.append(f"data.max_pixels is not set: images keep the processor's limit ({top} pixels, "
+                        f"up to {top // 784} tokens each)")
     mm = {k: m[k] for k in ('max_pixels', 'min_pixels') if m.get(k) is not None}
-    if stage == 'grpo' and g.get('use_vllm') and mm:
-        inside = caps and caps.get('max_pixels', 0) <= mm.get('max_pixels', float('inf')) and caps.get('min_pixels', mm.get('min_pixels', 0)) >= mm.get('min_pixels', 0)
-        if not inside: errors.append(f"model.{'/'.join(mm)} {mm} changes only the trainer's processor; TRL's vLLM reads the checkpoint's "
-                                     "preprocessor_config.json, so their image-token counts differ: set data.max_pixels/data.min_pixels within them")
+    inside = caps and caps.get('max_pixels', 0) <= mm.get('max_pixels', float('inf')) \
+             and caps.get('min_pixels', mm.get('min_pixels', 0)) >= mm.get('min_pixels', 0)
+    if stage == 'grpo' and g.get('use_vllm') and mm and not inside:
+        errors.append(f"model {mm} changes only the trainer's processor; TRL's vLLM reads the checkpoint's "
+                      "preprocessor_config.json, so their image-token counts differ: set data.max_pixels/data.min_pixels "
+                      "(within them) instead")
     if caps and pmax and caps.get('max_pixels', 0) > pmax:
-        warnings.append(f"data.max_pixels {caps['max_pixels']} exceeds the processor's max_pixels {pmax}: the processor shrinks these images again")
+        warnings.append(f"data.max_pixels {caps['max_pixels']} exceeds the processor's max_pixels {pmax}: "
+                        "it shrinks these images again")
     return errors, warnings
 
 # %% ../nbs/02a_data.ipynb #85b5469c
-def _prompt_lengths(pending, processor, instruction):
-    "Prompt tokens (template + text + image tokens) of `pending` = [(record, image_tokens)], in one tokenizer call."
-    texts = [processor.apply_chat_template(to_prompt(r, instruction), tokenize=False, add_generation_prompt=True) for r, _ in pending]
-    ids = processor.tokenizer(texts, add_special_tokens=False)['input_ids']
-    return [len(x) - len(r['images']) + it for (r, it), x in zip(pending, ids)]
-
-def _template_prefills_think(processor) -> bool:
-    msgs = [{'role': 'user', 'content': [{'type': 'text', 'text': 'Q'}]}]
-    return processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True).rstrip().endswith('<think>')
-
-def _clip(s, n:int=60) -> str: s = repr(s); return s if len(s) <= n else s[:n-5] + '...' + s[-2:]
+def _clip(s, n:int=60) -> str:
+    s = repr(s); return s if len(s) <= n else s[:n-5] + '...' + s[-2:]
 
 def _where(rec, loc):
+    "(file, where) of a record in the file it was released in (kept in metadata.origin through a conversion)."
     o = (rec.get('metadata') or {}).get('origin') or {}
     return (o.get('file') or loc[0]), (o.get('where') or loc[1])
 
+def _image_tokens_of(rec, px:dict, deep:bool) -> list[int]:
+    "Visual tokens of each image of `rec` under the limits `px`; `RecordError` for an image that does not open."
+    toks = []
+    for k, im in enumerate(rec['images']):
+        try: w, h = image_size(im, deep)
+        except Exception as e:
+            raise RecordError(rec['id'], 'images', f"image {k} cannot be opened ({type(e).__name__}: {str(e)[:120]})") from None
+        try: cw, ch = cap_size(w, h, px['min_pixels'], px['max_pixels'], px['factor'], px['pmin'], px['pmax'])
+        except ValueError as e: raise RecordError(rec['id'], 'images', f"image {k} ({w}x{h}): {e}") from None
+        toks.append((cw // px['factor']) * (ch // px['factor']))
+    return toks
+
 # %% ../nbs/02a_data.ipynb #d9dff2f9
+def _prompt_findings(pending:list, processor, instruction, top, toks:dict) -> list[dict]:
+    "Tokenize `pending` [(record, image tokens, loc)] at once; note prompt (and SFT target) lengths; flag prompts over `top`."
+    if processor is None or not pending: return []
+    render = lambda r: processor.apply_chat_template(to_prompt(r, instruction), tokenize=False, add_generation_prompt=True)
+    texts = [render(r) for r, _, _ in pending]
+    ids = processor.tokenizer(texts, add_special_tokens=False)['input_ids']
+    bad = []
+    for (r, it, loc), x in zip(pending, ids):
+        n = len(x) - len(r['images']) + it   # each image placeholder token becomes that image's tokens in the processor
+        toks['prompt'].append(n)
+        if top and n > top:
+            why = f"{n} tokens ({it} of them image tokens) > data.max_prompt_tokens={top}"
+            bad.append(bad_record(*_where(r, loc), r['id'], 'prompt', why))
+    if 'response' in toks:
+        out = processor.tokenizer([r['response'] for r, _, _ in pending], add_special_tokens=False)['input_ids']
+        toks['response'] += [len(t) for t in out]
+    pending.clear()
+    return bad
+
+def _gold_findings(golds:list) -> list[dict]:
+    "Golds [(record, loc)] that do not verify against themselves with the rewards' verifier (`answers.verify_batch`)."
+    from vr1_nb.answers import verify_batch
+    if not golds: return []
+    g = [r['answer'] for r, _ in golds]
+    ok = verify_batch(g, g, [r.get('choices') or None for r, _ in golds])
+    return [bad_record(*_where(r, loc), r['id'], 'answer', f"gold {_clip(r['answer'])} does not verify against itself: "
+                       "the accuracy reward can never be 1") for (r, loc), v in zip(golds, ok) if not v]
+
+# %% ../nbs/02a_data.ipynb #60ff830c
+def _template_findings(processor, stage, errors, warnings) -> dict:
+    "Whether the chat template pre-fills <think> (an error for GRPO: it zeroes a format reward), and the padding side."
+    msgs = [{'role': 'user', 'content': [{'type': 'text', 'text': 'Q'}]}]
+    think = processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True).rstrip().endswith('<think>')
+    if think: (errors if stage == 'grpo' else warnings).append("the chat template ends the generation prompt with <think>: "
+        "completions never start with it, so a format reward that requires it scores 0")
+    return {'prefills_think': think, 'padding_side': getattr(getattr(processor, 'tokenizer', None), 'padding_side', None)}
+
+def _limits(cfg, stage, processor) -> tuple[dict, dict]:
+    "The pixel range images end in for `stage` (the config's caps, else the processor's), and the caps themselves."
+    caps = pixel_caps(cfg, 'eval' if stage == 'eval' else 'train', processor)
+    pmin, pmax = processor_limits(processor)
+    px = dict(min_pixels=caps.get('min_pixels', pmin or QWEN_MIN_PIXELS), max_pixels=caps.get('max_pixels', pmax or QWEN_MAX_PIXELS),
+              factor=caps.get('factor') or image_factor(processor, (cfg.get('model') or {}).get('path')),
+              pmin=pmin, pmax=pmax, capped_by=('eval' if stage == 'eval' else 'data') if caps else 'processor')
+    return px, caps
+
+# %% ../nbs/02a_data.ipynb #f379f527
 def check_dataset(src, # anything `iter_records` reads (a released file, a converted folder, ours)
                   cfg:dict|None=None, # the full config (model, data caps, data.max_prompt_tokens, prompt, grpo)
                   stage:str='grpo', # 'sft', 'grpo' or 'eval'
-                  processor=None, # the model's processor (default: `stage_processor(cfg)`); None skips token counts
+                  processor=None, # the model's processor (see `stage_processor`); None skips prompt lengths
                   fmt:str='auto', image_root=None,
                   limit:int|None=None, # check at most this many rows
                   deep:bool=False, # verify every image file's integrity (reads it; no decode)
                  ) -> dict:
-    "The preflight report of a dataset for `stage`: token distributions, bad records (with reasons), errors and warnings."
-    from vr1_nb.answers import verify_batch
+    "The preflight report of a dataset for `stage`: token distributions, bad records with reasons, errors and warnings."
     cfg = cfg or {}
     if stage not in ('sft', 'grpo', 'eval'): raise ValueError(f"stage {stage!r}: use 'sft', 'grpo' or 'eval'")
-    caps = pixel_caps(cfg, 'eval' if stage == 'eval' else 'train', processor)
-    factor = caps.get('factor') or image_factor(processor, (cfg.get('model') or {}).get('path'))
-    pmin, pmax = processor_limits(processor)
-    lo, hi = caps.get('min_pixels', pmin or QWEN_MIN_PIXELS), caps.get('max_pixels', pmax or QWEN_MAX_PIXELS)
-    limit_tokens = None if stage == 'eval' else (cfg.get('data') or {}).get('max_prompt_tokens')
+    px, caps = _limits(cfg, stage, processor)
+    top = None if stage == 'eval' else (cfg.get('data') or {}).get('max_prompt_tokens')
     instruction = (cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION)
-    info, bad, img_toks, prompt_toks, resp_toks, gold_recs, pending = {}, [], [], [], [], [], []
-    def flush():
-        if processor is not None and pending:
-            for (r, it, loc), n in zip(pending, _prompt_lengths([(r, it) for r, it, _ in pending], processor, instruction)):
-                prompt_toks.append(n)
-                if limit_tokens and n > limit_tokens:
-                    bad.append(bad_record(*_where(r, loc), r['id'], 'prompt', f"{n} tokens ({it} of them image tokens) > data.max_prompt_tokens={limit_tokens}"))
-        pending.clear()
+    info, bad, golds, pending = {}, [], [], []
+    toks = {'image': [], 'prompt': [], **({'response': []} if stage == 'sft' else {})}
     for rec, b, loc in iter_records(src, fmt, image_root, limit=limit, info=info):
         if b is not None: bad.append(b); continue
-        toks = []
         try:
-            for k, im in enumerate(rec['images']):
-                try: w, h = image_size(im, deep)
-                except Exception as e: raise RecordError(rec['id'], 'images', f"image {k} cannot be opened ({type(e).__name__}: {str(e)[:120]})") from None
-                try: cw, ch = cap_size(w, h, lo, hi, factor, pmin, pmax)
-                except ValueError as e: raise RecordError(rec['id'], 'images', f"image {k} ({w}x{h}): {e}") from None
-                toks.append((cw // factor) * (ch // factor))
-            if stage == 'sft' and not str(rec.get('response') or '').strip(): raise RecordError(rec['id'], 'response', "missing or empty: SFT needs the target chain")
-        except RecordError as e:
-            bad.append(bad_record(*_where(rec, loc), rec['id'], e.field, str(e).split(': ', 1)[-1])); continue
-        img_toks.extend(toks)
-        if stage == 'sft' and processor is not None: resp_toks.append(len(processor.tokenizer(rec['response'], add_special_tokens=False)['input_ids']))
-        if stage != 'sft': gold_recs.append((rec, loc))
-        pending.append((rec, sum(toks), loc))
-        if len(pending) >= 256: flush()
-    flush()
-    if gold_recs:
-        ok = verify_batch([r['answer'] for r, _ in gold_recs], [r['answer'] for r, _ in gold_recs], [r.get('choices') or None for r, _ in gold_recs])
-        bad += [bad_record(*_where(r, loc), r['id'], 'answer', f"gold {_clip(r['answer'])} does not verify against itself: the accuracy reward can never be 1")
-                for (r, loc), v in zip(gold_recs, ok) if not v]
+            it = _image_tokens_of(rec, px, deep)
+            if stage == 'sft' and not str(rec.get('response') or '').strip():
+                raise RecordError(rec['id'], 'response', "missing or empty: SFT needs the target chain")
+        except RecordError as e: bad.append(bad_record(*_where(rec, loc), rec['id'], e.field, _reason(e))); continue
+        toks['image'] += it; pending.append((rec, sum(it), loc))
+        if stage != 'sft': golds.append((rec, loc))
+        if len(pending) >= 256: bad += _prompt_findings(pending, processor, instruction, top, toks)
+    bad += _prompt_findings(pending, processor, instruction, top, toks) + _gold_findings(golds)
     errors, warnings = _pixel_findings(cfg, stage, processor, caps)
-    rep = dict(source=str(src), format=info.get('format'), stage=stage, rows=info.get('rows', 0), bad=bad,
-               pixels=dict(min_pixels=lo, max_pixels=hi, factor=factor, capped_by='data' if caps and stage != 'eval' else 'eval' if caps else 'processor'),
-               image_tokens=_stats(img_toks), prompt_tokens=_stats(prompt_toks), max_prompt_tokens=limit_tokens)
-    if stage == 'sft': rep['response_tokens'] = _stats(resp_toks)
-    if processor is not None:
-        rep['template'] = {'prefills_think': _template_prefills_think(processor), 'padding_side': getattr(getattr(processor, 'tokenizer', None), 'padding_side', None)}
-        if rep['template']['prefills_think']:
-            (errors if stage == 'grpo' else warnings).append("the chat template ends the generation prompt with <think>: completions never start with it, so a format reward that requires it scores 0")
+    rep = dict(source=str(src), format=info.get('format'), stage=stage, rows=info.get('rows', 0), bad=bad, max_prompt_tokens=top,
+               pixels={k: v for k, v in px.items() if k not in ('pmin', 'pmax')},
+               **{f"{k}_tokens": _stats(v) for k, v in toks.items()})
+    if processor is not None: rep['template'] = _template_findings(processor, stage, errors, warnings)
     else: warnings.append("no processor: prompt lengths and the chat template were not checked")
     return {**rep, 'errors': errors, 'warnings': warnings}
 
-# %% ../nbs/02a_data.ipynb #60ff830c
+# %% ../nbs/02a_data.ipynb #24b5a186
 def check_summary(rep:dict) -> str:
     "The check report as the lines `vr1 data check` prints."
     t = lambda s: ', '.join(f"{k} {v}" for k, v in s.items()) if s.get('n') else 'n/a'
@@ -654,23 +713,25 @@ def check_summary(rep:dict) -> str:
              f"pixels: {rep['pixels']}", f"image tokens per image: {t(rep['image_tokens'])}",
              f"prompt tokens (limit {rep['max_prompt_tokens']}): {t(rep['prompt_tokens'])}"]
     if 'response_tokens' in rep: lines.append(f"target tokens: {t(rep['response_tokens'])}")
-    if 'template' in rep: lines.append(f"chat template: pre-fills <think>: {rep['template']['prefills_think']}, padding side: {rep['template']['padding_side']}")
-    lines += [f"error: {e}" for e in rep['errors']] + [f"warning: {w}" for w in rep['warnings']] + [f"bad: {bad_line(b)}" for b in rep['bad']]
-    return '\n'.join(lines)
+    if 'template' in rep: lines.append(f"chat template pre-fills <think>: {rep['template']['prefills_think']}; "
+                                       f"padding side: {rep['template']['padding_side']}")
+    lines += [f"error: {e}" for e in rep['errors']] + [f"warning: {w}" for w in rep['warnings']]
+    return '\n'.join(lines + [f"bad: {bad_line(b)}" for b in rep['bad']])
 
-# %% ../nbs/02a_data.ipynb #f683cd43
+# %% ../nbs/02a_data.ipynb #4837f1cb
 IMPORT_VERSION = 1   # part of every conversion's cache key
 
 def _check_key(cfg, stage):
     m, d, g = cfg.get('model') or {}, cfg.get('data') or {}, cfg.get('grpo') or {}
-    keep = dict(stage=stage, model=m.get('path'), mpx=[m.get('min_pixels'), m.get('max_pixels')],
-                data={k: d.get(k) for k in ('max_pixels', 'min_pixels', 'max_prompt_tokens')}, ev=(cfg.get('eval') or {}).get('max_pixels'),
-                instr=(cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION), vllm=g.get('use_vllm'))
+    keep = dict(stage=stage, model=m.get('path'), mpx=[m.get('min_pixels'), m.get('max_pixels')], vllm=g.get('use_vllm'),
+                data={k: d.get(k) for k in ('max_pixels', 'min_pixels', 'max_prompt_tokens')},
+                eval=[(cfg.get('eval') or {}).get(k) for k in ('max_pixels', 'min_pixels')],
+                instr=(cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION), version=TRAIN_VERSION)
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 def _read_jsonl(p:Path) -> list: return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
 
-# %% ../nbs/02a_data.ipynb #31063174
+# %% ../nbs/02a_data.ipynb #2cb26f68
 def stage_input(src, # the -t argument: ours or a released layout, file, folder or cached hub id
                 cfg:dict, # the full config
                 stage:str, # 'sft' or 'grpo'
@@ -687,7 +748,9 @@ def stage_input(src, # the -t argument: ours or a released layout, file, folder 
     rep_dir = build_once(conv/f"check-{_check_key(cfg, stage)}", lambda d: atomic_write_text(d/'report.json', json.dumps(
         check_dataset(conv/'data', cfg, stage, processor if processor is not None else stage_processor(cfg)), default=str)))
     rep = json.loads((rep_dir/'report.json').read_text())
-    if rep['errors']: raise DataError(f"{src}: {rep['errors'][0]}" + (f" (and {len(rep['errors'])-1} more: vr1 data check)" if len(rep['errors']) > 1 else ''))
+    if rep['errors']:
+        more = f" (and {len(rep['errors'])-1} more: vr1 data check)" if len(rep['errors']) > 1 else ''
+        raise DataError(f"{src}: {rep['errors'][0]}{more}")
     bad = _read_jsonl(conv/'data'/'bad_records.jsonl') + rep['bad']
     if not bad: return conv/'data'
     listing = Path(f"{out or base}.bad_records.jsonl")
@@ -701,12 +764,12 @@ def stage_input(src, # the -t argument: ours or a released layout, file, folder 
                       lambda d: import_dataset(conv/'data', d/'data', 'project', exclude=ids))
     return kept/'data'
 
-# %% ../nbs/02a_data.ipynb #10cfaa84
+# %% ../nbs/02a_data.ipynb #8ed7520f
 def inspect_dataset(src, fmt:str='auto', image_root=None, n:int=2, limit:int|None=1000) -> dict:
     "Format, row count, bad rows and the first `n` records of `src` (reading at most `limit` rows)."
     info, first, bad = {}, [], []
     for rec, b, _ in iter_records(src, fmt, image_root, limit=limit, info=info):
         if b is not None: bad.append(b)
-        elif len(first) < n: first.append({k: (v if k != 'images' else [x if isinstance(x, str) else '<embedded bytes>' for x in v]) for k, v in rec.items()})
+        elif len(first) < n: first.append({**rec, 'images': [x if isinstance(x, str) else '<embedded bytes>' for x in rec['images']]})
     return dict(source=str(src), format=info.get('format'), described=FORMATS.get(info.get('format')), rows_read=info.get('rows', 0),
                 bad=len(bad), first_bad=bad_line(bad[0]) if bad else None, records=first)
