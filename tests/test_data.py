@@ -74,7 +74,7 @@ def test_released_rows_become_faithful_records(tmp_path):
     assert [(r['question'], r['answer']) for r in g3k] == [('Find x.', '3'), ('Find $m \\angle 2$.', '34')]   # <image> out
     sc, gt = got['superclevr_test200_counting_problems.jsonl'], got['geoqa_test_prompts.jsonl']
     assert [r['answer'] for r in sc] == ['4', '9'] and sc[0]['images'][0].endswith('images/superCLEVR_new_025000.png')
-    assert [r['answer'] for r in gt] == ['140°', '65°']
+    assert [r['answer'] for r in gt] == ['140°', '65°'] and sc[0]['source'] == 'superclevr_test200_counting_problems'
     lc, mb = got['vision_r1_llava_cot_full.json'][0], got['vision_r1_mulberry_sft_full.json'][0]
     ov = got['openvlthinker_sft.json'][0]
     assert (lc['id'], lc['answer'], lc['question'][:25]) == ('sqa-2115', 'C', 'Which of these states is ')

@@ -269,6 +269,7 @@ def iter_records(src, # anything `iter_rows` reads
             yield None, bad_record(f, where, rid if e.record_id is None else e.record_id, e.field, _reason(e)), (f, where)
             continue
         seen[rec['id']] = where
+        rec['source'] = rec.get('source') or f.stem   # the released file's name: evaluation reports accuracy per source
         rec['metadata'].setdefault('origin', {'file': str(f), 'where': where})
         yield rec, None, (f, where)
     info['rows'] = n
