@@ -13,7 +13,7 @@ from .core import ConfigError, load_config, list_presets, presets_dir, RunExists
 # %% auto #0
 __all__ = ['SECTIONS', 'check_sections', 'check_stages', 'model_arch', 'check_stage_sections', 'dry_run_text', 'dry_run',
            'cmd_presets', 'cmd_score', 'cmd_synth', 'cmd_bridge', 'cmd_filter', 'cmd_sft', 'cmd_grpo', 'cmd_iterate',
-           'cmd_eval', 'cmd_serve', 'cmd_demo', 'cmd_replicate', 'build_parser', 'main']
+           'cmd_eval', 'cmd_serve', 'cmd_demo', 'cmd_replicate', 'cmd_data', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #2d03e0c5
 SECTIONS = ('name', 'seed', 'hardware', 'model', 'data', 'prompt', 'teacher', 'bridge', 'filter', 'rewards', 'monitor',
@@ -212,7 +212,8 @@ def cmd_sft(args):
     cfg = _load(args)
     if _maybe_dry(args, cfg): return
     from vr1_nb.sft import sft_run
-    print(sft_run(cfg, args.train, _out(args, 'runs/sft'), resume=args.resume, overwrite=args.overwrite))
+    train = _stage_data(args, cfg, 'sft', _out(args, 'runs/sft'))
+    print(sft_run(cfg, train, _out(args, 'runs/sft'), resume=args.resume, overwrite=args.overwrite))
 
 def cmd_grpo(args):
     "GRPO with the config's PTST stages and beta schedule."
@@ -220,8 +221,9 @@ def cmd_grpo(args):
     if _maybe_dry(args, cfg): return
     from vr1_nb.grpo import grpo_run
     from vr1_nb.core import load_problems
-    ev = load_problems(args.eval) if args.eval else None
-    print(grpo_run(cfg, args.train, _out(args, 'runs/grpo'), resume=args.resume, overwrite=args.overwrite, eval_records=ev))
+    train = _stage_data(args, cfg, 'grpo', _out(args, 'runs/grpo'))
+    ev = _input_or_fail(args, lambda: load_problems(args.eval)) if args.eval else None
+    print(grpo_run(cfg, train, _out(args, 'runs/grpo'), resume=args.resume, overwrite=args.overwrite, eval_records=ev))
 
 def cmd_iterate(args):
     "OpenVLThinker's SFT <-> GRPO rounds."
@@ -241,8 +243,8 @@ def cmd_eval(args):
     if args.contamination:
         print(json.dumps(E.contamination_run(args.contamination, args.data, out=args.out, benchmark=args.benchmark), default=str)); return
     cfg = _load(args)
-    print(E.eval_run(cfg, args.data, _out(args, 'runs/eval'), model_path=args.model, resume=args.resume,
-                     overwrite=args.overwrite, benchmark=args.benchmark))
+    print(_input_or_fail(args, lambda: E.eval_run(cfg, args.data, _out(args, 'runs/eval'), model_path=args.model, resume=args.resume,
+                                                  overwrite=args.overwrite, benchmark=args.benchmark)))
 
 def cmd_serve(args):
     "Serve a local model as an OpenAI-compatible chat endpoint."
@@ -266,6 +268,61 @@ def cmd_replicate(args):
                         overrides=args.overrides, results_dir=args.results, max_cells=args.max_cells)
     print(json.dumps({k: v for k, v in res.items() if k != 'cells'} if isinstance(res, dict) else res, default=str)[:4000])
 
+# %% ../nbs/13_cli.ipynb #d4a7b1c3
+def _input_or_fail(args, fn):
+    "Run `fn` (which reads the command's input); bad input ends the command with one line, or a traceback under --debug."
+    from vr1_nb.core import RecordError
+    from vr1_nb.data import DataError
+    try: return fn()
+    except (DataError, RecordError, ConfigError) as e:
+        if getattr(args, 'debug', False): raise
+        _fail(str(e))
+
+def _stage_data(args, cfg, stage, out):
+    "The -t set of a training stage: validated, converted once (any released layout) and checked before its run opens."
+    from vr1_nb.data import stage_input
+    return _input_or_fail(args, lambda: stage_input(args.train, cfg, stage, out=out, fmt=args.format, image_root=args.image_root,
+                                                    skip_bad=args.skip_bad))
+
+def cmd_data(args):
+    "Import, inspect or check a dataset: the papers' released layouts or ours."
+    from vr1_nb import data as D
+    if args.action == 'import':
+        run = lambda: D.import_dataset(args.src, args.out, args.format, args.image_root, skip_bad=args.skip_bad, limit=args.limit)
+        print(json.dumps(_input_or_fail(args, run), default=str)); return
+    if args.action == 'inspect':
+        print(json.dumps(_input_or_fail(args, lambda: D.inspect_dataset(args.src, args.format, args.image_root, n=args.n)), indent=1, default=str)); return
+    cfg = _load(args)
+    rep = _input_or_fail(args, lambda: D.check_dataset(args.src, cfg, args.stage, D.stage_processor(cfg), args.format, args.image_root, args.limit, args.deep))
+    print(json.dumps(rep, default=str) if args.json else D.check_summary(rep))
+    if args.bad_out and rep['bad']: D.write_bad(rep['bad'], args.bad_out)
+    if rep['bad'] or rep['errors']: raise SystemExit(1)
+
+# %% ../nbs/13_cli.ipynb #d4a7b1c4
+def _input_args(p, skip=True):
+    "Options of a command that reads a dataset: its layout, where its images are, bad records, tracebacks."
+    from vr1_nb.data import FORMATS
+    p.add_argument('--format', default='auto', choices=['auto', *FORMATS], help="the data's layout (default: detected from the columns)")
+    p.add_argument('--image-root', help="folder the data's relative image paths are under (default: the data file's folder)")
+    if skip: p.add_argument('--skip-bad', action='store_true', help="leave bad records out (listed in <out>.bad_records.jsonl) instead of failing")
+    p.add_argument('--debug', action='store_true', help="show a traceback for bad input")
+
+def _data_parser(sub):
+    p = sub.add_parser('data', help="import, inspect or check a dataset in a released layout (Vision-R1, OpenVLThinker, EasyR1, R1-V) or ours")
+    acts = p.add_subparsers(dest='action', required=True, metavar='ACTION')
+    a = acts.add_parser('import', help="convert into a folder the stages read (images referenced, not copied)")
+    a.add_argument('src', help="a .json/.jsonl/.parquet file, a folder, or a hub dataset id in the local cache")
+    a.add_argument('--out', '-o', required=True, help="the folder to write"); a.add_argument('--limit', type=int, help="read at most N rows")
+    _input_args(a)
+    a = acts.add_parser('inspect', help="the detected layout, the rows, the bad ones and the first records")
+    a.add_argument('src'); a.add_argument('-n', type=int, default=2, help="records to show"); _input_args(a, skip=False)
+    a = acts.add_parser('check', help="preflight: image tokens and prompt lengths under the preset, bad records with reasons")
+    a.add_argument('src'); _config_args(a, out=False); _input_args(a, skip=False)
+    a.add_argument('--stage', choices=['sft', 'grpo', 'eval'], default='grpo', help="the stage the data feeds")
+    a.add_argument('--limit', type=int, help="check at most N rows"); a.add_argument('--deep', action='store_true', help="verify every image file")
+    a.add_argument('--bad-out', help="also write the bad records (JSONL) here"); a.add_argument('--json', action='store_true', help="print the full report as JSON")
+    p.set_defaults(func=cmd_data)
+
 # %% ../nbs/13_cli.ipynb #c8ccbaf7
 def _stage(sub, name, func, help, out=True):
     p = sub.add_parser(name, help=help, description=(func.__doc__ or help))
@@ -288,13 +345,17 @@ def build_parser() -> argparse.ArgumentParser:
                              ('iterate', cmd_iterate, "OpenVLThinker SFT <-> GRPO rounds with rejection sampling")):
         p = _stage(sub, name, func, help)
         p.add_argument('--dry-run', action='store_true', help="validate the config (TRL options, stages, memory) and exit")
-        if name != 'iterate': p.add_argument('--train', '-t', required=False, help="training set (.jsonl/.parquet)")
+        if name != 'iterate':
+            p.add_argument('--train', '-t', required=False, help="training set: ours (.jsonl/.parquet/folder) or a released layout (see vr1 data)")
+            _input_args(p)
         if name == 'grpo': p.add_argument('--eval', help="held-out problems evaluated during GRPO")
     p = _stage(sub, 'eval', cmd_eval, "generate + score on a dataset (predictions.jsonl, scores.json, plots)")
     p.add_argument('--data', '-d', required=True, help="problems: our JSONL/Parquet or a benchmark file")
     p.add_argument('--model', '-m', help="checkpoint directory or tiny:<size> (default: model.path of the config)")
     p.add_argument('--benchmark', '-b', help="scoring convention (default: inferred)")
     p.add_argument('--contamination', metavar='TRAIN', help="instead: report overlap between TRAIN and --data (question text, image hash)")
+    p.add_argument('--debug', action='store_true', help="show a traceback for bad input")
+    _data_parser(sub)
     p = sub.add_parser('score', help="score predictions with a benchmark's official convention (prints JSON)")
     p.add_argument('--benchmark', '-b', required=True, choices=['mathvista', 'mathvision', 'mathverse', 'synth'])
     p.add_argument('--predictions', '-p', required=True, help="official prediction file or our predictions JSONL")

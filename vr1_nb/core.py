@@ -15,10 +15,10 @@ from PIL import Image
 # %% auto #0
 __all__ = ['RECORD_FIELDS', 'ANSWER_TYPES', 'LETTERS', 'R1_INSTRUCTION', 'RecordError', 'infer_answer_type', 'validate_record',
            'format_question', 'to_prompt', 'to_completion', 'atomic_write_text', 'save_jsonl', 'load_jsonl',
-           'open_images', 'to_dataset', 'from_dataset', 'load_problems', 'save_problems', 'derive_seed',
-           'seed_everything', 'set_threads', 'thread_env', 'launch_rank', 'hub_offline', 'resolve_source',
-           'RunExistsError', 'library_versions', 'git_state', 'RunDir', 'ConfigError', 'presets_dir', 'list_presets',
-           'deep_merge', 'load_config', 'trl_args']
+           'open_images', 'record_features', 'to_dataset', 'from_dataset', 'load_problems', 'save_problems',
+           'derive_seed', 'seed_everything', 'set_threads', 'thread_env', 'launch_rank', 'hub_offline', 'hub_cache_dir',
+           'cached_snapshot', 'resolve_source', 'RunExistsError', 'library_versions', 'git_state', 'RunDir',
+           'ConfigError', 'presets_dir', 'list_presets', 'deep_merge', 'load_config', 'trl_args']
 
 # %% ../nbs/00_core.ipynb #fb774c61
 RECORD_FIELDS = ('id', 'images', 'question', 'choices', 'answer', 'answer_text', 'answer_type', 'source', 'metadata')
@@ -187,62 +187,99 @@ def open_images(rec:dict) -> list:
     return [im if hasattr(im, 'size') else _open_image(im, rec.get('id'), k) for k,im in enumerate(rec.get('images') or [])]
 
 # %% ../nbs/00_core.ipynb #6fbbe6da
-def _hf_features(extra_cols):
+def record_features(extra:dict|None=None, # more columns: name -> feature (None: a text column)
+                   ):
+    "The `datasets.Features` of the record schema: images as `Image`, choices as strings, metadata as JSON text."
     from datasets import Features, Image as HFImage, Sequence, Value
     f = {'id': Value('string'), 'images': Sequence(HFImage()), 'question': Value('string'), 'choices': Sequence(Value('string')),
          'answer': Value('string'), 'answer_text': Value('string'), 'answer_type': Value('string'), 'source': Value('string'),
          'metadata': Value('string')}
-    return Features({**f, **extra_cols})
+    return Features({**f, **{k: Value('string') if v is None else v for k, v in (extra or {}).items()}})
 
 def _image_for_arrow(im, rid, k):
+    "An image as the Arrow `Image` feature stores it: a path by reference (checked, not read), bytes as given, PIL as is."
+    if isinstance(im, dict) and im.get('bytes') is None: im = im.get('path')
     if isinstance(im, (str, Path)):
         if not Path(im).exists(): raise RecordError(rid, 'images', f"image {k} not found: {im}")
-        return {'path': str(im), 'bytes': Path(im).read_bytes()}
+        return {'path': str(Path(im).absolute()), 'bytes': None}
     return im
 
-def to_dataset(records:Iterable[dict], # records in the project schema
-              ):
-    "A `datasets.Dataset` of `records` (images embedded, metadata as JSON)."
-    from datasets import Dataset, Value
-    rows = []
-    for r in records:
-        r = validate_record(dict(r))
-        rows.append({**r, 'images': [_image_for_arrow(im, r['id'], k) for k,im in enumerate(r['images'])],
-                     'choices': [str(c) for c in r['choices']], 'metadata': json.dumps(r['metadata'], sort_keys=True)})
-    extra = sorted({k for r in rows for k in r} - set(RECORD_FIELDS))
-    cols = {k: [r.get(k) for r in rows] for k in list(RECORD_FIELDS)+extra}
-    ds = Dataset.from_dict(cols)
-    return ds.cast(_hf_features({k: ds.features[k] for k in extra}))
+def _arrow_row(r):
+    return {**r, 'images': [_image_for_arrow(im, r['id'], k) for k, im in enumerate(r['images'])],
+            'choices': [str(c) for c in r['choices']], 'metadata': json.dumps(r['metadata'], sort_keys=True, default=str)}
 
-def from_dataset(ds) -> list[dict]:
-    "Records (metadata decoded, images as PIL) from a dataset made by `to_dataset`."
-    out = []
-    for row in ds:
-        row = dict(row)
-        row['metadata'] = _load_json_field(row.get('metadata') or '{}', row.get('id'), 'metadata')
-        out.append(row)
-    return out
+# %% ../nbs/00_core.ipynb #a7c1d2e3
+def _temp_arrow() -> Path:
+    "A fresh .arrow path in `datasets`' temporary cache folder (removed when the process exits)."
+    from datasets.fingerprint import get_temporary_cache_files_directory
+    return Path(get_temporary_cache_files_directory())/f"vr1-{os.getpid()}-{time.time_ns()}.arrow"
+
+def to_dataset(records:Iterable[dict], # records in the project schema
+               path=None, # the .arrow file to write (default: a temporary one)
+              ):
+    "A memory-mapped `datasets.Dataset` of `records`: image files referenced by path (never read), metadata as JSON."
+    import pyarrow as pa
+    from datasets import Dataset, Features
+    from datasets.arrow_writer import ArrowWriter
+    rows = [_arrow_row(validate_record(dict(r))) for r in records]
+    extra = sorted({k for r in rows for k in r} - set(RECORD_FIELDS))
+    ef = Features.from_arrow_schema(pa.Table.from_pylist([{k: r.get(k) for k in extra} for r in rows]).schema) if extra and rows else {}
+    path = Path(path) if path else _temp_arrow()
+    w = ArrowWriter(features=record_features(dict(ef) or {k: None for k in extra}), path=str(path), writer_batch_size=256)
+    try:
+        for r in rows: w.write({k: r.get(k) for k in list(RECORD_FIELDS) + extra})
+        w.finalize()
+    finally: w.close()
+    return Dataset.from_file(str(path))
+
+# %% ../nbs/00_core.ipynb #b8d2e3f4
+def _image_from_arrow(im):
+    "A stored image without decoding it: its path, or a lazily opened PIL image over its bytes."
+    if isinstance(im, dict):
+        if im.get('bytes') is not None: return Image.open(io.BytesIO(im['bytes']))
+        return im.get('path')
+    return im
+
+def _records_from_batches(batches, decode=False):
+    for b in batches:
+        for row in b.to_pylist():
+            row['metadata'] = _load_json_field(row.get('metadata') or '{}', row.get('id'), 'metadata')
+            row['images'] = [_image_from_arrow(im) for im in row.get('images') or []]
+            row['choices'] = row.get('choices') or []
+            if decode: row['images'] = open_images(row)
+            yield row
+
+def from_dataset(ds, # a dataset made by `to_dataset` (or read from one)
+                 decode:bool=False, # open every image now (default: paths stay paths, bytes open lazily)
+                ) -> list[dict]:
+    "Records (metadata decoded) from a dataset made by `to_dataset`, read in Arrow batches: no image is decoded."
+    return list(_records_from_batches(ds.with_format('arrow').iter(batch_size=256), decode))
 
 # %% ../nbs/00_core.ipynb #04a4cc77
 def load_problems(path, # .jsonl, .parquet, or a `save_to_disk` directory
                   **kw) -> list[dict]:
-    "Load records from any of the project's on-disk forms."
+    "Load records from any of the project's on-disk forms (images as paths, or lazily opened when stored as bytes)."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"no such data file or directory: {path} (pass a .jsonl, .parquet or dataset directory)")
     if path.suffix == '.jsonl': return load_jsonl(path, **kw)
-    import datasets
-    if path.suffix == '.parquet': ds = datasets.Dataset.from_parquet(str(path))
-    elif path.is_dir(): ds = datasets.load_from_disk(str(path))
+    if path.suffix == '.parquet':
+        import pyarrow.parquet as pq
+        batches = pq.ParquetFile(path).iter_batches(batch_size=256)
+    elif path.is_dir():
+        import datasets
+        batches = datasets.load_from_disk(str(path)).with_format('arrow').iter(batch_size=256)
     else: raise ValueError(f"{path}: unknown data format (expected .jsonl, .parquet or a dataset directory)")
-    return [validate_record(r) for r in from_dataset(ds)]
+    return [validate_record(r) for r in _records_from_batches(batches, kw.get('open_images', False))]
 
 def save_problems(records, path) -> Path:
-    "Save records as JSONL (+PNG) or Parquet, by the extension of `path`."
+    "Save records as JSONL (+PNG) or Parquet (images embedded), by the extension of `path`."
     path = Path(path)
     if path.suffix == '.jsonl': return save_jsonl(records, path)
     if path.suffix == '.parquet':
+        from datasets.table import embed_table_storage
         path.parent.mkdir(parents=True, exist_ok=True); tmpp = path.with_suffix('.parquet.tmp')
-        to_dataset(records).to_parquet(str(tmpp)); os.replace(tmpp, path); return path
+        ds = to_dataset(records).with_format('arrow').map(embed_table_storage, batched=True, batch_size=256)
+        ds.to_parquet(str(tmpp)); os.replace(tmpp, path); return path
     raise ValueError(f"{path}: choose .jsonl or .parquet")
 
 # %% ../nbs/00_core.ipynb #190bb862
@@ -295,16 +332,33 @@ def hub_offline() -> bool:
     "True when the environment forbids hub access."
     return any(os.environ.get(k, '').lower() in ('1', 'true', 'yes') for k in ('HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE', 'HF_DATASETS_OFFLINE'))
 
+def hub_cache_dir() -> Path:
+    "The huggingface_hub cache folder, from the environment as it is now."
+    if os.environ.get('HF_HUB_CACHE'): return Path(os.environ['HF_HUB_CACHE']).expanduser()
+    return Path(os.environ.get('HF_HOME') or Path.home()/'.cache'/'huggingface').expanduser()/'hub'
+
+def cached_snapshot(repo_id:str, # 'org/name'
+                    repo_type:str='model', # 'model' or 'dataset'
+                   ) -> Path|None:
+    "The local snapshot folder of a hub repo already in the cache (its `refs/main` revision), or None."
+    from huggingface_hub import snapshot_download
+    try: return Path(snapshot_download(repo_id, repo_type=repo_type, cache_dir=hub_cache_dir(), local_files_only=True))
+    except Exception: return None
+
 def resolve_source(src, # a local path or a hub id (org/name)
-                   what:str='model', # what it is, for the error message
+                   what:str='model', # what it is, for the error message ('dataset', 'benchmark data': a dataset repo)
                   ) -> Path|str:
-    "A local `Path` if `src` exists, a hub id if it looks like one and the hub is allowed, else a clear error."
+    "A local `Path` (a cached snapshot when offline), a hub id if the hub is allowed, else a clear error."
     p = Path(str(src)).expanduser()
     if p.exists(): return p
     s = str(src)
     if _HUB_ID.match(s) and not s.startswith(('.', '/')):
-        if hub_offline(): raise FileNotFoundError(f"{what} {s!r}: no such local path, and the hub is offline (HF_HUB_OFFLINE=1). Pass a local directory, or unset HF_HUB_OFFLINE on a machine with network.")
-        return s
+        if not hub_offline(): return s
+        kind = 'dataset' if 'data' in what else 'model'
+        if (snap := cached_snapshot(s, kind)) is not None: return snap
+        raise FileNotFoundError(f"{what} {s!r}: no such local path, not in the local hub cache ({hub_cache_dir()}), and the hub is offline "
+                                f"(HF_HUB_OFFLINE=1). Download it where there is network (huggingface-cli download "
+                                f"{'--repo-type dataset ' if kind == 'dataset' else ''}{s}) and copy the cache here, or pass a local directory.")
     raise FileNotFoundError(f"{what} {s!r}: no such local path. Pass a directory holding the {what} (e.g. one written by save_pretrained), or a hub id such as 'Qwen/Qwen2.5-VL-7B-Instruct' on a machine with network.")
 
 # %% ../nbs/00_core.ipynb #6982c073

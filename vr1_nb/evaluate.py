@@ -483,11 +483,12 @@ def _image(x, root, rid):
     raise RecordError(rid, 'images', f"unsupported image value of type {type(x).__name__}")
 
 def detect_layout(row:dict) -> str:
-    "'easyr1', 'r1v' or 'mm_math' from a row's columns."
+    "'easyr1', 'r1v', 'r1v_test' or 'mm_math' from a row's columns."
     if 'problem' in row and 'answer' in row: return 'easyr1'
     if 'problem' in row and 'solution' in row: return 'r1v'
+    if 'question' in row and 'ground_truth' in row: return 'r1v_test'   # R1-V's test prompts: image_path, question, ground_truth
     if 'question' in row and ('solution' in row or 'answer' in row): return 'mm_math'
-    raise ValueError(f"unknown RL-set layout: columns {sorted(row)}; expected problem+answer (EasyR1), problem+solution (R1-V) or question+solution (MM-Math)")
+    raise ValueError(f"unknown RL-set layout: columns {sorted(row)}; expected problem+answer (EasyR1), problem+solution (R1-V), question+ground_truth (R1-V test) or question+solution (MM-Math)")
 
 # %% ../nbs/12_eval.ipynb #d36b8e54
 def _gold(row, layout, rid):
@@ -500,18 +501,18 @@ def _gold(row, layout, rid):
         a = last_boxed(str(row.get('solution') or ''))
         if a is None: raise RecordError(rid, 'solution', "no answer column and no \\boxed{} in the solution")
         return a
-    a = row['answer']
+    a = row['ground_truth' if layout == 'r1v_test' else 'answer']
     a = a[0] if isinstance(a, list) and len(a) == 1 else a
     return clean_answer(str(a)) or str(a).strip()
 
 def load_rl_set(path, # a local .parquet/.json/.jsonl/dataset dir, or a hub id (network only)
-                layout:str='auto', # 'easyr1', 'r1v', 'mm_math' or 'auto' (from the columns)
+                layout:str='auto', # 'easyr1', 'r1v', 'r1v_test', 'mm_math' or 'auto' (from the columns)
                 source:str|None=None, # `source` of the records (default: the file or dataset name)
                 image_root=None, # folder image paths are relative to (default: the file's folder)
                 split:str='train', # hub split
                 limit:int|None=None, # read at most this many rows
                ) -> list[dict]:
-    "Records from a released RL/eval set in the EasyR1, R1-V or MM-Math layout."
+    "Records from a released RL/eval set in the EasyR1, R1-V (train or test) or MM-Math layout."
     rows, root = _rows_from(path, split)
     root = Path(image_root) if image_root else root
     source = source or Path(str(path)).stem
@@ -519,7 +520,7 @@ def load_rl_set(path, # a local .parquet/.json/.jsonl/dataset dir, or a hub id (
     for i, row in enumerate(rows[:limit] if limit else rows):
         lay = detect_layout(row) if layout == 'auto' else layout
         rid = str(row.get('id') or row.get('qid') or f"{source}-{i:06d}")
-        q = str(row.get('problem') if lay != 'mm_math' else row.get('question'))
+        q = str(row.get('problem') if lay not in ('mm_math', 'r1v_test') else row.get('question'))
         imgs = row.get('images') if 'images' in row else row.get('image', row.get('file_name', row.get('image_path')))
         imgs = [] if imgs in (None, '') else imgs if isinstance(imgs, list) else [imgs]
         gold = _gold(row, lay, rid)
@@ -732,6 +733,7 @@ def _benchmark_loader(benchmark):
 def load_eval_data(path, # problems JSONL/Parquet, a benchmark file, or a released set
                    benchmark:str|None=None, # the benchmark the file holds ('mathvista', 'mathverse', 'mathvision', 'synth', ...)
                    limit:int|None=None, # keep the first `limit` problems
+                   pixels:dict|None=None, # `data.pixel_caps(cfg, 'eval')`: images opened and capped; None keeps them as they are
                   ) -> list[dict]:
     "Records to evaluate on: via `vr1_nb.benchmarks` for a named benchmark, our own files, or a released RL-set layout."
     path = Path(str(path))
@@ -743,7 +745,11 @@ def load_eval_data(path, # problems JSONL/Parquet, a benchmark file, or a releas
             log.info("%s is not in the record schema (%s); reading it as a released RL set", path, e)
             recs = load_rl_set(path)
     else: recs = load_rl_set(path)
-    return recs[:limit] if limit else recs
+    recs = recs[:limit] if limit else recs
+    if pixels:
+        from vr1_nb.data import cap_records
+        recs = cap_records(recs, **pixels)
+    return recs
 
 # %% ../nbs/12_eval.ipynb #ada26e55
 def sniff_benchmark(path) -> str|None:

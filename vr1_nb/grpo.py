@@ -16,6 +16,7 @@ from .core import (RunDir, ConfigError, load_config, trl_args, to_prompt, to_dat
                    atomic_write_text, R1_INSTRUCTION)
 from .sft import (as_records, load_policy, lora_config, JsonlLog, truncate_log, read_log, save_final, _last_checkpoint,
                     release_trainer)
+from .data import pixel_caps
 
 # %% auto #0
 __all__ = ['REFLECTION_WORDS', 'STAGE_DONE', 'grpo_d_beta', 'beta_schedule', 'starts_generation', 'BetaCallback', 'ptst_stages',
@@ -119,13 +120,13 @@ def planned_section(cfg:dict, # the full config
     return {**stage_vllm_settings(cfg, st['index']), **sec}
 
 # %% ../nbs/10_grpo.ipynb #f80d0014
-def grpo_dataset(src, # records, a `datasets.Dataset`, or a path `core.load_problems` reads
+def grpo_dataset(src, # records, a `datasets.Dataset`, or a path: ours or a released layout (see `vr1_nb.data`)
                  instruction:str|None=R1_INSTRUCTION, # appended to each question
+                 **pixels, # `data.pixel_caps(cfg)`: max_pixels, min_pixels, factor (each image capped when read)
                 ):
-    "A `datasets.Dataset` of records plus a TRL conversational `prompt` column."
-    recs = as_records(src)
-    if not recs: raise ValueError("no GRPO prompts: the training set is empty")
-    return to_dataset(recs).add_column('prompt', [to_prompt(r, instruction) for r in recs])
+    "A memory-mapped `datasets.Dataset` of records plus a TRL conversational `prompt` column, built once (`data.training_dataset`)."
+    from vr1_nb.data import training_dataset
+    return training_dataset(src, 'grpo', instruction, **pixels)
 
 # %% ../nbs/10_grpo.ipynb #56e1774d
 from . import rewards as _rewards
@@ -295,8 +296,9 @@ def stage_context(cfg:dict, # a full config (already loaded)
     rcfg = dict(cfg.get('rewards') or {})
     if reward_funcs is not None: rcfg['funcs'] = reward_funcs
     funcs, weights, refl = reward_setup(rcfg, cfg.get('monitor'), Path(out_dir)/'samples.jsonl')
-    ev = grpo_dataset(eval_records, instr) if eval_records is not None else None
-    return StageContext(cfg, None, sched, grpo_dataset(train, instr), ev, funcs, weights, refl, resume, list(callbacks or []))
+    caps = pixel_caps(cfg)   # data.max_pixels / data.min_pixels: the trainer's processor and vLLM then count the same tokens
+    ev = grpo_dataset(eval_records, instr, **caps) if eval_records is not None else None
+    return StageContext(cfg, None, sched, grpo_dataset(train, instr, **caps), ev, funcs, weights, refl, resume, list(callbacks or []))
 
 # %% ../nbs/10_grpo.ipynb #ff192af9
 def grpo_run(config, # a config dict, preset name or YAML path

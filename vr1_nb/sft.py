@@ -10,6 +10,7 @@ import inspect, json, math, os
 from pathlib import Path
 from .core import (RunDir, ConfigError, load_config, trl_args, to_prompt, to_completion, load_problems, validate_record,
                    RecordError, set_threads, launch_rank, seed_everything, derive_seed, atomic_write_text, R1_INSTRUCTION)
+from .data import pixel_caps
 
 # %% auto #0
 __all__ = ['LOAD_KEYS', 'sft_example', 'as_records', 'sft_dataset', 'lora_config', 'training_dtype', 'load_policy', 'sft_args',
@@ -36,17 +37,14 @@ def as_records(src) -> list[dict]:
         return from_dataset(src)
     return [validate_record(dict(r)) for r in src]
 
-def sft_dataset(src, # records, or a path `core.load_problems` reads
+def sft_dataset(src, # records, a `datasets.Dataset`, or a path: ours or a released layout (see `vr1_nb.data`)
                 instruction:str|None=R1_INSTRUCTION, # appended to each question
                 column:str='response', # the target column
+                **pixels, # `data.pixel_caps(cfg)`: max_pixels, min_pixels, factor (each image capped when read)
                ):
-    "A `datasets.Dataset` with `prompt`, `completion` and `images` for `trl.SFTTrainer`."
-    from vr1_nb.core import to_dataset
-    recs = as_records(src)
-    if not recs: raise ValueError("no SFT examples: the training set is empty")
-    rows = [sft_example(r, instruction, column) for r in recs]
-    ds = to_dataset(recs).select_columns(['images'])
-    return ds.add_column('prompt', [x['prompt'] for x in rows]).add_column('completion', [x['completion'] for x in rows])
+    "A memory-mapped `datasets.Dataset` with `prompt`, `completion` and `images` for `trl.SFTTrainer`, built once (`data.training_dataset`)."
+    from vr1_nb.data import training_dataset
+    return training_dataset(src, 'sft', instruction, column, **pixels)
 
 # %% ../nbs/09_sft.ipynb #a28fdab7
 def lora_config(lora:dict|None, # the `model.lora` section (None/empty: full fine-tuning)
@@ -186,9 +184,9 @@ def build_sft_trainer(cfg:dict, # a full config (sections `model`, `sft`, `promp
     mcfg = cfg.get('model') or {}
     args = sft_args(cfg, output_dir)
     instr = (cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION)
-    prepared = lambda x: hasattr(x, 'column_names') and 'completion' in x.column_names
-    train_ds = train if prepared(train) else sft_dataset(train, instr)
-    eval_ds = None if eval_records is None else eval_records if prepared(eval_records) else sft_dataset(eval_records, instr)
+    prepared, caps = lambda x: hasattr(x, 'column_names') and 'completion' in x.column_names, pixel_caps(cfg, 'train')
+    train_ds = train if prepared(train) else sft_dataset(train, instr, **caps)
+    eval_ds = None if eval_records is None else eval_records if prepared(eval_records) else sft_dataset(eval_records, instr, **caps)
     model, processor = load_policy(mcfg)
     return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=processor,
                       peft_config=lora_config(mcfg.get('lora')), callbacks=list(callbacks or []))
@@ -237,8 +235,9 @@ def sft_run(config, # a config dict, preset name or YAML path
     RunDir.check(out_dir, resume, overwrite)                      # refuse an existing run before reading anything
     if resume and (Path(out_dir)/RunDir.DONE).exists(): return Path(out_dir)/'final'
     instr = (cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION)
-    train_ds = sft_dataset(train, instr)                          # bad input fails here, before the run directory exists
-    eval_ds = sft_dataset(eval_records, instr) if eval_records is not None else None
+    caps = pixel_caps(cfg, 'train')   # data.max_pixels / data.min_pixels: images resized once, in the dataset
+    train_ds = sft_dataset(train, instr, **caps)                  # bad input fails here, before the run directory exists
+    eval_ds = sft_dataset(eval_records, instr, **caps) if eval_records is not None else None
     run = open_run(out_dir, 'sft', cfg, int(cfg.get('seed', 0)), resume, overwrite)
     seed_everything(int(cfg.get('seed', 0)))
     trainer = build_sft_trainer(cfg, train_ds, run/'checkpoints', [JsonlLog(run/'log.jsonl'), *(callbacks or [])], eval_ds)
