@@ -78,3 +78,22 @@ def test_read_predictions_formats(tmp_path):
     with pytest.raises(ValueError, match='pid -> record'): read_predictions(tmp_path / 'a.json')
     (tmp_path / 'b.jsonl').write_text('{"id": "1", "response": 3}\n')
     with pytest.raises(ValueError, match="'response'"): read_predictions(tmp_path / 'b.jsonl')
+
+def test_cached_hub_snapshot_loads_offline(tmp_path, monkeypatch, shared_benchmarks):
+    "A hub id already in the local cache (the hub's snapshot layout, images embedded in Parquet) loads with HF_HUB_OFFLINE=1."
+    import io, datasets
+    from PIL import Image
+    from vr1_nb.generate import load_image
+    monkeypatch.setenv('HF_HOME', str(tmp_path/'hf')); monkeypatch.delenv('HF_HUB_CACHE', raising=False)
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    rows = list(json.loads((shared_benchmarks/'mathvista'/'testmini.json').read_text()).values())[:3]
+    png = io.BytesIO(); Image.new('RGB', (40, 30), 'red').save(png, format='PNG')
+    cols = {k: [r[k] for r in rows] for k in ('pid', 'question', 'answer', 'question_type', 'answer_type', 'choices', 'metadata')}
+    cols['decoded_image'] = [{'bytes': png.getvalue(), 'path': None}] * len(rows)
+    repo = tmp_path/'hf'/'hub'/'datasets--AI4Math--MathVista'; snap = repo/'snapshots'/'c0ffee'/'data'; snap.mkdir(parents=True)
+    datasets.Dataset.from_dict(cols).cast_column('decoded_image', datasets.Image()).to_parquet(str(snap/'testmini-00000-of-00001.parquet'))
+    (repo/'refs').mkdir(); (repo/'refs'/'main').write_text('c0ffee')
+    recs = load_mathvista('AI4Math/MathVista')
+    assert [r['id'] for r in recs] == [r['pid'] for r in rows]
+    assert load_image(recs[0]['images'][0]).size == (40, 30)          # embedded bytes open where the harness opens images
+    with pytest.raises(FileNotFoundError, match='not in the local hub cache'): load_mathvista('AI4Math/NoSuchSet')

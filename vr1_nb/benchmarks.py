@@ -21,7 +21,9 @@ def _rows(src, split=None, config=None):
     if isinstance(p, str):
         import datasets
         return [dict(r) for r in datasets.load_dataset(p, config, split=split or 'testmini')], None
-    if p.is_dir(): raise ValueError(f"{p}: pass the benchmark's .json or .jsonl file, not a directory")
+    if p.is_dir():   # a hub snapshot in the local cache (offline), or a folder of the benchmark's files
+        from vr1_nb.data import iter_rows
+        return [dict(r) for _, _, r in iter_rows(p, split or 'testmini')], p
     text = p.read_text(encoding='utf-8')
     if p.suffix == '.jsonl':
         rows = []

@@ -38,7 +38,7 @@ PROTOCOLS = {
                    prompt='question', source="greedy decoding"),
 }
 _EVAL_KEYS = {'protocol', 'temperature', 'top_p', 'top_k', 'repetition_penalty', 'max_new_tokens', 'max_tokens', 'reask', 'k',
-              'instruction', 'prompt', 'n', 'benchmark', 'judge', 'backend', 'batch_size', 'plots'}
+              'instruction', 'prompt', 'n', 'benchmark', 'judge', 'backend', 'batch_size', 'plots', 'max_pixels', 'min_pixels'}
 
 # %% ../nbs/12_eval.ipynb #c13efecc
 def resolve_protocol(spec=None, # a protocol name, or an `eval:` section (dict) naming one and overriding values
@@ -457,16 +457,12 @@ def split_problem_choices(text:str, # a problem text that may end with lettered 
 
 # %% ../nbs/12_eval.ipynb #2496ab83
 def _rows_from(path, split='train'):
-    "Rows of a local file/directory, or of a hub dataset when `path` is a hub id and the hub is allowed."
-    src = resolve_source(path, what='dataset')
-    import datasets
-    if isinstance(src, str): return list(datasets.load_dataset(src, split=split)), None
-    if src.is_dir(): return list(datasets.load_from_disk(str(src))), src
-    if src.suffix == '.parquet': return list(datasets.Dataset.from_parquet(str(src))), src.parent
-    txt = src.read_text(encoding='utf-8')
-    try: rows = json.loads(txt) if txt.lstrip().startswith('[') else [json.loads(l) for l in txt.splitlines() if l.strip()]
-    except json.JSONDecodeError as e: raise ValueError(f"{src}: neither a JSON list nor JSON lines ({e})") from None
-    return rows, src.parent
+    "Rows of a local file or folder (a `save_to_disk` folder, a hub snapshot) or of a hub dataset id, and the folder images are relative to."
+    from vr1_nb.data import iter_rows
+    rows, root = [], None
+    for f, _, row in iter_rows(path, split):
+        rows.append(row); root = root or (Path(f) if Path(f).is_dir() else Path(f).parent)
+    return rows, root
 
 # %% ../nbs/12_eval.ipynb #6886b9f1
 def _image(x, root, rid):
@@ -780,14 +776,15 @@ def eval_run(config:dict, # the full config (sections `model`, `eval`, `seed`)
     "Evaluate the config's model on `data_path` into `out_dir` (predictions.jsonl, scores.json, report.md, plots); returns `out_dir`."
     ev = dict(config.get('eval') or {})
     benchmark = benchmark or ev.get('benchmark') or sniff_benchmark(data_path)
-    recs = load_eval_data(data_path, benchmark, ev.get('n'))
+    from vr1_nb.data import pixel_caps
+    recs = load_eval_data(data_path, benchmark, ev.get('n'), pixels=pixel_caps(config, 'eval'))   # eval.max_pixels: null keeps the checkpoint's
     benchmark = benchmark or infer_benchmark(recs)
     if backend is None:
         model = model_path or (config.get('model') or {}).get('path')
         if not model: raise ValueError("eval_run: no model (set model.path in the config, or pass a checkpoint directory)")
         backend = make_eval_backend(str(model), ev, config.get('model'))
     judge = ev.get('judge') or None
-    evaluate(recs, backend, {k: v for k, v in ev.items() if k not in ('n', 'benchmark', 'judge', 'backend', 'batch_size', 'plots')},
+    evaluate(recs, backend, {k: v for k, v in ev.items() if k not in ('n', 'benchmark', 'judge', 'backend', 'batch_size', 'plots', 'max_pixels', 'min_pixels')},
              out_dir, benchmark=benchmark, judge=judge, config=dict(config, data=dict(config.get('data') or {}, eval_path=str(data_path))),
              resume=resume, overwrite=overwrite, progress=progress, plots=ev.get('plots', True))
     return Path(out_dir)

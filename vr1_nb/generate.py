@@ -74,11 +74,12 @@ def make_response(req: Request, # the request answered
 class BadInput(ValueError):
     "A request the teacher cannot answer as given (e.g. an unreadable image); rejected, not retried."
 
-def load_image(x, # a PIL image, a file path, or a `data:` URL
+def load_image(x, # a PIL image, a file path, a `data:` URL, or `datasets`' stored form {'bytes', 'path'}
               ) -> Image.Image:
-    "Open `x` (PIL image, path or `data:` URL) as an RGB PIL image, or raise `BadInput`."
+    "Open `x` (PIL image, path, `data:` URL or `{'bytes', 'path'}`) as an RGB PIL image, or raise `BadInput`."
     try:
         if isinstance(x, Image.Image): return x.convert("RGB")
+        if isinstance(x, dict): x = io.BytesIO(x['bytes']) if x.get('bytes') is not None else x.get('path')
         if isinstance(x, str) and x.startswith("data:"):
             return Image.open(io.BytesIO(base64.b64decode(x.split(",", 1)[1]))).convert("RGB")
         with Image.open(x) as im: return im.convert("RGB")
