@@ -226,7 +226,7 @@ def test_unsloth_missing_is_a_clear_error():
     pytest.importorskip('torch')
     try: import unsloth  # noqa: F401
     except ImportError:
-        with pytest.raises(ImportError, match='pip install unsloth'): M.load_unsloth('Qwen/Qwen2-VL-2B-Instruct')
+        with pytest.raises(ImportError, match='requirements/unsloth.txt'): M.load_unsloth('Qwen/Qwen2-VL-2B-Instruct')
     else: pytest.skip('unsloth installed')
 
 

@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Callable
 from transformers import TrainerCallback
 from .core import (RunDir, ConfigError, load_config, trl_args, to_prompt, to_dataset, derive_seed, set_threads, launch_rank, seed_everything,
-                   atomic_write_text, R1_INSTRUCTION)
+                   atomic_write_text, deep_merge, R1_INSTRUCTION)
 from .sft import (as_records, load_policy, lora_config, JsonlLog, truncate_log, read_log, save_final, _last_checkpoint,
                     release_trainer)
 from .data import pixel_caps
 
 # %% auto #0
-__all__ = ['REFLECTION_WORDS', 'STAGE_DONE', 'grpo_d_beta', 'beta_schedule', 'starts_generation', 'BetaCallback', 'ptst_stages',
-           'stage_args', 'planned_section', 'grpo_dataset', 'ReflectionWords', 'reward_setup', 'StageGRPOTrainer',
-           'StageContext', 'build_stage_trainer', 'stage_context', 'grpo_run', 'plot_curves']
+__all__ = ['REFLECTION_WORDS', 'STAGE_DONE', 'CURRICULUM_KEYS', 'grpo_d_beta', 'beta_schedule', 'starts_generation',
+           'BetaCallback', 'ptst_stages', 'stage_args', 'planned_section', 'grpo_dataset', 'ReflectionWords',
+           'reward_setup', 'StageGRPOTrainer', 'StageContext', 'build_stage_trainer', 'stage_context', 'grpo_run',
+           'plot_curves', 'phase_steps', 'curriculum_phases', 'curriculum_run']
 
 # %% ../nbs/10_grpo.ipynb #bd13d92a
 def grpo_d_beta(step:int, # optimizer steps completed over the whole run (0-based)
@@ -82,6 +83,9 @@ def ptst_stages(cfg:dict, # a full config (sections `grpo`, `stages`)
                ) -> list[dict]:
     "Each PTST stage's name, GRPOConfig section and run-wide [start, end) step range."
     base, stages = dict(cfg.get('grpo') or {}), cfg.get('stages')
+    if not stages and cfg.get('curriculum'):   # OpenVLThinker's phases, one stage each (see `curriculum_phases` below)
+        stages = [{**(p['config'].get('grpo') or {}), **p['config']['stages'][0]} for p in curriculum_phases(cfg)]
+        base = {}
     if not stages:
         if not base.get('max_steps', -1) > 0: raise ConfigError("section 'grpo': set max_steps (or give a 'stages' list)")
         stages = [{'name': 'grpo'}]
@@ -315,7 +319,7 @@ def grpo_run(config, # a config dict, preset name or YAML path
     from vr1_nb.sft import open_run
     cfg = load_config(config); set_threads()
     stages = ptst_stages(cfg); seed = int(cfg.get('seed', 0))
-    RunDir.check(out_dir, resume, overwrite)                      # refuse an existing run before reading anything
+    if launch_rank() == 0: RunDir.check(out_dir, resume, overwrite)   # refuse an existing run before reading anything
     if resume and (Path(out_dir)/RunDir.DONE).exists(): return Path(out_dir)/'final'
     ctx = stage_context(cfg, train, out_dir, resume, eval_records, beta_fn, reward_funcs, callbacks)   # bad input fails here
     run = ctx.run = open_run(out_dir, 'grpo', cfg, seed, resume, overwrite)
@@ -392,3 +396,68 @@ def plot_curves(log, # a run directory, its `log.jsonl`, or a list of log rows
     axs[-1].set_xlabel('step (whole run)')
     fig.tight_layout()
     return fig
+
+# %% ../nbs/10_grpo.ipynb #600ea71c
+CURRICULUM_KEYS = ('name', 'data', 'episodes', 'max_steps', 'size', 'model', 'grpo')
+
+def phase_steps(cfg:dict, # the full config (its `grpo` section, merged with the phase's)
+                episodes:float, # passes over the phase's problems (EasyR1's `total_episodes`)
+                n_prompts:int, # the phase's problems
+                processes:int=1, # training processes (GPUs)
+               ) -> int:
+    "TRL optimizer steps for `episodes` passes over `n_prompts` problems (EasyR1 episodes -> TRL steps)."
+    from trl import GRPOConfig
+    g = cfg.get('grpo') or {}
+    per = int(g.get('per_device_train_batch_size', 8)) * int(processes) * int(g.get('gradient_accumulation_steps', 1))
+    return max(1, math.ceil(episodes * n_prompts * int(g.get('num_generations', GRPOConfig.num_generations)) / per))
+
+# %% ../nbs/10_grpo.ipynb #8e8eedea
+def curriculum_phases(cfg:dict, # a full config with a `curriculum:` list
+                      sizes:dict|None=None, # phase name -> problems counted in its data (default: the phases' `size`)
+                      processes:int|None=None, # training processes (default: WORLD_SIZE, else `hardware.num_gpus`, else 1)
+                     ) -> list[dict]:
+    "Each curriculum phase with its config (the phase's `model`/`grpo` merged in, one stage) and its `max_steps`."
+    phases, out = cfg.get('curriculum'), []
+    if not isinstance(phases, list) or not phases: raise ConfigError("section 'curriculum': expected a list of phases")
+    n_proc = processes or int(os.environ.get('WORLD_SIZE', 0)) or int((cfg.get('hardware') or {}).get('num_gpus') or 1)
+    for i, ph in enumerate(phases):
+        if not isinstance(ph, dict) or set(ph) - set(CURRICULUM_KEYS):
+            raise ConfigError(f"curriculum[{i}]: unknown key(s) {sorted(set(ph) - set(CURRICULUM_KEYS)) if isinstance(ph, dict) else ph}; known: {CURRICULUM_KEYS}")
+        name = str(ph.get('name', f'phase{i}'))
+        c = deep_merge({k: v for k, v in cfg.items() if k not in ('curriculum', 'stages')}, {k: ph[k] for k in ('model', 'grpo') if k in ph})
+        n = (sizes or {}).get(name, ph.get('size'))
+        if ph.get('max_steps'): steps = int(ph['max_steps'])
+        elif ph.get('episodes') and n: steps = phase_steps(c, float(ph['episodes']), int(n), n_proc)
+        else: raise ConfigError(f"curriculum[{i}] ({name!r}): give max_steps, or episodes with the data's size (size: N)")
+        c['stages'] = [{'name': name, 'max_steps': steps}]
+        out.append(dict(index=i, name=name, data=ph.get('data'), episodes=ph.get('episodes'), n_prompts=n, processes=n_proc,
+                        max_steps=steps, config=c))
+    return out
+
+# %% ../nbs/10_grpo.ipynb #cc3e9d31
+def curriculum_run(config, # a config dict, preset name or YAML path, with a `curriculum:` list
+                   out_dir, # the curriculum's directory (one sub-directory per phase)
+                   train:list|None=None, # one training set per phase (default: each phase's `data`)
+                   resume:bool=False, # continue unfinished phases
+                   overwrite:bool=False, # move an existing curriculum directory aside
+                   **kw, # passed to every `grpo_run` (eval_records, callbacks, reward_funcs, beta_fn)
+                  ) -> Path:
+    "OpenVLThinker's GRPO curriculum: the phases in order, each from the last one's weights; the final model's directory."
+    from vr1_nb.sft import open_run
+    cfg = load_config(config); out = Path(out_dir)
+    if launch_rank() == 0: RunDir.check(out, resume, overwrite)
+    sets = list(train) if train is not None else [ph.get('data') for ph in cfg.get('curriculum') or []]
+    if len(sets) != len(cfg.get('curriculum') or []) or any(s is None for s in sets):
+        raise ConfigError(f"curriculum: {len(cfg.get('curriculum') or [])} phases need one training set each (phase `data`, or -t per phase); got {sets}")
+    instr, caps = (cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION), pixel_caps(cfg)
+    sizes = {ph.get('name', f'phase{i}'): len(grpo_dataset(s, instr, **caps)) for i, (ph, s) in enumerate(zip(cfg['curriculum'], sets))}
+    phases = curriculum_phases(cfg, sizes)
+    run = open_run(out, 'curriculum', cfg, int(cfg.get('seed', 0)), resume, overwrite)
+    model = (cfg.get('model') or {}).get('path')
+    for ph, data in zip(phases, sets):
+        c = deep_merge(ph['config'], {'model': {'path': str(model)}})
+        model = grpo_run(c, data, out/f"phase-{ph['index']}-{ph['name']}", resume=resume, **kw)
+    if launch_rank() == 0 and not run.is_complete:
+        run.complete(phases=[dict(name=p['name'], n_prompts=p['n_prompts'], episodes=p['episodes'], max_steps=p['max_steps']) for p in phases],
+                     final=str(model))
+    return Path(model)

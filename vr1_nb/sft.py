@@ -232,7 +232,7 @@ def sft_run(config, # a config dict, preset name or YAML path
            ) -> Path:
     "Cold-start SFT with `trl.SFTTrainer`; returns the directory of the final model."
     cfg = load_config(config); set_threads()
-    RunDir.check(out_dir, resume, overwrite)                      # refuse an existing run before reading anything
+    if launch_rank() == 0: RunDir.check(out_dir, resume, overwrite)   # refuse an existing run before reading anything
     if resume and (Path(out_dir)/RunDir.DONE).exists(): return Path(out_dir)/'final'
     instr = (cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION)
     caps = pixel_caps(cfg, 'train')   # data.max_pixels / data.min_pixels: images resized once, in the dataset
