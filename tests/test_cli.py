@@ -55,3 +55,16 @@ def test_synth_bridge_filter_cold_start(tmp_path):
     assert (tmp_path/'filter'/'COMPLETE').exists()
     again = vr1('bridge', '-c', 'smoke', '--problems', tmp_path/'data'/'train.jsonl', '-o', tmp_path/'bridge', ok=False)
     assert again.returncode != 0 and '--resume' in again.stderr
+
+def test_openvlthinker_curriculum_dry_run_shows_medium_then_hard():
+    "`vr1 grpo` and `vr1 iterate` on OpenVLThinker's preset plan its two GRPO phases in order, with the preset's schedule."
+    from vr1_nb.core import load_config
+    from vr1_nb.grpo import curriculum_phases
+    want = [(p['name'], p['max_steps']) for p in curriculum_phases(load_config('openvlthinker-7b'), processes=8)]
+    assert [n for n, _ in want] == ['medium', 'hard'] and want[0][1] == 118   # 5 episodes x 3,000 x 5 samples / 640 per step
+    for cmd in ('grpo', 'iterate'):
+        out = vr1(cmd, '-c', 'openvlthinker-7b', '--dry-run', '--no-build').stdout.splitlines()
+        rep = json.loads(out[-1])
+        assert [(s['name'], s['last_step'] - s['first_step'] + 1) for s in rep['stages']] == want, cmd
+        lines = [l for l in out if l.startswith('stage ')]
+        assert lines[0].startswith('stage medium') and lines[1].startswith('stage hard'), lines

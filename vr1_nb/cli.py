@@ -17,7 +17,7 @@ __all__ = ['SECTIONS', 'check_sections', 'check_stages', 'model_arch', 'check_st
 
 # %% ../nbs/13_cli.ipynb #2d03e0c5
 SECTIONS = ('name', 'seed', 'hardware', 'model', 'data', 'prompt', 'teacher', 'bridge', 'filter', 'rewards', 'monitor',
-            'sft', 'grpo', 'stages', 'beta_schedule', 'eval', 'iterate', 'demo', 'replicate')
+            'sft', 'grpo', 'stages', 'curriculum', 'beta_schedule', 'eval', 'iterate', 'demo', 'replicate')
 
 def check_sections(cfg:dict) -> dict:
     "Raise `ConfigError` for an unknown top-level section (with the closest known one)."
@@ -38,23 +38,21 @@ def _trl_config(cls, section, name, out):
 
 def check_stages(cfg:dict, # a full config
                 ) -> list[dict]:
-    "Validate each PTST stage against TRL and the cluster size; return the schedule with cumulative steps."
+    "Validate each PTST stage (or curriculum phase) against TRL and the cluster size; the schedule with cumulative steps."
     from trl import GRPOConfig
-    grpo, n_proc = cfg.get('grpo') or {}, max(1, (cfg.get('hardware') or {}).get('num_gpus') or 1)
-    stages = cfg.get('stages') or [{'name': 'grpo', **{k: grpo[k] for k in ('max_completion_length', 'num_generations', 'max_steps') if k in grpo}}]
+    from vr1_nb.grpo import ptst_stages
+    n_proc = max(1, (cfg.get('hardware') or {}).get('num_gpus') or 1)
     out, step = [], 0
-    for i,st in enumerate(stages):
-        if not isinstance(st, dict) or 'max_steps' not in st: raise ConfigError(f"stages[{i}]: each stage needs max_steps (and usually max_completion_length, num_generations)")
-        over = {k: v for k,v in st.items() if k != 'name'}
-        with tempfile.TemporaryDirectory() as d: args = _trl_config(GRPOConfig, {**grpo, **over}, f"stages[{i}] ({st.get('name', i)})", d)
+    for st in ptst_stages(cfg):
+        i, name = st['index'], st['name']
+        with tempfile.TemporaryDirectory() as d: args = _trl_config(GRPOConfig, st['section'], f"stages[{i}] ({name})", d)
         spg = args.steps_per_generation or args.gradient_accumulation_steps
         gen_batch = args.per_device_train_batch_size * n_proc * spg
         if gen_batch % args.num_generations:
-            raise ConfigError(f"stages[{i}] ({st.get('name', i)}): generation batch {args.per_device_train_batch_size} x {n_proc} GPUs x {spg} "
+            raise ConfigError(f"stages[{i}] ({name}): generation batch {args.per_device_train_batch_size} x {n_proc} GPUs x {spg} "
                               f"= {gen_batch} is not a multiple of num_generations={args.num_generations}")
-        out.append(dict(name=st.get('name', f'stage{i}'), first_step=step, last_step=step+args.max_steps-1,
-                        max_completion_length=args.max_completion_length, num_generations=args.num_generations,
-                        prompts_per_batch=gen_batch // args.num_generations, beta=args.beta))
+        out.append(dict(name=name, first_step=step, last_step=step+args.max_steps-1, max_completion_length=args.max_completion_length,
+                        num_generations=args.num_generations, prompts_per_batch=gen_batch // args.num_generations, beta=args.beta))
         step += args.max_steps
     return out
 
@@ -182,7 +180,7 @@ def _out(args, default):
 
 def _maybe_dry(args, cfg):
     if getattr(args, 'dry_run', False):
-        _print_dry_run(dry_run(cfg)); return True
+        _print_dry_run(dry_run(cfg, build=not getattr(args, 'no_build', False))); return True
 
 def cmd_synth(args):
     "Write disjoint synthetic train/test splits."
@@ -211,19 +209,25 @@ def cmd_sft(args):
     "Cold-start SFT on TRL's SFTTrainer."
     cfg = _load(args)
     if _maybe_dry(args, cfg): return
+    if not args.train: _fail("sft: --train is required")
     from vr1_nb.sft import sft_run
     train = _stage_data(args, cfg, 'sft', _out(args, 'runs/sft'))
     print(sft_run(cfg, train, _out(args, 'runs/sft'), resume=args.resume, overwrite=args.overwrite))
 
 def cmd_grpo(args):
-    "GRPO with the config's PTST stages and beta schedule."
+    "GRPO with the config's PTST stages and beta schedule, or its curriculum's phases (one -t per phase, or each phase's data)."
     cfg = _load(args)
     if _maybe_dry(args, cfg): return
-    from vr1_nb.grpo import grpo_run
+    from vr1_nb.grpo import grpo_run, curriculum_run
     from vr1_nb.core import load_problems
-    train = _stage_data(args, cfg, 'grpo', _out(args, 'runs/grpo'))
+    out, cur = _out(args, 'runs/grpo'), cfg.get('curriculum') or []
     ev = _input_or_fail(args, lambda: load_problems(args.eval)) if args.eval else None
-    print(grpo_run(cfg, train, _out(args, 'runs/grpo'), resume=args.resume, overwrite=args.overwrite, eval_records=ev))
+    srcs = args.train or ([ph.get('data') for ph in cur] if cur and all(ph.get('data') for ph in cur) else [])
+    if not srcs: _fail("grpo: --train is required (or a curriculum: whose phases name their data)")
+    if not cur and len(srcs) > 1: _fail(f"grpo: {len(srcs)} --train sets but no curriculum: section to give them phases")
+    sets = [_stage_data(args, cfg, 'grpo', out if len(srcs) == 1 else out.with_name(f"{out.name}.phase-{i}"), src) for i, src in enumerate(srcs)]
+    if cur: print(curriculum_run(cfg, out, sets, resume=args.resume, overwrite=args.overwrite, eval_records=ev))
+    else: print(grpo_run(cfg, sets[0], out, resume=args.resume, overwrite=args.overwrite, eval_records=ev))
 
 def cmd_iterate(args):
     "OpenVLThinker's SFT <-> GRPO rounds."
@@ -278,10 +282,11 @@ def _input_or_fail(args, fn):
         if getattr(args, 'debug', False): raise
         _fail(str(e))
 
-def _stage_data(args, cfg, stage, out):
-    "The -t set of a training stage: validated, converted once (any released layout) and checked before its run opens."
+def _stage_data(args, cfg, stage, out, src=None):
+    "A -t set of a training stage: validated, converted once (any released layout) and checked before its run opens."
     from vr1_nb.data import stage_input
-    return _input_or_fail(args, lambda: stage_input(args.train, cfg, stage, out=out, fmt=args.format, image_root=args.image_root,
+    src = src if src is not None else args.train[0] if isinstance(args.train, list) else args.train
+    return _input_or_fail(args, lambda: stage_input(src, cfg, stage, out=out, fmt=args.format, image_root=args.image_root,
                                                     skip_bad=args.skip_bad))
 
 def cmd_data(args):
@@ -344,9 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
                              ('grpo', cmd_grpo, "GRPO with PTST stages and a constant or GRPO-D beta schedule"),
                              ('iterate', cmd_iterate, "OpenVLThinker SFT <-> GRPO rounds with rejection sampling")):
         p = _stage(sub, name, func, help)
-        p.add_argument('--dry-run', action='store_true', help="validate the config (TRL options, stages, memory) and exit")
+        p.add_argument('--dry-run', action='store_true', help="validate, plan and build the trainers on a tiny checkpoint, then exit")
+        p.add_argument('--no-build', action='store_true', help="with --dry-run: validate and plan only")
         if name != 'iterate':
-            p.add_argument('--train', '-t', required=False, help="training set: ours (.jsonl/.parquet/folder) or a released layout (see vr1 data)")
+            p.add_argument('--train', '-t', action='append' if name == 'grpo' else 'store',
+                           help="training set: ours (.jsonl/.parquet/folder) or a released layout (see vr1 data)"
+                                + ("; with a curriculum: one per phase, in order" if name == 'grpo' else ''))
             _input_args(p)
         if name == 'grpo': p.add_argument('--eval', help="held-out problems evaluated during GRPO")
     p = _stage(sub, 'eval', cmd_eval, "generate + score on a dataset (predictions.jsonl, scores.json, plots)")
@@ -398,7 +406,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv:list[str]|None=None):
     "Entry point of the `vr1` command."
     args = build_parser().parse_args(argv)
-    if getattr(args, 'train', 'x') is None and not getattr(args, 'dry_run', False): _fail(f"{args.command}: --train is required")
     try: return args.func(args)
     except (ConfigError, RunExistsError, FileNotFoundError) as e: _fail(str(e))
 

@@ -144,8 +144,9 @@ def _jsonable(rec, image_paths):
 def save_jsonl(records:Iterable[dict], # records in the project schema
                path, # the .jsonl file to write
                validate:bool=True, # check every record first
+               copy_images:bool=True, # copy image files next to the JSONL (False: keep files where they are, by absolute path)
               ) -> Path:
-    "Write `records` to `path` as JSONL; images become PNG files in `<stem>_images/` with relative paths."
+    "Write `records` to `path` as JSONL; images become PNG files in `<stem>_images/` (or stay where they are) with their paths."
     path = Path(path); img_dir = path.parent/f"{path.stem}_images"
     lines, seen = [], set()
     for rec in records:
@@ -153,6 +154,9 @@ def save_jsonl(records:Iterable[dict], # records in the project schema
         if rec['id'] in seen: raise RecordError(rec['id'], 'id', f"duplicate id while writing {path}")
         seen.add(rec['id']); rels = []
         for k,img in enumerate(rec.get('images') or []):
+            if not copy_images and isinstance(img, (str, Path)):
+                if not Path(img).exists(): raise RecordError(rec['id'], 'images', f"image {k} not found: {img}")
+                rels.append(str(Path(img).resolve())); continue
             img_dir.mkdir(parents=True, exist_ok=True)
             dest = _image_to_file(img, img_dir/f"{_safe_name(rec['id'])}_{k}.png", rec['id'], k)
             rels.append(dest.relative_to(path.parent).as_posix())

@@ -12,7 +12,8 @@ from transformers import TrainerCallback
 from .core import ConfigError, RunDir, load_config
 
 # %% auto #0
-__all__ = ['cpu_config', 'dry_data', 'describe_trainer', 'construct', 'launch_env', 'check_launch_config']
+__all__ = ['MAX_CPU_GENERATION', 'cpu_config', 'dry_data', 'rl_prompts_needed', 'describe_trainer', 'construct', 'launch_env',
+           'check_launch_config']
 
 # %% ../nbs/12b_dryrun.ipynb #c237a1f4
 _UNSET = '<unset>'
@@ -24,6 +25,22 @@ def _set(sec:dict, where:str, key:str, val, why:str, changes:list):
 def _cap(sec:dict, where:str, cap:int, changes:list):
     if isinstance(sec.get('max_completion_length'), int) and sec['max_completion_length'] > cap:
         _set(sec, where, 'max_completion_length', cap, 'length', changes)
+
+# %% ../nbs/12b_dryrun.ipynb #e6b5483a
+MAX_CPU_GENERATION = 96   # completions one process generates per batch in a dry run (CPU time)
+
+def _shrink_generation(g:dict, ch:list):
+    "Scale a large generation batch down for the CPU, keeping updates per generation and divisibility by num_generations."
+    from trl import GRPOConfig
+    per, ga = int(g.get('per_device_train_batch_size', 8)), int(g.get('gradient_accumulation_steps', 1))
+    spg, n = int(g.get('steps_per_generation') or ga), int(g.get('num_generations', GRPOConfig.num_generations))
+    if per * spg <= MAX_CPU_GENERATION or spg % ga: return
+    ratio = spg // ga
+    for ga2 in range(1, ga + 1):
+        if per * ga2 * ratio % n == 0 and per * ga2 * ratio <= MAX_CPU_GENERATION:
+            _set(g, 'grpo', 'gradient_accumulation_steps', ga2, f'CPU time; {ratio} updates per generation kept', ch)
+            if 'steps_per_generation' in g: _set(g, 'grpo', 'steps_per_generation', ga2 * ratio, 'CPU time', ch)
+            return
 
 # %% ../nbs/12b_dryrun.ipynb #30db727c
 def cpu_config(cfg:dict, # a full config (e.g. `load_config('vision-r1-7b')`)
@@ -47,17 +64,33 @@ def cpu_config(cfg:dict, # a full config (e.g. `load_config('vision-r1-7b')`)
         if sec.get('use_vllm'): _set(sec, name, 'use_vllm', False, 'vLLM', ch)
         _cap(sec, name, max_completion_length, ch)
     if 'sft' in out: _set(out['sft'], 'sft', 'max_steps', steps, 'length', ch)
+    if 'grpo' in out: _shrink_generation(out['grpo'], ch)
     for i, st in enumerate(out.get('stages') or []):
         _set(st, f'stages[{i}]', 'max_steps', steps, 'length', ch); _cap(st, f'stages[{i}]', max_completion_length, ch)
-    if 'grpo' in out and not out.get('stages'): _set(out['grpo'], 'grpo', 'max_steps', steps, 'length', ch)
+    for i, ph in enumerate(out.get('curriculum') or []):   # OpenVLThinker's phases: a few steps each instead of their episodes
+        if ph.pop('episodes', None) is not None: ch.append(f"curriculum[{i}].episodes: removed (length)")
+        _set(ph, f'curriculum[{i}]', 'max_steps', steps, 'length', ch)
+        if ph.get('grpo'): _cap(ph['grpo'], f'curriculum[{i}].grpo', max_completion_length, ch)
+    if 'grpo' in out and not out.get('stages') and not out.get('curriculum'): _set(out['grpo'], 'grpo', 'max_steps', steps, 'length', ch)
     return out, ch
 
 # %% ../nbs/12b_dryrun.ipynb #dd8c63c9
-def dry_data(n:int=8, # problems
+def dry_data(n:int=8, # SFT problems
+             n_rl:int|None=None, # RL problems (default `n`)
             ) -> tuple[list, list]:
     "`(sft_records, rl_records)`: tiny synthetic problems with images, the SFT ones with a target chain."
     from vr1_nb.synth import red_squares
-    return red_squares(n, 'dry-sft', response=True), red_squares(n, 'dry-rl')
+    return red_squares(n, 'dry-sft', response=True), red_squares(n_rl or n, 'dry-rl')
+
+def rl_prompts_needed(cfg:dict) -> int:
+    "Prompts one generation batch of the largest stage takes in one process (a dry run needs at least that many)."
+    from trl import GRPOConfig
+    from vr1_nb.grpo import ptst_stages
+    if not (cfg.get('grpo') or cfg.get('stages') or cfg.get('curriculum')): return 0
+    def need(sec):
+        spg = sec.get('steps_per_generation') or sec.get('gradient_accumulation_steps', 1)
+        return -(-int(sec.get('per_device_train_batch_size', 8)) * int(spg) // int(sec.get('num_generations', GRPOConfig.num_generations)))
+    return max(need(st['section']) for st in ptst_stages(cfg))
 
 # %% ../nbs/12b_dryrun.ipynb #7d6ed4d7
 _SHOWN = ('per_device_train_batch_size', 'gradient_accumulation_steps', 'gradient_checkpointing', 'report_to', 'learning_rate',
@@ -102,10 +135,12 @@ def _build_only(cfg, sft_recs, rl_recs, wd) -> list:
         t = build_sft_trainer(cfg, sft_recs, wd/'sft')
         rows.append(dict(trainer='sft', **describe_trainer(t.args, t.model))); release_trainer(t)
     if 'grpo' in cfg or 'stages' in cfg:
-        ctx = G.stage_context(cfg, rl_recs, wd/'grpo'); ctx.run = RunDir(wd/'grpo', 'grpo', config=cfg)
-        for st in G.ptst_stages(cfg):
-            t = G.build_stage_trainer(ctx, st)
-            rows.append(dict(trainer=st['name'], **describe_trainer(t.args, t.model))); release_trainer(t)
+        phases = G.curriculum_phases(cfg, sizes={p.get('name'): len(rl_recs) for p in cfg['curriculum']}) if cfg.get('curriculum') else [{'config': cfg}]
+        for ph in phases:
+            c = ph['config']; ctx = G.stage_context(c, rl_recs, wd/'grpo'); ctx.run = RunDir(wd/'grpo'/ph.get('name', 'grpo'), 'grpo', config=c)
+            for st in G.ptst_stages(c):
+                t = G.build_stage_trainer(ctx, st)
+                rows.append(dict(trainer=st['name'], **describe_trainer(t.args, t.model))); release_trainer(t)
     return rows
 
 # %% ../nbs/12b_dryrun.ipynb #28ddb318
@@ -117,7 +152,9 @@ def _run_steps(cfg, sft_recs, rl_recs, wd) -> list:
     if 'grpo' in cfg or 'stages' in cfg:
         c = copy.deepcopy(cfg)
         if start is not None: c['model']['path'] = str(start)     # GRPO starts from the SFT run's model, as a pipeline does
-        G.grpo_run(c, rl_recs, wd/'grpo', callbacks=[probe]); names += [s['name'] for s in G.ptst_stages(c)]
+        if c.get('curriculum'): G.curriculum_run(c, wd/'grpo', train=[rl_recs] * len(c['curriculum']), callbacks=[probe])
+        else: G.grpo_run(c, rl_recs, wd/'grpo', callbacks=[probe])
+        names += [s['name'] for s in G.ptst_stages(c)]
     return [dict(trainer=n, **row) for n, row in zip(names, probe.rows)]
 
 # %% ../nbs/12b_dryrun.ipynb #c325d6ae
@@ -130,7 +167,7 @@ def construct(cfg:dict, # a full config (a preset from `load_config`)
     t0 = time.time()
     cpu, changes = cpu_config(cfg, max(steps, 1), max_completion_length)
     wd = Path(workdir or tempfile.mkdtemp(prefix='vr1-dryrun-'))
-    sft_recs, rl_recs = dry_data(8)
+    sft_recs, rl_recs = dry_data(8, max(8, rl_prompts_needed(cpu)))
     with warnings.catch_warnings(record=True) as caught, _Warnings() as logged:
         warnings.simplefilter('always')
         rows = _run_steps(cpu, sft_recs, rl_recs, wd) if steps else _build_only(cpu, sft_recs, rl_recs, wd)

@@ -6,14 +6,15 @@ Docs: https://vr1-nb.github.io/vr1_nb/iterate.html.md"""
 
 # %% ../nbs/11_iterate.ipynb #f12874aa
 from __future__ import annotations
-import copy, json, math, os, subprocess, sys, time
+import copy, json, math, os, re, subprocess, sys, tempfile, time
 from pathlib import Path
 from .core import (RunDir, load_config, load_problems, save_jsonl, load_jsonl, format_question, derive_seed,
                          set_threads, thread_env, atomic_write_text, deep_merge, R1_INSTRUCTION)
 
 # %% auto #0
-__all__ = ['ITERATE_DEFAULTS', 'eval_model', 'read_predictions', 'score_predictions', 'difficulty_key', 'error_rates',
-           'curriculum', 'iterate_settings', 'launch_command', 'run_step', 'grpo_phases', 'iterate_run']
+__all__ = ['RATING_PROMPT', 'ITERATE_DEFAULTS', 'eval_model', 'read_predictions', 'score_predictions', 'difficulty_key',
+           'error_rates', 'curriculum', 'kmeans_1d', 'paper_difficulty', 'record_errors', 'rate_difficulty',
+           'iterate_settings', 'launch_command', 'run_step', 'phase_config', 'grpo_phases', 'iterate_run']
 
 # %% ../nbs/11_iterate.ipynb #fd13ec64
 def eval_model(model_dir, # the checkpoint to evaluate
@@ -99,10 +100,78 @@ def curriculum(records:list, # the RL problems
         out['easy' if easy_max is not None and e < easy_max else 'medium' if e <= medium_max else 'hard'].append(r)
     return out
 
+# %% ../nbs/11_iterate.ipynb #39de47a5
+RATING_PROMPT = ("Rate how difficult the following problem is to solve correctly, on a scale from 1 (very easy) to 10 "
+                 "(very hard). Answer with the number only.\n\n{question}")   # ours: OpenVLThinker did not publish its prompt
+
+def kmeans_1d(xs:list, # values
+              k:int=3, # clusters
+              iters:int=100, # Lloyd iterations at most
+             ) -> list[int]:
+    "Cluster labels 0..k-1 of `xs` by one-dimensional k-means, ordered by centre (0: lowest); starts at the quantiles."
+    v = sorted(xs); c = [v[min(len(v) - 1, int((i + .5) * len(v) / k))] for i in range(k)]
+    for _ in range(iters):
+        lab = [min(range(k), key=lambda j: abs(x - c[j])) for x in xs]
+        new = [sum(x for x, l in zip(xs, lab) if l == j) / max(1, lab.count(j)) if j in lab else c[j] for j in range(k)]
+        if new == c: break
+        c = new
+    order = sorted(range(k), key=lambda j: c[j]); rank = {j: r for r, j in enumerate(order)}
+    return [rank[l] for l in lab]
+
+# %% ../nbs/11_iterate.ipynb #866454f8
+def _z(xs):
+    m = sum(xs) / len(xs); s = (sum((x - m) ** 2 for x in xs) / len(xs)) ** .5
+    return [(x - m) / s if s else 0.0 for x in xs]
+
+def paper_difficulty(records:list, # the RL problems
+                     errors:dict, # id -> the base model's error on it (0..1)
+                     ratings:dict, # id -> a difficulty rating (any scale)
+                     k:int=3, # clusters
+                    ) -> dict:
+    "OpenVLThinker v3's split: z(rating) and z(error) averaged, then 1-D k-means into easy / medium / hard."
+    miss = [r['id'] for r in records if r['id'] not in errors or r['id'] not in ratings]
+    if miss: raise KeyError(f"no error rate or rating for {len(miss)} problem(s), e.g. {miss[:3]}")
+    score = [(a + b) / 2 for a, b in zip(_z([ratings[r['id']] for r in records]), _z([errors[r['id']] for r in records]))]
+    names = ['easy', 'medium', 'hard'] if k == 3 else [f'level{i}' for i in range(k)]
+    out = {n: [] for n in names}
+    for r, lab in zip(records, kmeans_1d(score, k)): out[names[lab]].append(r)
+    return out
+
+# %% ../nbs/11_iterate.ipynb #2e7a811b
+def record_errors(predictions, # the base model's predictions JSONL (or its eval run directory)
+                 ) -> dict:
+    "id -> the base model's error on that problem (the share of its samples that were wrong)."
+    from vr1_nb.evaluate import score_samples
+    p = Path(predictions); rows = read_predictions(p/'predictions.jsonl' if p.is_dir() else p)
+    _, ok = score_samples(rows, [r['response'] for r in rows], 'synth')
+    err = {}
+    for r, v in zip(rows, ok): err.setdefault(r['id'], []).append(0.0 if v else 1.0)
+    return {i: sum(v) / len(v) for i, v in err.items()}
+
+def rate_difficulty(records:list, # problems to rate
+                    ratings, # a JSONL file of {id, rating}, or a `generate.Backend` (an OpenAI-compatible rater)
+                    store=None, # a `generate.Store` for the rater's answers (resumable)
+                   ) -> dict:
+    "id -> difficulty rating, read from a file or asked of a rater (the first number in its answer; unparsable: an error)."
+    if isinstance(ratings, (str, Path)):
+        return {d['id']: float(d['rating']) for d in (json.loads(l) for l in Path(ratings).read_text().splitlines() if l.strip())}
+    from vr1_nb.generate import Request, Store, run_requests
+    st = store or Store(Path(tempfile.mkdtemp())/'ratings.jsonl')
+    reqs = [Request(r['id'], 'difficulty', ratings.name, [{'role': 'user', 'content': RATING_PROMPT.format(question=format_question(r))}],
+                    params={'temperature': 0.0, 'max_tokens': 8}) for r in records]
+    run_requests(ratings, reqs, st, progress=False)
+    out = {}
+    for q in reqs:
+        m = re.search(r'\d+(?:\.\d+)?', ' '.join((st.get(q.key) or {}).get('texts') or []))
+        if not m: raise ValueError(f"record {q.id!r}: the rater's answer holds no number: {(st.get(q.key) or {}).get('texts')}")
+        out[q.id] = float(m.group())
+    return out
+
 # %% ../nbs/11_iterate.ipynb #c2cd4cb6
 ITERATE_DEFAULTS = dict(rounds=2, sft_from='base', curriculum=True, difficulty_by='source', medium_max=0.7, easy_max=None,
                         samples=4, select='shortest', temperature=1.0, rs_from='train', eval_n=None, max_new_tokens=None,
-                        instruction=R1_INSTRUCTION, base_instruction=None, launch=None)
+                        instruction=R1_INSTRUCTION, base_instruction=None, launch=None,
+                        difficulty={'rule': 'source'})
 
 def iterate_settings(cfg:dict) -> dict:
     "The `iterate:` section with its defaults, naming unknown keys."
@@ -115,7 +184,7 @@ def iterate_settings(cfg:dict) -> dict:
 # %% ../nbs/11_iterate.ipynb #3a9bccae
 def launch_command(kind:str, # 'sft' or 'grpo'
                    config_path, # the step's config (YAML)
-                   train_path, # the step's training data
+                   train_path, # the step's training data (None: the config names it, e.g. its curriculum phases)
                    out_dir, # the step's run directory
                    launch:dict, # `iterate.launch`: num_processes, config_file, args (extra launcher flags)
                   ) -> list[str]:
@@ -123,14 +192,15 @@ def launch_command(kind:str, # 'sft' or 'grpo'
     cmd = [sys.executable, '-m', 'accelerate.commands.launch']
     if launch.get('config_file'): cmd += ['--config_file', str(launch['config_file'])]
     cmd += ['--num_processes', str(int(launch.get('num_processes', 1)))] + [str(a) for a in launch.get('args') or []]
-    return cmd + ['-m', 'vr1_nb.cli', kind, '--config', str(config_path), '--train', str(train_path), '--out', str(out_dir), '--resume']
+    return cmd + ['-m', 'vr1_nb.cli', kind, '--config', str(config_path), *(['--train', str(train_path)] if train_path else []),
+                  '--out', str(out_dir), '--resume']
 
 # %% ../nbs/11_iterate.ipynb #3d671912
 def _tail(path, n=40): return ''.join(Path(path).read_text(errors='replace').splitlines(True)[-n:])
 
 def run_step(kind:str, # 'sft' or 'grpo'
              cfg:dict, # the step's full config
-             train, # records, or a path the stage commands read
+             train, # records, a path the stage commands read, or None (a curriculum config names its data)
              out_dir, # the step's run directory
              launch:dict|None=None, # `iterate.launch` (None: run in this process)
              resume:bool=False, # in-process only: resume an unfinished step (a launched step always resumes)
@@ -144,8 +214,8 @@ def run_step(kind:str, # 'sft' or 'grpo'
     import yaml
     inputs = out_dir.parent/'inputs'; inputs.mkdir(parents=True, exist_ok=True)
     conf = atomic_write_text(inputs/f'{out_dir.name}.yaml', yaml.safe_dump({k: v for k, v in cfg.items() if k != 'iterate'}))
-    data = Path(train) if isinstance(train, (str, Path)) else inputs/f'{out_dir.name}.jsonl'
-    if not isinstance(train, (str, Path)) and not data.exists(): save_jsonl(train, data)
+    data = None if train is None else Path(train) if isinstance(train, (str, Path)) else inputs/f'{out_dir.name}.jsonl'
+    if isinstance(train, list) and not data.exists(): save_jsonl(train, data, copy_images=False)
     log = inputs/f'{out_dir.name}.log'
     with open(log, 'a') as f:
         rc = subprocess.run(launch_command(kind, conf, data, out_dir, launch), stdout=f, stderr=subprocess.STDOUT, env=thread_env()).returncode
@@ -159,23 +229,64 @@ def _with_model(cfg, path, stages=None):
     if stages is not None: c['stages'] = copy.deepcopy(stages)
     return c
 
+def _count(data, cfg) -> int:
+    "Problems in a phase's data: a list's length, or the rows of the training set a path or hub id builds."
+    if isinstance(data, list): return len(data)
+    from vr1_nb.grpo import grpo_dataset
+    from vr1_nb.data import pixel_caps
+    return len(grpo_dataset(data, (cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION), **pixel_caps(cfg)))
+
+def phase_config(cfg:dict, # the round's config
+                 name:str, # the phase: a `curriculum:` entry's name, or any other (then the preset's stages apply)
+                 data, # the phase's problems (records, a path or a hub id), counted for `episodes`
+                 stages=None, # `iterate.stages`, used without a curriculum entry
+                ) -> dict:
+    "One GRPO phase's config: its `curriculum:` entry (episodes counted on `data`), else the config's own stages."
+    from vr1_nb.grpo import curriculum_phases
+    entry = [ph for ph in cfg.get('curriculum') or [] if ph.get('name') == name]
+    if not entry: return _with_model({k: v for k, v in cfg.items() if k != 'curriculum'}, cfg['model']['path'], stages)
+    return curriculum_phases(dict(cfg, curriculum=entry), sizes={name: _count(data, cfg)})[0]['config']
+
+# %% ../nbs/11_iterate.ipynb #93611f4b
 def grpo_phases(cfg:dict, # the round's config (model.path = the SFT model)
-                problems:list, # RL problems
+                problems:list, # RL problems (`iterate.rl`)
                 out_dir, # the round directory
-                rates:dict|None, # error rates per group (None: no curriculum)
+                split:dict|None, # {'medium': [...], 'hard': [...]} by difficulty, or None
                 it:dict, # the iterate settings
                 resume:bool=False, # resume unfinished phases
                ) -> tuple[Path, list]:
-    "GRPO on medium then hard problems (or all at once); returns (final model dir, [{phase, n, dir}])."
-    if rates is None: parts = [('grpo', problems)]
-    else:
-        cur = curriculum(problems, rates, it['medium_max'], it['easy_max'], it['difficulty_by'])
-        parts = [(f'grpo-{k}', cur[k]) for k in ('medium', 'hard') if cur[k]]
+    "A round's GRPO: the curriculum's phases on their own data, or medium then hard `problems`, or one run on all; (model, phases)."
+    cur = cfg.get('curriculum') or []
+    if cur and all(ph.get('data') for ph in cur): parts = [(ph['name'], ph['data']) for ph in cur]
+    elif split is not None: parts = [(k, split[k]) for k in ('medium', 'hard') if split[k]]
+    else: parts = [('grpo', problems)]
     model, done = cfg['model']['path'], []
-    for name, recs in parts:
-        model = run_step('grpo', _with_model(cfg, model, it.get('stages')), recs, Path(out_dir)/name, it.get('launch'), resume)
-        done.append(dict(phase=name, n=len(recs), dir=str(Path(out_dir)/name)))
+    for name, data in parts:
+        c, d = phase_config(cfg, name, data, it.get('stages')), Path(out_dir)/('grpo' if name == 'grpo' else f'grpo-{name}')
+        model = run_step('grpo', _with_model(c, model), data, d, it.get('launch'), resume)
+        done.append(dict(phase=d.name, n=_count(data, cfg), steps=sum(s['max_steps'] for s in c.get('stages') or [{'max_steps': 0}]), dir=str(d)))
     return Path(model), done
+
+# %% ../nbs/11_iterate.ipynb #7b50518f
+def _split(rl, diff_dir, it, cfg):
+    "The RL problems' medium / hard split by `iterate.difficulty` (source-level rule, or the paper's); (split, rates) logged."
+    rule = dict(it['difficulty'] or {}).get('rule', 'source')
+    if rule == 'source':
+        rates = error_rates(diff_dir, it['difficulty_by'], rl)
+        atomic_write_text(diff_dir/'error_rates.json', json.dumps(rates, indent=1))
+        return curriculum(rl, rates, it['medium_max'], it['easy_max'], it['difficulty_by']), rates
+    if rule != 'paper': raise ValueError(f"iterate.difficulty.rule {rule!r}: use 'source' or 'paper'")
+    src = it['difficulty'].get('ratings')
+    if src is None: raise ValueError("iterate.difficulty.rule 'paper' needs ratings: a JSONL file of {id, rating}, or a rater backend")
+    if isinstance(src, dict):
+        from vr1_nb.generate import OpenAIBackend, Store
+        src = OpenAIBackend(**src)
+        with Store(diff_dir/'ratings_store.jsonl') as st: ratings = rate_difficulty(rl, src, st)
+    else: ratings = rate_difficulty(rl, src)
+    errors = record_errors(diff_dir)
+    split = paper_difficulty(rl, errors, ratings)
+    atomic_write_text(diff_dir/'paper_split.json', json.dumps({k: [r['id'] for r in v] for k, v in split.items()}, indent=1))
+    return split, {'rule': 'paper', **{k: len(v) for k, v in split.items()}}
 
 # %% ../nbs/11_iterate.ipynb #fea234ab
 def _load(p): return load_problems(p) if isinstance(p, (str, Path)) else list(p)
@@ -193,12 +304,14 @@ def iterate_run(config, # a preset name, YAML path or dict (sections model, sft,
     from vr1_nb.generate import Store
     from vr1_nb.evaluate import make_eval_backend
     cfg = load_config(config); it = iterate_settings(cfg); set_threads()
-    for k in ('sft_set', 'rl', 'test'):
+    own_data = bool(cfg.get('curriculum')) and all(ph.get('data') for ph in cfg['curriculum'])   # the phases name their data
+    for k in ('sft_set', 'test') + (() if own_data else ('rl',)):
         if not it.get(k): raise ValueError(f"iterate.{k} is required (a .jsonl/.parquet path or a list of records)")
     out = Path(out_dir)
     run = RunDir(out, 'iterate', config=cfg, seed=cfg.get('seed', 0), resume=resume)
     if run.is_complete: return json.loads((run/'summary.json').read_text())
-    base, sft_set, rl, test = cfg['model']['path'], _load(it['sft_set']), _load(it['rl']), _load(it['test'])
+    base, sft_set, test = cfg['model']['path'], _load(it['sft_set']), _load(it['test'])
+    rl = _load(it['rl']) if it.get('rl') else []
     train = _load(it['train']) if it.get('train') else [_problem_only(r) for r in sft_set]
     if it['eval_n']: test = test[:it['eval_n']]
     mnt = it['max_new_tokens'] or (cfg.get('eval') or {}).get('max_new_tokens', 96)
@@ -206,23 +319,22 @@ def iterate_run(config, # a preset name, YAML path or dict (sections model, sft,
     ev = lambda model, d, instr=it['instruction'], recs=test: eval_model(model, recs, d, instr, mnt, resume=True, progress=False, backend=backend)
     rows = [json.loads(l) for l in (run/'rounds.jsonl').read_text().splitlines()] if (run/'rounds.jsonl').exists() else []
     base_scores = ev(base, out/'eval-base', it['base_instruction']) if not (str(base).startswith('tiny:')) else None
-    rates = None
-    if it['curriculum']:
+    rates = split = None
+    if it['curriculum'] and not own_data:   # measure difficulty on the RL problems with the base model
         if str(base).startswith('tiny:'): raise ValueError("iterate.curriculum needs a saved base model directory (model.path), not a 'tiny:' spec")
         ev(base, out/'difficulty', it['base_instruction'], rl)
-        rates = error_rates(out/'difficulty', it['difficulty_by'], rl)
-        atomic_write_text(out/'difficulty'/'error_rates.json', json.dumps(rates, indent=1))
+        split, rates = _split(rl, out/'difficulty', it, cfg)
     last = None
     for r in range(1, it['rounds'] + 1):
         rd = out/f'round{r}'
         start = base if (it['sft_from'] == 'base' or last is None) else last
         if it['sft_from'] not in ('base', 'last'): raise ValueError(f"iterate.sft_from={it['sft_from']!r}: use 'base' or 'last'")
         sft_model = run_step('sft', _with_model(cfg, start), sft_set, rd/'sft', it['launch'], resume)
-        rl_model, phases = grpo_phases(_with_model(cfg, sft_model), rl, rd, rates, it, resume=resume)
+        rl_model, phases = grpo_phases(_with_model(cfg, sft_model), rl, rd, split, it, resume=resume)
         s_sft, s_rl = ev(sft_model, rd/'eval-sft'), ev(rl_model, rd/'eval-grpo')
         be = make_eval_backend(str(rl_model), dict(cfg.get('eval') or {}, max_new_tokens=mnt), cfg.get('model'))
         with Store(rd/'rejection_store.jsonl') as st:
-            pool = train if it['rs_from'] == 'train' else rl if it['rs_from'] == 'rl' else train + rl
+            pool = train if it['rs_from'] == 'train' or not rl else rl if it['rs_from'] == 'rl' else train + rl
             kept = rejection_sample(be, pool, st, k=it['samples'],
                                     select=it['select'], params={'temperature': it['temperature'], 'max_tokens': mnt},
                                     round=r, seed=derive_seed(cfg.get('seed', 0), 'rs', r), progress=False,
