@@ -13,12 +13,13 @@ from typing import Any, Iterable
 from PIL import Image
 
 # %% auto #0
-__all__ = ['RECORD_FIELDS', 'ANSWER_TYPES', 'LETTERS', 'R1_INSTRUCTION', 'RecordError', 'infer_answer_type', 'validate_record',
-           'format_question', 'to_prompt', 'to_completion', 'atomic_write_text', 'save_jsonl', 'load_jsonl',
-           'open_images', 'record_features', 'to_dataset', 'from_dataset', 'load_problems', 'save_problems',
-           'derive_seed', 'seed_everything', 'set_threads', 'thread_env', 'launch_rank', 'hub_offline', 'hub_cache_dir',
-           'cached_snapshot', 'resolve_source', 'RunExistsError', 'library_versions', 'git_state', 'RunDir',
-           'ConfigError', 'presets_dir', 'list_presets', 'deep_merge', 'load_config', 'trl_args']
+__all__ = ['RECORD_FIELDS', 'ANSWER_TYPES', 'LETTERS', 'R1_INSTRUCTION', 'PROMPT_KEYS', 'RecordError', 'infer_answer_type',
+           'validate_record', 'format_question', 'prompt_spec', 'prompt_text', 'to_prompt', 'to_completion',
+           'stage_prompt', 'atomic_write_text', 'save_jsonl', 'load_jsonl', 'open_images', 'record_features',
+           'to_dataset', 'from_dataset', 'load_problems', 'save_problems', 'derive_seed', 'seed_everything',
+           'set_threads', 'thread_env', 'launch_rank', 'hub_offline', 'hub_cache_dir', 'cached_snapshot',
+           'resolve_source', 'RunExistsError', 'library_versions', 'git_state', 'RunDir', 'ConfigError', 'presets_dir',
+           'list_presets', 'deep_merge', 'load_config', 'trl_args']
 
 # %% ../nbs/00_core.ipynb #fb774c61
 RECORD_FIELDS = ('id', 'images', 'question', 'choices', 'answer', 'answer_text', 'answer_type', 'source', 'metadata')
@@ -86,20 +87,46 @@ def format_question(rec:dict, # a record
 
 # %% ../nbs/00_core.ipynb #71f2cc84
 R1_INSTRUCTION = ("Output the thinking process in <think> </think> and final answer in <answer> </answer> tags.")
+PROMPT_KEYS = ('template', 'system', 'images')
 
+def prompt_spec(prompt) -> dict:
+    "`{template, system, images}` of a prompt given as None, a sentence, a template with `{question}`, or a mapping."
+    if prompt is None: return dict(template='{question}', system=None, images='first')
+    if isinstance(prompt, str): return dict(template=prompt if '{question}' in prompt else '{question}\n' + prompt, system=None, images='first')
+    if not isinstance(prompt, dict) or set(prompt) - set(PROMPT_KEYS):
+        raise ConfigError(f"prompt {prompt!r}: expected None, a string, or a mapping with keys {PROMPT_KEYS}")
+    spec = {**prompt_spec(prompt.get('template')), **{k: v for k, v in prompt.items() if k != 'template'}}
+    if spec['images'] not in ('first', 'last'): raise ConfigError(f"prompt images {spec['images']!r}: use 'first' or 'last'")
+    return spec
+
+def prompt_text(rec:dict, # a record
+                prompt=R1_INSTRUCTION, # None, a sentence, a template with `{question}`, or a mapping (see `prompt_spec`)
+                question:str|None=None, # the question text to use instead of `format_question(rec)` (e.g. a benchmark's query)
+               ) -> str:
+    "The user turn's text for `rec` under `prompt`."
+    return prompt_spec(prompt)['template'].replace('{question}', format_question(rec) if question is None else question)
+
+# %% ../nbs/00_core.ipynb #a7fbec7a
 def to_prompt(rec:dict, # a record
-              instruction:str|None=R1_INSTRUCTION, # appended to the question (None: nothing appended)
-              system:str|None=None, # optional system message
+              instruction=R1_INSTRUCTION, # the prompt: None, a sentence, a template with `{question}`, or a mapping
+              system:str|None=None, # a system message (a mapping's `system` wins)
              ) -> list:
-    "TRL conversational prompt for `rec`: one image placeholder per image, then the question."
-    text = format_question(rec) + (f"\n{instruction}" if instruction else "")
-    content = [{'type': 'image'} for _ in rec.get('images') or []] + [{'type': 'text', 'text': text}]
+    "TRL conversational prompt for `rec`: the user turn (one image placeholder per image, the text), after any system turn."
+    spec = prompt_spec(instruction); system = spec['system'] if spec['system'] is not None else system
+    images, text = [{'type': 'image'} for _ in rec.get('images') or []], [{'type': 'text', 'text': prompt_text(rec, instruction)}]
     msgs = [{'role': 'system', 'content': [{'type': 'text', 'text': system}]}] if system else []
-    return msgs + [{'role': 'user', 'content': content}]
+    return msgs + [{'role': 'user', 'content': images + text if spec['images'] == 'first' else text + images}]
 
 def to_completion(text:str) -> list:
     "TRL conversational completion: one assistant message holding `text`."
     return [{'role': 'assistant', 'content': [{'type': 'text', 'text': text}]}]
+
+def stage_prompt(cfg:dict, # a full config
+                 stage:str, # 'sft' or 'rl'
+                ):
+    "The prompt a stage uses: `prompt.<stage>`, else `prompt.instruction`, else `R1_INSTRUCTION`."
+    p = cfg.get('prompt') or {}
+    return p[stage] if stage in p else p.get('instruction', R1_INSTRUCTION)
 
 # %% ../nbs/00_core.ipynb #a06e6bae
 def atomic_write_text(path, # destination file

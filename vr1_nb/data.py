@@ -10,7 +10,7 @@ import hashlib, io, json, os, re, shutil, sys, time, uuid
 from pathlib import Path
 from typing import Iterable, Iterator
 from .core import (RECORD_FIELDS, LETTERS, R1_INSTRUCTION, RecordError, ConfigError, validate_record, infer_answer_type,
-                   to_prompt, to_completion, atomic_write_text, resolve_source, record_features)
+                   to_prompt, to_completion, atomic_write_text, resolve_source, record_features, stage_prompt)
 
 # %% auto #0
 __all__ = ['FORMATS', 'EXTRA_COLUMNS', 'QWEN_MIN_PIXELS', 'QWEN_MAX_PIXELS', 'TRAIN_VERSION', 'IMPORT_VERSION', 'DataError',
@@ -684,7 +684,7 @@ def check_dataset(src, # anything `iter_records` reads (a released file, a conve
     if stage not in ('sft', 'grpo', 'eval'): raise ValueError(f"stage {stage!r}: use 'sft', 'grpo' or 'eval'")
     px, caps = _limits(cfg, stage, processor)
     top = None if stage == 'eval' else (cfg.get('data') or {}).get('max_prompt_tokens')
-    instruction = (cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION)
+    instruction = None if stage == 'eval' else stage_prompt(cfg, 'sft' if stage == 'sft' else 'rl')
     info, bad, golds, pending = {}, [], [], []
     toks = {'image': [], 'prompt': [], **({'response': []} if stage == 'sft' else {})}
     for rec, b, loc in iter_records(src, fmt, image_root, limit=limit, info=info):
@@ -727,7 +727,7 @@ def _check_key(cfg, stage):
     keep = dict(stage=stage, model=m.get('path'), mpx=[m.get('min_pixels'), m.get('max_pixels')], vllm=g.get('use_vllm'),
                 data={k: d.get(k) for k in ('max_pixels', 'min_pixels', 'max_prompt_tokens')},
                 eval=[(cfg.get('eval') or {}).get(k) for k in ('max_pixels', 'min_pixels')],
-                instr=(cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION), version=TRAIN_VERSION)
+                instr=[stage_prompt(cfg, 'sft'), stage_prompt(cfg, 'rl')], version=TRAIN_VERSION)
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 def _read_jsonl(p:Path) -> list: return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect, hashlib, io, json, logging, math, os, re
 from collections import Counter, defaultdict
 from pathlib import Path
-from .core import (LETTERS, R1_INSTRUCTION, RecordError, RunDir, atomic_write_text, format_question, load_problems, infer_answer_type,
+from .core import (LETTERS, R1_INSTRUCTION, prompt_text, prompt_spec, to_prompt, RecordError, RunDir, atomic_write_text, format_question, load_problems, infer_answer_type,
                          resolve_source, validate_record)
 from .answers import answer_block, choice_letter, clean_answer, extract_answer, parse_number, verify_batch
 from .generate import DECODING_KEYS, Backend, HFBackend, OpenAIBackend, Request, Store, decoding, run_requests
@@ -28,9 +28,10 @@ __all__ = ['log', 'PROTOCOLS', 'MATHVISTA_EXTRACT_PROMPT', 'resolve_protocol', '
 
 # %% ../nbs/12_eval.ipynb #7c4624dd
 PROTOCOLS = {
-    'vision-r1': dict(temperature=0.6, top_p=0.95, top_k=0, repetition_penalty=1.0, max_tokens=16000, reask=4, k=1, instruction=R1_INSTRUCTION,
-                      prompt='question', source="Vision-R1 evaluation (Osilly/Vision-R1 evaluation/): T=0.6, top-p 0.95, 16,000 tokens, "
-                                                "re-ask up to 4x without </answer>; top-k and repetition penalty off (the client sets neither)"),
+    'vision-r1': dict(temperature=0.6, top_p=0.95, top_k=0, repetition_penalty=1.0, max_tokens=16000, reask=4, k=1, instruction=None,
+                      prompt='query', source="Vision-R1 evaluation (Osilly/Vision-R1@c061681 evaluation/): T=0.6, top-p 0.95, 16,000 tokens, "
+                                             "re-ask up to 4x without </answer>; top-k and repetition penalty off (the client sets neither); "
+                                             "the benchmark's own question (VLMEvalKit's, e.g. MathVista's query), no instruction"),
     'openvlthinker': dict(temperature=0.01, top_p=0.001, top_k=1, repetition_penalty=1.0, max_tokens=2048, reask=0, k=1, instruction=None,
                           prompt='query', source="OpenVLThinker evaluation (eval_openvlthinker.py): T=0.01, top-p 0.001, top-k 1, "
                                                  "repetition penalty 1.0, 2,048 tokens, benchmark query"),
@@ -72,19 +73,21 @@ def protocol_version(p:dict) -> str:
 
 # %% ../nbs/12_eval.ipynb #83000128
 def eval_text(rec:dict, # a record
-              instruction:str|None=R1_INSTRUCTION, # appended after the question (None: nothing)
+              instruction=R1_INSTRUCTION, # the prompt (see `core.prompt_spec`): None, a sentence, a template, a mapping
               prompt:str='question', # 'question', or 'query' (the benchmark's stored query when there is one)
              ) -> str:
     "The text a model is asked about `rec`."
-    md = rec.get('metadata') or {}
-    if prompt == 'query':
-        for key in ('query_cot', 'query'):
-            if isinstance(md.get(key), str) and md[key].strip(): return md[key]
-    return format_question(rec) + (f"\n{instruction}" if instruction else '')
+    md, q = rec.get('metadata') or {}, None
+    if prompt == 'query': q = next((md[k] for k in ('query_cot', 'query') if isinstance(md.get(k), str) and md[k].strip()), None)
+    return prompt_text(rec, instruction, question=q)
 
-def eval_messages(rec:dict, instruction:str|None=R1_INSTRUCTION, prompt:str='question') -> list:
-    "The chat a model is asked: the record's images, then `eval_text`."
-    return [{'role': 'user', 'content': [{'type': 'image', 'image': im} for im in rec.get('images') or []] + [{'type': 'text', 'text': eval_text(rec, instruction, prompt)}]}]
+def eval_messages(rec:dict, instruction=R1_INSTRUCTION, prompt:str='question') -> list:
+    "The chat a model is asked: the prompt's system turn if any, then the record's images and `eval_text` (as `core.to_prompt`)."
+    msgs = to_prompt({**rec, 'images': []}, instruction)
+    ims = [{'type': 'image', 'image': im} for im in rec.get('images') or []]
+    text = [{'type': 'text', 'text': eval_text(rec, instruction, prompt)}]
+    msgs[-1]['content'] = ims + text if prompt_spec(instruction)['images'] == 'first' else text + ims
+    return msgs
 
 def eval_request(rec:dict, p:dict, teacher:str, sample:int=0, attempt:int=0) -> Request:
     "The `Request` for sample `sample`, attempt `attempt` of `rec` under protocol `p`."

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 from transformers import TrainerCallback
 from .core import (RunDir, ConfigError, load_config, trl_args, to_prompt, to_dataset, derive_seed, set_threads, launch_rank, seed_everything,
-                   atomic_write_text, deep_merge, R1_INSTRUCTION)
+                   atomic_write_text, deep_merge, R1_INSTRUCTION, stage_prompt)
 from .sft import (as_records, load_policy, lora_config, JsonlLog, truncate_log, read_log, save_final, _last_checkpoint,
                     release_trainer)
 from .data import pixel_caps
@@ -296,7 +296,7 @@ def stage_context(cfg:dict, # a full config (already loaded)
     "The `StageContext` of a run (its `run` set once the directory is open): beta schedule over all stages, datasets, rewards (with monitors) and callbacks."
     total = ptst_stages(cfg)[-1]['end']
     sched = beta_schedule(beta_fn or cfg.get('beta_schedule'), total, (cfg.get('grpo') or {}).get('beta', 0.04))
-    instr = (cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION)
+    instr = stage_prompt(cfg, 'rl')
     rcfg = dict(cfg.get('rewards') or {})
     if reward_funcs is not None: rcfg['funcs'] = reward_funcs
     funcs, weights, refl = reward_setup(rcfg, cfg.get('monitor'), Path(out_dir)/'samples.jsonl')
@@ -449,7 +449,7 @@ def curriculum_run(config, # a config dict, preset name or YAML path, with a `cu
     sets = list(train) if train is not None else [ph.get('data') for ph in cfg.get('curriculum') or []]
     if len(sets) != len(cfg.get('curriculum') or []) or any(s is None for s in sets):
         raise ConfigError(f"curriculum: {len(cfg.get('curriculum') or [])} phases need one training set each (phase `data`, or -t per phase); got {sets}")
-    instr, caps = (cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION), pixel_caps(cfg)
+    instr, caps = stage_prompt(cfg, 'rl'), pixel_caps(cfg)
     sizes = {ph.get('name', f'phase{i}'): len(grpo_dataset(s, instr, **caps)) for i, (ph, s) in enumerate(zip(cfg['curriculum'], sets))}
     phases = curriculum_phases(cfg, sizes)
     run = open_run(out, 'curriculum', cfg, int(cfg.get('seed', 0)), resume, overwrite)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy, json, math, os, re, subprocess, sys, tempfile, time
 from pathlib import Path
 from .core import (RunDir, load_config, load_problems, save_jsonl, load_jsonl, format_question, derive_seed,
-                         set_threads, thread_env, atomic_write_text, deep_merge, R1_INSTRUCTION)
+                         set_threads, thread_env, atomic_write_text, deep_merge, R1_INSTRUCTION, stage_prompt)
 
 # %% auto #0
 __all__ = ['RATING_PROMPT', 'ITERATE_DEFAULTS', 'eval_model', 'read_predictions', 'score_predictions', 'difficulty_key',
@@ -234,7 +234,7 @@ def _count(data, cfg) -> int:
     if isinstance(data, list): return len(data)
     from vr1_nb.grpo import grpo_dataset
     from vr1_nb.data import pixel_caps
-    return len(grpo_dataset(data, (cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION), **pixel_caps(cfg)))
+    return len(grpo_dataset(data, stage_prompt(cfg, 'rl'), **pixel_caps(cfg)))
 
 def phase_config(cfg:dict, # the round's config
                  name:str, # the phase: a `curriculum:` entry's name, or any other (then the preset's stages apply)

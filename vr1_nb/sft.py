@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect, json, math, os
 from pathlib import Path
 from .core import (RunDir, ConfigError, load_config, trl_args, to_prompt, to_completion, load_problems, validate_record,
-                   RecordError, set_threads, launch_rank, seed_everything, derive_seed, atomic_write_text, R1_INSTRUCTION)
+                   RecordError, set_threads, launch_rank, seed_everything, derive_seed, atomic_write_text, R1_INSTRUCTION, stage_prompt)
 from .data import pixel_caps
 
 # %% auto #0
@@ -183,7 +183,7 @@ def build_sft_trainer(cfg:dict, # a full config (sections `model`, `sft`, `promp
     from trl import SFTTrainer
     mcfg = cfg.get('model') or {}
     args = sft_args(cfg, output_dir)
-    instr = (cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION)
+    instr = stage_prompt(cfg, 'sft')
     prepared, caps = lambda x: hasattr(x, 'column_names') and 'completion' in x.column_names, pixel_caps(cfg, 'train')
     train_ds = train if prepared(train) else sft_dataset(train, instr, **caps)
     eval_ds = None if eval_records is None else eval_records if prepared(eval_records) else sft_dataset(eval_records, instr, **caps)
@@ -234,7 +234,7 @@ def sft_run(config, # a config dict, preset name or YAML path
     cfg = load_config(config); set_threads()
     if launch_rank() == 0: RunDir.check(out_dir, resume, overwrite)   # refuse an existing run before reading anything
     if resume and (Path(out_dir)/RunDir.DONE).exists(): return Path(out_dir)/'final'
-    instr = (cfg.get('prompt') or {}).get('instruction', R1_INSTRUCTION)
+    instr = stage_prompt(cfg, 'sft')
     caps = pixel_caps(cfg, 'train')   # data.max_pixels / data.min_pixels: images resized once, in the dataset
     train_ds = sft_dataset(train, instr, **caps)                  # bad input fails here, before the run directory exists
     eval_ds = sft_dataset(eval_records, instr, **caps) if eval_records is not None else None
