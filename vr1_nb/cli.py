@@ -245,8 +245,13 @@ def cmd_eval(args):
         print(f"vr1 eval: rank {launch_rank()} exits; rank 0 evaluates (use eval.backend vllm with tensor_parallel_size for more GPUs)",
               file=sys.stderr); return
     if args.contamination:
+        if not args.data: _fail('eval --contamination: --data (the benchmark to compare against) is required')
         print(json.dumps(E.contamination_run(args.contamination, args.data, out=args.out, benchmark=args.benchmark), default=str)); return
     cfg = _load(args)
+    if not args.data:   # the config's own evaluation sets (OThink-MR1: the trained task and the other one)
+        if not (cfg.get('data') or {}).get('test'): _fail("eval: --data is required (or a config whose data.test names its evaluation sets)")
+        print(json.dumps(_input_or_fail(args, lambda: E.eval_suite(cfg, _out(args, 'runs/eval'), model_path=args.model,
+                                                                   resume=args.resume, overwrite=args.overwrite)))); return
     print(_input_or_fail(args, lambda: E.eval_run(cfg, args.data, _out(args, 'runs/eval'), model_path=args.model, resume=args.resume,
                                                   overwrite=args.overwrite, benchmark=args.benchmark)))
 
@@ -358,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
             _input_args(p)
         if name == 'grpo': p.add_argument('--eval', help="held-out problems evaluated during GRPO")
     p = _stage(sub, 'eval', cmd_eval, "generate + score on a dataset (predictions.jsonl, scores.json, plots)")
-    p.add_argument('--data', '-d', required=True, help="problems: our JSONL/Parquet or a benchmark file")
+    p.add_argument('--data', '-d', help="problems: our JSONL/Parquet or a benchmark file (default: every set of the config's data.test)")
     p.add_argument('--model', '-m', help="checkpoint directory or tiny:<size> (default: model.path of the config)")
     p.add_argument('--benchmark', '-b', help="scoring convention (default: inferred)")
     p.add_argument('--contamination', metavar='TRAIN', help="instead: report overlap between TRAIN and --data (question text, image hash)")

@@ -17,8 +17,8 @@ __all__ = ['FORMATS', 'EXTRA_COLUMNS', 'QWEN_MIN_PIXELS', 'QWEN_MAX_PIXELS', 'TR
            'bad_record', 'bad_line', 'detect_format', 'iter_rows', 'image_ref', 'image_size', 'to_record',
            'iter_records', 'data_cache_dir', 'source_key', 'build_once', 'write_arrow', 'save_arrow_dir', 'write_bad',
            'import_dataset', 'smart_resize', 'image_tokens', 'cap_image', 'PixelCap', 'cap_records', 'image_factor',
-           'pixel_caps', 'records_of', 'training_dataset', 'cap_size', 'processor_limits', 'stage_processor',
-           'check_dataset', 'check_summary', 'stage_input', 'inspect_dataset']
+           'pixel_caps', 'records_of', 'training_dataset', 'train_subset', 'cap_size', 'processor_limits',
+           'stage_processor', 'check_dataset', 'check_summary', 'stage_input', 'inspect_dataset']
 
 # %% ../nbs/02a_data.ipynb #cac0d89f
 class DataError(ValueError):
@@ -539,6 +539,16 @@ def training_dataset(src, # records, a `datasets.Dataset`, or a path (ours or a 
     ds = Dataset.from_file(str(dest/'data.arrow'))
     if len(ds) == 0: raise ValueError(f"no {'SFT examples' if kind == 'sft' else 'GRPO prompts'}: the training set is empty")
     return ds.with_transform(PixelCap(max_pixels, min_pixels, factor)) if (max_pixels or min_pixels) else ds
+
+# %% ../nbs/02a_data.ipynb #82e7e70a
+def train_subset(ds, # a training set (from `training_dataset`)
+                 cfg:dict, # the full config: `data.train_samples`, `seed`
+                ):
+    "`ds`, or a seeded random `data.train_samples` of its rows when the config sets that cap."
+    n = (cfg.get('data') or {}).get('train_samples')
+    if n is None or n >= len(ds): return ds
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1: raise ConfigError(f"data.train_samples: expected a positive whole number, got {n!r}")
+    return ds.shuffle(seed=int(cfg.get('seed', 0))).select(range(n))
 
 # %% ../nbs/02a_data.ipynb #c28715af
 def cap_size(w:int, h:int, # an image's size

@@ -19,12 +19,12 @@ from .generate import DECODING_KEYS, Backend, HFBackend, OpenAIBackend, Request,
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PROTOCOLS', 'MATHVISTA_EXTRACT_PROMPT', 'resolve_protocol', 'protocol_version', 'eval_text', 'eval_messages',
-           'eval_request', 'generate_responses', 'pass_at_k', 'answer_key', 'majority_vote', 'score_samples',
-           'extract_prompt', 'llm_extract', 'make_judge', 'summarize', 'plot_accuracy', 'plot_lengths',
+__all__ = ['log', 'PROTOCOLS', 'MATHVISTA_EXTRACT_PROMPT', 'TEST_KEYS', 'resolve_protocol', 'protocol_version', 'eval_text',
+           'eval_messages', 'eval_request', 'generate_responses', 'pass_at_k', 'answer_key', 'majority_vote',
+           'score_samples', 'extract_prompt', 'llm_extract', 'make_judge', 'summarize', 'plot_accuracy', 'plot_lengths',
            'infer_benchmark', 'evaluate', 'report_markdown', 'split_problem_choices', 'detect_layout', 'load_rl_set',
            'image_reliance', 'normalize_question', 'image_hash', 'contamination', 'contamination_run',
-           'make_eval_backend', 'load_eval_data', 'sniff_benchmark', 'eval_run']
+           'make_eval_backend', 'load_eval_data', 'sniff_benchmark', 'eval_run', 'eval_suite']
 
 # %% ../nbs/12_eval.ipynb #7c4624dd
 PROTOCOLS = {
@@ -733,6 +733,7 @@ def load_eval_data(path, # problems JSONL/Parquet, a benchmark file, or a releas
                    benchmark:str|None=None, # the benchmark the file holds ('mathvista', 'mathverse', 'mathvision', 'synth', ...)
                    limit:int|None=None, # keep the first `limit` problems
                    pixels:dict|None=None, # `data.pixel_caps(cfg, 'eval')`: images opened and capped; None keeps them as they are
+                   image_root=None, # folder a released set's relative image paths are under (default: the file's folder)
                   ) -> list[dict]:
     "Records to evaluate on: via `vr1_nb.benchmarks` for a named benchmark, our own files, or a released RL-set layout."
     path = Path(str(path))
@@ -742,8 +743,8 @@ def load_eval_data(path, # problems JSONL/Parquet, a benchmark file, or a releas
         try: recs = load_problems(path)
         except (RecordError, KeyError) as e:
             log.info("%s is not in the record schema (%s); reading it as a released RL set", path, e)
-            recs = load_rl_set(path)
-    else: recs = load_rl_set(path)
+            recs = load_rl_set(path, image_root=image_root)
+    else: recs = load_rl_set(path, image_root=image_root)
     recs = recs[:limit] if limit else recs
     if pixels:
         from vr1_nb.data import cap_records
@@ -775,12 +776,13 @@ def eval_run(config:dict, # the full config (sections `model`, `eval`, `seed`)
              resume:bool=False, # continue an unfinished run / reuse a finished one
              overwrite:bool=False, # move an existing run aside
              benchmark:str|None=None, # scoring convention (default: `eval.benchmark`, else sniffed from the file or the records)
+             image_root=None, # folder a released set's relative image paths are under
              progress:bool=True) -> Path:
     "Evaluate the config's model on `data_path` into `out_dir` (predictions.jsonl, scores.json, report.md, plots); returns `out_dir`."
     ev = dict(config.get('eval') or {})
     benchmark = benchmark or ev.get('benchmark') or sniff_benchmark(data_path)
     from vr1_nb.data import pixel_caps
-    recs = load_eval_data(data_path, benchmark, ev.get('n'), pixels=pixel_caps(config, 'eval'))   # eval.max_pixels: null keeps the checkpoint's
+    recs = load_eval_data(data_path, benchmark, ev.get('n'), pixels=pixel_caps(config, 'eval'), image_root=image_root)   # eval.max_pixels: null keeps the checkpoint's
     benchmark = benchmark or infer_benchmark(recs)
     if backend is None:
         model = model_path or (config.get('model') or {}).get('path')
@@ -791,3 +793,28 @@ def eval_run(config:dict, # the full config (sections `model`, `eval`, `seed`)
              out_dir, benchmark=benchmark, judge=judge, config=dict(config, data=dict(config.get('data') or {}, eval_path=str(data_path))),
              resume=resume, overwrite=overwrite, progress=progress, plots=ev.get('plots', True))
     return Path(out_dir)
+
+# %% ../nbs/12_eval.ipynb #fee58680
+TEST_KEYS = ('data', 'benchmark', 'instruction', 'prompt', 'image_root', 'n')
+
+def eval_suite(config, # a config dict, preset name or YAML path with `data.test`
+               out_dir, # the suite's folder: one run directory per set, and summary.json
+               model_path=None, # the checkpoint to evaluate (default: `model.path`)
+               resume:bool=False, overwrite:bool=False, progress:bool=True,
+              ) -> dict:
+    "Evaluate on every set of `data.test`; the accuracies, the trained task's (same task) and the others' (cross task)."
+    from vr1_nb.core import load_config, ConfigError
+    cfg = load_config(config); d = cfg.get('data') or {}; tests = d.get('test')
+    if not isinstance(tests, dict) or not tests: raise ConfigError("data.test: name each evaluation set, e.g. {counting: {data: file, benchmark: clevr}}")
+    acc = {}
+    for name, t in tests.items():
+        t = {'data': t} if isinstance(t, str) else dict(t)
+        if set(t) - set(TEST_KEYS) or 'data' not in t: raise ConfigError(f"data.test.{name}: keys {sorted(t)}; expected data and any of {TEST_KEYS}")
+        ev = {**(cfg.get('eval') or {}), **{k: t[k] for k in ('instruction', 'prompt', 'n') if k in t}}
+        eval_run(dict(cfg, eval=ev), t['data'], Path(out_dir)/name, model_path=model_path, resume=resume, overwrite=overwrite,
+                 benchmark=t.get('benchmark'), image_root=t.get('image_root'), progress=progress)
+        acc[name] = json.loads((Path(out_dir)/name/'scores.json').read_text())['accuracy']
+    trained = d.get('task')
+    summary = dict(accuracy=acc, trained=trained, same_task=acc.get(trained), cross_task={k: v for k, v in acc.items() if k != trained})
+    atomic_write_text(Path(out_dir)/'summary.json', json.dumps(summary, indent=1))
+    return summary

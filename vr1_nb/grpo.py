@@ -16,7 +16,7 @@ from .core import (RunDir, ConfigError, load_config, trl_args, to_prompt, to_dat
                    atomic_write_text, deep_merge, R1_INSTRUCTION, stage_prompt)
 from .sft import (as_records, load_policy, lora_config, JsonlLog, truncate_log, read_log, save_final, _last_checkpoint,
                     release_trainer)
-from .data import pixel_caps
+from .data import pixel_caps, train_subset
 
 # %% auto #0
 __all__ = ['REFLECTION_WORDS', 'STAGE_DONE', 'CURRICULUM_KEYS', 'grpo_d_beta', 'beta_schedule', 'starts_generation',
@@ -302,7 +302,7 @@ def stage_context(cfg:dict, # a full config (already loaded)
     funcs, weights, refl = reward_setup(rcfg, cfg.get('monitor'), Path(out_dir)/'samples.jsonl')
     caps = pixel_caps(cfg)   # data.max_pixels / data.min_pixels: the trainer's processor and vLLM then count the same tokens
     ev = grpo_dataset(eval_records, instr, **caps) if eval_records is not None else None
-    return StageContext(cfg, None, sched, grpo_dataset(train, instr, **caps), ev, funcs, weights, refl, resume, list(callbacks or []))
+    return StageContext(cfg, None, sched, train_subset(grpo_dataset(train, instr, **caps), cfg), ev, funcs, weights, refl, resume, list(callbacks or []))
 
 # %% ../nbs/10_grpo.ipynb #ff192af9
 def grpo_run(config, # a config dict, preset name or YAML path

@@ -215,9 +215,10 @@ RL_SET_SIZES = {'Vision-R1-rl': 10_000,   # Vision-R1 (arXiv 2503.06749): 10K ma
                 'CLEVR-70k': 70_000}      # R1-V's CLEVR-70k counting set, by its name
 
 def rl_set_size(cfg:dict) -> int|None:
-    "Problems in the RL set: `data.rl_set_size`, else `data.n_rl`, else the known size of `data.rl_set`."
+    "Problems in the RL set: `data.rl_set_size`, else `data.n_rl`, else the known size of `data.rl_set`; at most `data.train_samples`."
     d = cfg.get('data') or {}
-    return d.get('rl_set_size') or d.get('n_rl') or RL_SET_SIZES.get(str(d.get('rl_set')))
+    n = d.get('rl_set_size') or d.get('n_rl') or RL_SET_SIZES.get(str(d.get('rl_set')))
+    return min(n, d['train_samples']) if n and d.get('train_samples') else (n or d.get('train_samples'))
 
 # %% ../nbs/12a_plan.ipynb #7e130834
 def rl_budget(cfg:dict, # a full config

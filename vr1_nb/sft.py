@@ -10,7 +10,7 @@ import inspect, json, math, os
 from pathlib import Path
 from .core import (RunDir, ConfigError, load_config, trl_args, to_prompt, to_completion, load_problems, validate_record,
                    RecordError, set_threads, launch_rank, seed_everything, derive_seed, atomic_write_text, R1_INSTRUCTION, stage_prompt)
-from .data import pixel_caps
+from .data import pixel_caps, train_subset
 
 # %% auto #0
 __all__ = ['LOAD_KEYS', 'sft_example', 'as_records', 'sft_dataset', 'lora_config', 'training_dtype', 'load_policy', 'sft_args',
@@ -236,7 +236,7 @@ def sft_run(config, # a config dict, preset name or YAML path
     if resume and (Path(out_dir)/RunDir.DONE).exists(): return Path(out_dir)/'final'
     instr = stage_prompt(cfg, 'sft')
     caps = pixel_caps(cfg, 'train')   # data.max_pixels / data.min_pixels: images resized once, in the dataset
-    train_ds = sft_dataset(train, instr, **caps)                  # bad input fails here, before the run directory exists
+    train_ds = train_subset(sft_dataset(train, instr, **caps), cfg)   # bad input fails here, before the run directory exists
     eval_ds = sft_dataset(eval_records, instr, **caps) if eval_records is not None else None
     run = open_run(out_dir, 'sft', cfg, int(cfg.get('seed', 0)), resume, overwrite)
     seed_everything(int(cfg.get('seed', 0)))
