@@ -68,3 +68,10 @@ def test_openvlthinker_curriculum_dry_run_shows_medium_then_hard():
         assert [(s['name'], s['last_step'] - s['first_step'] + 1) for s in rep['stages']] == want, cmd
         lines = [l for l in out if l.startswith('stage ')]
         assert lines[0].startswith('stage medium') and lines[1].startswith('stage hard'), lines
+
+def test_every_gpu_preset_value_carries_its_source():
+    "Each value of a GPU preset names its source on its line, above it, or in its section's comment (the docs' tables)."
+    from vr1_nb.cli import preset_settings
+    for name in ('vision-r1-7b', 'openvlthinker-7b', 'othink-mr1-2b'):
+        rows = preset_settings(name)
+        assert len(rows) > 40 and [r['key'] for r in rows if not r['source'].strip()] == [], name

@@ -6,18 +6,19 @@ Docs: https://vr1-nb.github.io/vr1_nb/cli.html.md"""
 
 # %% ../nbs/13_cli.ipynb #e330628a
 from __future__ import annotations
-import argparse, dataclasses, json, math, sys, tempfile
+import argparse, dataclasses, json, math, re, sys, tempfile
 from pathlib import Path
 from .core import ConfigError, load_config, list_presets, presets_dir, RunExistsError
 
 # %% auto #0
 __all__ = ['SECTIONS', 'check_sections', 'check_stages', 'model_arch', 'check_stage_sections', 'dry_run_text', 'dry_run',
-           'cmd_presets', 'cmd_score', 'cmd_synth', 'cmd_bridge', 'cmd_filter', 'cmd_sft', 'cmd_grpo', 'cmd_iterate',
-           'cmd_eval', 'cmd_serve', 'cmd_demo', 'cmd_replicate', 'cmd_data', 'build_parser', 'main']
+           'preset_settings', 'settings_markdown', 'cmd_presets', 'cmd_score', 'cmd_synth', 'cmd_bridge', 'cmd_filter',
+           'cmd_sft', 'cmd_grpo', 'cmd_iterate', 'cmd_eval', 'cmd_serve', 'cmd_demo', 'cmd_replicate', 'cmd_data',
+           'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #2d03e0c5
 SECTIONS = ('name', 'seed', 'hardware', 'model', 'data', 'prompt', 'teacher', 'bridge', 'filter', 'rewards', 'monitor',
-            'sft', 'grpo', 'stages', 'curriculum', 'beta_schedule', 'eval', 'iterate', 'demo', 'replicate')
+            'sft', 'grpo', 'stages', 'ptst', 'curriculum', 'beta_schedule', 'eval', 'iterate', 'demo', 'replicate')
 
 def check_sections(cfg:dict) -> dict:
     "Raise `ConfigError` for an unknown top-level section (with the closest known one)."
@@ -149,6 +150,61 @@ def _config_args(p, out=True):
 def _load(args) -> dict:
     return check_sections(load_config(args.config, args.overrides))
 
+# %% ../nbs/13_cli.ipynb #4b6c2288
+_KEY = re.compile(r'^(\s*)(?:-\s+)?([A-Za-z_][\w.-]*)\s*:(?:\s+(.*))?$')
+
+def _split_comment(v:str) -> tuple[str, str]:
+    "`value  # comment` -> (value, comment), ignoring # inside quotes."
+    q = None
+    for i, ch in enumerate(v):
+        if ch in '"\'' and (q is None or q == ch): q = None if q else ch
+        elif ch == '#' and q is None and (i == 0 or v[i-1] == ' '): return v[:i].rstrip(), v[i+1:].strip()
+    return v.rstrip(), ''
+
+def preset_settings(name:str, # a preset name or a YAML path
+                   ) -> list[dict]:
+    "Every setting of a preset file as {key, value, source}: its line's comment, else the comments just above it or on its section."
+    from vr1_nb.core import _find_config
+    rows, stack, above, item = [], [], [], {}
+    for line in _find_config(name).read_text().splitlines():
+        s = line.strip()
+        if not s: above = []; continue
+        if s.startswith('#'): above.append(s.lstrip('# ').strip()); continue
+        if rows and _open(rows[-1]['value']):   # the continuation of an inline mapping or list
+            v, c = _split_comment(s); rows[-1]['value'] += ' ' + v
+            if c and not rows[-1]['source']: rows[-1]['source'] = c
+            continue
+        m = _KEY.match(line)
+        if not m:   # a list item of mappings, or the continuation of an inline mapping
+            if s.startswith('- '):
+                depth = len(line) - len(line.lstrip()); parent = [k for d, k, c in stack if d < depth]
+                n = item.setdefault(tuple(parent), 0); item[tuple(parent)] += 1
+                v, c = _split_comment(s[2:])
+                rows.append(dict(key='.'.join(parent + [str(n)]), value=v, source=c or ' '.join(above) or _inherit(stack, depth)))
+            above = []; continue
+        depth, key, rest = len(m.group(1)), m.group(2), m.group(3) or ''
+        stack = [(d, k, c) for d, k, c in stack if d < depth]
+        v, c = _split_comment(rest)
+        src = c or ("the preset's name (its header comment: the paper, the sources, the RL budget)" if (depth, key) == (0, 'name') else ' '.join(above)) or _inherit(stack, depth)
+        if v: rows.append(dict(key='.'.join([k for _, k, _ in stack] + [key]), value=v, source=src))
+        else: stack.append((depth, key, c or ' '.join(above)))
+        above = []
+    return rows
+
+def _open(v:str) -> bool: return v.count('{') > v.count('}') or v.count('[') > v.count(']')
+
+def _inherit(stack, depth) -> str:
+    "The nearest enclosing section's comment, marked as inherited."
+    for d, k, c in reversed(stack):
+        if d < depth and c: return f"(section `{k}`) {c}"
+    return ''
+
+def settings_markdown(name:str) -> str:
+    "A preset's settings as a markdown table: key, value, source."
+    esc = lambda t: str(t).replace('|', '\\|')
+    return '| setting | value | source |\n|---|---|---|\n' + '\n'.join(
+        f"| `{r['key']}` | `{esc(r['value'])}` | {esc(r['source'])} |" for r in preset_settings(name))
+
 # %% ../nbs/13_cli.ipynb #12c07534
 def _print_dry_run(report:dict):
     "The plan and construction as text, then the report as one JSON object on the last line; a plan vLLM would refuse exits."
@@ -161,7 +217,8 @@ def cmd_presets(args):
     if args.action == 'list':
         for n in list_presets(): print(n)
     elif args.action == 'show':
-        print((presets_dir()/f"{args.name}.yaml").read_text() if args.name in list_presets() else _fail(f"no preset {args.name!r}"))
+        if args.name not in list_presets(): _fail(f"no preset {args.name!r}")
+        print(settings_markdown(args.name) if args.table else (presets_dir()/f"{args.name}.yaml").read_text())
     else:
         names = list_presets() if args.name in (None, 'all') else [args.name]
         for n in names: _print_dry_run(dry_run(load_config(n, args.overrides), build=not args.no_build, steps=args.steps))
@@ -402,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('action', choices=['list', 'show', 'check'], help="check: validate config shape, PTST stages, group sizes and memory without weights or network")
     p.add_argument('name', nargs='?', help="preset name (check: default all)")
     p.add_argument('--no-build', action='store_true', help="check: validate and plan only, without building the trainers")
+    p.add_argument('--table', action='store_true', help="show: every setting with its source, as a markdown table")
     p.add_argument('--steps', type=int, default=0, help="check: also train every trainer this many steps on the tiny checkpoint")
     p.add_argument('--set', dest='overrides', action='append', default=[], metavar='SECTION.KEY=VALUE')
     p.set_defaults(func=cmd_presets)

@@ -507,14 +507,21 @@ def _find_config(src, rel_to=None) -> Path:
         if cand.is_file(): return cand
     raise ConfigError(f"config {src!r}: neither a YAML file nor a preset (presets: {', '.join(list_presets())})")
 
+def _step(d, p, ov, create=True):
+    "`d[p]`, where `p` may index a list (`stages.0.max_steps`); a missing mapping key becomes a new section."
+    if isinstance(d, list):
+        if not p.lstrip('-').isdigit() or not -len(d) <= int(p) < len(d): raise ConfigError(f"override {ov!r}: {p!r} is not an index of a {len(d)}-item list")
+        return int(p)
+    if not isinstance(d, dict): raise ConfigError(f"override {ov!r}: {p!r} is inside a value, not a section")
+    if create: d.setdefault(p, {})
+    return p
+
 def _apply_override(cfg, ov):
     import yaml
     if '=' not in ov: raise ConfigError(f"override {ov!r}: expected section.key=value")
     key, val = ov.split('=', 1); d = cfg; parts = key.strip().split('.')
-    for p in parts[:-1]:
-        d = d.setdefault(p, {})
-        if not isinstance(d, dict): raise ConfigError(f"override {ov!r}: {p!r} is not a section")
-    d[parts[-1]] = yaml.safe_load(val)
+    for p in parts[:-1]: d = d[_step(d, p, ov)]
+    d[_step(d, parts[-1], ov, create=False)] = yaml.safe_load(val)
 
 # %% ../nbs/00_core.ipynb #dd106c6f
 def load_config(src, # a preset name, a YAML path, or a dict

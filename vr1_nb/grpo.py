@@ -19,10 +19,10 @@ from .sft import (as_records, load_policy, lora_config, JsonlLog, truncate_log, 
 from .data import pixel_caps, train_subset
 
 # %% auto #0
-__all__ = ['REFLECTION_WORDS', 'STAGE_DONE', 'CURRICULUM_KEYS', 'grpo_d_beta', 'beta_schedule', 'starts_generation',
+__all__ = ['REFLECTION_WORDS', 'STAGE_DONE', 'PTST_KEYS', 'CURRICULUM_KEYS', 'grpo_d_beta', 'beta_schedule', 'starts_generation',
            'BetaCallback', 'ptst_stages', 'stage_args', 'planned_section', 'grpo_dataset', 'ReflectionWords',
-           'reward_setup', 'StageGRPOTrainer', 'StageContext', 'build_stage_trainer', 'stage_context', 'grpo_run',
-           'plot_curves', 'phase_steps', 'curriculum_phases', 'curriculum_run']
+           'reward_setup', 'StageGRPOTrainer', 'kl_reference', 'StageContext', 'build_stage_trainer', 'stage_context',
+           'grpo_run', 'plot_curves', 'phase_steps', 'curriculum_phases', 'curriculum_run']
 
 # %% ../nbs/10_grpo.ipynb #bd13d92a
 def grpo_d_beta(step:int, # optimizer steps completed over the whole run (0-based)
@@ -249,6 +249,22 @@ def _drop_ref_adapter(trainer):
     m = trainer.accelerator.unwrap_model(trainer.model)
     if 'ref' in (getattr(m, 'peft_config', None) or {}): m.delete_adapter('ref')
 
+# %% ../nbs/10_grpo.ipynb #3762f1ce
+PTST_KEYS = {'kl_reference': ('stage_start', 'initial')}
+
+def _initial_weights(mcfg:dict) -> str:
+    "Where the run's first weights live: the tiny model's cached directory, a local checkpoint, or a hub id."
+    from vr1_nb import models
+    if size := models.tiny_size(mcfg.get('path', '')): return str(models.tiny_model_dir(size, seed=int(mcfg.get('seed', 0))))
+    return str(mcfg['path'])
+
+def kl_reference(cfg:dict) -> str:
+    "`ptst.kl_reference` of the config ('stage_start' unless set), checked."
+    p = dict(cfg.get('ptst') or {}); ref = p.pop('kl_reference', 'stage_start')
+    if p or ref not in PTST_KEYS['kl_reference']: raise ConfigError(f"section 'ptst': keys {PTST_KEYS}; got {cfg.get('ptst')}")
+    if ref == 'initial' and (cfg.get('model') or {}).get('lora'): raise ConfigError("ptst.kl_reference 'initial' is for full fine-tuning (with LoRA the reference is the adapter-disabled base)")
+    return ref
+
 # %% ../nbs/10_grpo.ipynb #ea7be869
 @dataclass
 class StageContext:
@@ -275,6 +291,7 @@ def build_stage_trainer(ctx:StageContext, # the run's shared context
     if ctx.eval_ds is not None: st = {**st, 'section': dict(st['section'])}; _eval_defaults(st['section'], ctx.cfg.get('monitor'))
     args = stage_args(st, sdir, ctx.schedule, int(ctx.cfg.get('seed', 0)), reward_weights=ctx.weights)
     model, proc, peft_cfg = _policy_for_stage(mcfg, start)
+    if start is not None and kl_reference(ctx.cfg) == 'initial': model.config._name_or_path = _initial_weights(mcfg)   # TRL loads the reference from here
     beta_cb = BetaCallback(ctx.schedule, st['start'])
     log_cb = JsonlLog(Path(ctx.run.path)/'log.jsonl', extra=lambda logs: {'stage': st['name'], **_derived(logs)})
     trainer = StageGRPOTrainer(model=model, reward_funcs=ctx.funcs, args=args, train_dataset=ctx.train_ds, eval_dataset=ctx.eval_ds,
@@ -294,7 +311,7 @@ def stage_context(cfg:dict, # a full config (already loaded)
                   callbacks:list|None=None, # added to every stage's trainer
                  ) -> StageContext:
     "The `StageContext` of a run (its `run` set once the directory is open): beta schedule over all stages, datasets, rewards (with monitors) and callbacks."
-    total = ptst_stages(cfg)[-1]['end']
+    total = ptst_stages(cfg)[-1]['end']; kl_reference(cfg)
     sched = beta_schedule(beta_fn or cfg.get('beta_schedule'), total, (cfg.get('grpo') or {}).get('beta', 0.04))
     instr = stage_prompt(cfg, 'rl')
     rcfg = dict(cfg.get('rewards') or {})

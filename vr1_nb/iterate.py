@@ -14,7 +14,8 @@ from .core import (RunDir, load_config, load_problems, save_jsonl, load_jsonl, f
 # %% auto #0
 __all__ = ['RATING_PROMPT', 'ITERATE_DEFAULTS', 'eval_model', 'read_predictions', 'score_predictions', 'difficulty_key',
            'error_rates', 'curriculum', 'kmeans_1d', 'paper_difficulty', 'record_errors', 'rate_difficulty',
-           'iterate_settings', 'launch_command', 'run_step', 'phase_config', 'grpo_phases', 'iterate_run']
+           'iterate_settings', 'launch_command', 'run_step', 'phase_config', 'grpo_phases', 'round_size', 'sample_n',
+           'iterate_run']
 
 # %% ../nbs/11_iterate.ipynb #fd13ec64
 def eval_model(model_dir, # the checkpoint to evaluate
@@ -171,7 +172,7 @@ def rate_difficulty(records:list, # problems to rate
 ITERATE_DEFAULTS = dict(rounds=2, sft_from='base', curriculum=True, difficulty_by='source', medium_max=0.7, easy_max=None,
                         samples=4, select='shortest', temperature=1.0, rs_from='train', eval_n=None, max_new_tokens=None,
                         instruction=R1_INSTRUCTION, base_instruction=None, launch=None,
-                        difficulty={'rule': 'source'})
+                        difficulty={'rule': 'source'}, round_sizes=None)
 
 def iterate_settings(cfg:dict) -> dict:
     "The `iterate:` section with its defaults, naming unknown keys."
@@ -267,6 +268,22 @@ def grpo_phases(cfg:dict, # the round's config (model.path = the SFT model)
         done.append(dict(phase=d.name, n=_count(data, cfg), steps=sum(s['max_steps'] for s in c.get('stages') or [{'max_steps': 0}]), dir=str(d)))
     return Path(model), done
 
+# %% ../nbs/11_iterate.ipynb #3bd71fdc
+def round_size(it:dict, # the iterate settings
+               r:int, # the round (1-based)
+              ) -> dict:
+    "`iterate.round_sizes[r-1]` ({sft: N, rl: N}, the last entry repeating), or {} when unset."
+    sizes = it.get('round_sizes') or []
+    if not isinstance(sizes, list) or not all(isinstance(x, dict) and set(x) <= {'sft', 'rl'} for x in sizes):
+        raise ValueError(f"iterate.round_sizes: a list of {{sft: N, rl: N}} per round, got {sizes!r}")
+    return sizes[min(r, len(sizes)) - 1] if sizes else {}
+
+def sample_n(recs:list, n:int|None, cfg:dict, r:int) -> list:
+    "A seeded sample of `n` of `recs` for round `r` (all of them when `n` is unset or not smaller)."
+    if not n or n >= len(recs): return recs
+    import random
+    return random.Random(derive_seed(cfg.get('seed', 0), 'round', r, len(recs))).sample(recs, n)
+
 # %% ../nbs/11_iterate.ipynb #7b50518f
 def _split(rl, diff_dir, it, cfg):
     "The RL problems' medium / hard split by `iterate.difficulty` (source-level rule, or the paper's); (split, rates) logged."
@@ -329,8 +346,11 @@ def iterate_run(config, # a preset name, YAML path or dict (sections model, sft,
         rd = out/f'round{r}'
         start = base if (it['sft_from'] == 'base' or last is None) else last
         if it['sft_from'] not in ('base', 'last'): raise ValueError(f"iterate.sft_from={it['sft_from']!r}: use 'base' or 'last'")
-        sft_model = run_step('sft', _with_model(cfg, start), sft_set, rd/'sft', it['launch'], resume)
-        rl_model, phases = grpo_phases(_with_model(cfg, sft_model), rl, rd, split, it, resume=resume)
+        n = round_size(it, r)   # OpenVLThinker v1's per-round data sizes, when set
+        sft_r, rl_r = sample_n(sft_set, n.get('sft'), cfg, r), sample_n(rl, n.get('rl'), cfg, r)
+        split_r = {k: sample_n(v, n.get('rl'), cfg, r) for k, v in split.items()} if split else None
+        sft_model = run_step('sft', _with_model(cfg, start), sft_r, rd/'sft', it['launch'], resume)
+        rl_model, phases = grpo_phases(_with_model(cfg, sft_model), rl_r, rd, split_r, it, resume=resume)
         s_sft, s_rl = ev(sft_model, rd/'eval-sft'), ev(rl_model, rd/'eval-grpo')
         be = make_eval_backend(str(rl_model), dict(cfg.get('eval') or {}, max_new_tokens=mnt), cfg.get('model'))
         with Store(rd/'rejection_store.jsonl') as st:
@@ -342,7 +362,7 @@ def iterate_run(config, # a preset name, YAML path or dict (sections model, sft,
         fallback = not kept  # the RL model solved nothing: the next round keeps this round's SFT set (logged)
         save_jsonl(kept or sft_set, rd/'next_sft.jsonl')
         row = dict(round=r, sft_start=str(start), sft_model=str(sft_model), rl_model=str(rl_model), phases=phases,
-                   sft_examples=len(sft_set), acc_sft=s_sft['accuracy'], acc_grpo=s_rl['accuracy'],
+                   sft_examples=len(sft_r), acc_sft=s_sft['accuracy'], acc_grpo=s_rl['accuracy'],
                    len_sft=s_sft['length']['mean'], len_grpo=s_rl['length']['mean'],
                    rs_problems=len(pool), rs_kept=len(kept), rs_fallback=fallback)
         if not any(x['round'] == r for x in rows): run.log('rounds.jsonl', row); rows.append(row)

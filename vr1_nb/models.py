@@ -19,9 +19,9 @@ __all__ = ['logger', 'QWEN_VL_SPECIAL_TOKENS', 'REASONING_TAGS', 'TOKENIZER_VERS
            'CLIP_STD', 'LM_LORA_TARGETS', 'UNSLOTH_INSTALL', 'builtin_corpus', 'default_corpus', 'train_tokenizer',
            'image_only_processor_class', 'make_image_processor', 'make_processor', 'is_image_processor',
            'load_processor', 'tiny_config', 'count_params', 'build_tiny_model', 'save_model', 'load_model',
-           'default_cache_dir', 'get_tokenizer', 'tiny_model_key', 'get_tiny_model', 'tiny_size', 'tiny_checkpoint',
-           'model_family', 'generate_answer', 'vision_tower', 'freeze_vision_tower', 'lora_config', 'apply_lora',
-           'load_unsloth']
+           'default_cache_dir', 'get_tokenizer', 'tiny_model_key', 'get_tiny_model', 'tiny_model_dir', 'tiny_size',
+           'tiny_checkpoint', 'model_family', 'generate_answer', 'vision_tower', 'freeze_vision_tower', 'lora_config',
+           'apply_lora', 'load_unsloth']
 
 # %% ../nbs/05_models.ipynb #1ff895fd
 QWEN_VL_SPECIAL_TOKENS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>', '<|object_ref_start|>', '<|object_ref_end|>',
@@ -468,10 +468,13 @@ def get_tiny_model(size:str='tiny', # a key of `MODEL_PRESETS`
                    **kwargs, # passed to `load_model` (dtype, device_map, ...)
                   ):
     "The tiny model of preset `size` from the cache, building and caching it on first use: `(model, processor)`."
+    return load_model(tiny_model_dir(size, cache_dir, seed, tokenizer), **kwargs)
+
+def tiny_model_dir(size:str='tiny', cache_dir=None, seed:int=0, tokenizer=None) -> Path:
+    "The cached directory of the tiny model of preset `size` (built on first use); see `get_tiny_model`."
     tok = tokenizer if tokenizer is not None else get_tokenizer(cache_dir=cache_dir)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = _cached_dir(root/tiny_model_key(size, tok, seed), lambda d: save_model(*build_tiny_model(size, tok, seed), d))
-    return load_model(path, **kwargs)
+    return _cached_dir(root/tiny_model_key(size, tok, seed), lambda d: save_model(*build_tiny_model(size, tok, seed), d))
 
 # %% ../nbs/05_models.ipynb #352b71fe
 def tiny_size(spec, # a model path from a config: 'tiny:<size>', a directory or a hub id
