@@ -75,3 +75,29 @@ def test_every_gpu_preset_value_carries_its_source():
     for name in ('vision-r1-7b', 'openvlthinker-7b', 'othink-mr1-2b'):
         rows = preset_settings(name)
         assert len(rows) > 40 and [r['key'] for r in rows if not r['source'].strip()] == [], name
+
+MALFORMED = '{"id": "a", "question": "q", "answer": "1"}\n{"id": "b", "question": \n'
+COMMANDS = {   # each command fed the malformed file where it reads data; OUT is its run directory
+    'sft': ['sft', '-c', 'smoke', '-t', 'BAD', '-o', 'OUT'], 'grpo': ['grpo', '-c', 'smoke', '-t', 'BAD', '-o', 'OUT'],
+    'eval': ['eval', '-c', 'smoke', '-d', 'BAD', '-o', 'OUT'], 'filter': ['filter', '-c', 'smoke', '-i', 'BAD', '-o', 'OUT'],
+    'bridge': ['bridge', '-c', 'smoke', '--problems', 'BAD', '-o', 'OUT'],
+    'iterate': ['iterate', '-c', 'smoke', '--set', 'iterate.sft_set=BAD', '--set', 'iterate.rl=BAD', '--set', 'iterate.test=BAD', '-o', 'OUT'],
+    'score': ['score', '-b', 'mathvista', '-p', 'BAD'], 'data': ['data', 'check', 'BAD', '-c', 'smoke', '--stage', 'sft']}
+
+@pytest.mark.parametrize('name', sorted(COMMANDS))
+def test_malformed_input_is_one_line_and_leaves_no_run(name, tmp_path):
+    "A malformed JSONL line: exit code 1, one line naming the file and line, no traceback, no run directory left behind."
+    bad, out = tmp_path/'bad.jsonl', tmp_path/'out'
+    bad.write_text(MALFORMED)
+    sub = lambda a: a.replace('BAD', str(bad)).replace('OUT', str(out)) if a in ('BAD', 'OUT') or '=BAD' in a else a
+    r = vr1(*map(sub, COMMANDS[name]), ok=False, cwd=tmp_path)
+    lines = [l for l in r.stderr.splitlines() if l.startswith('vr1:')]
+    assert r.returncode == 1 and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    assert len(lines) == 1 and 'bad.jsonl' in lines[0] and 'line 2' in lines[0], r.stderr[-2000:]
+    assert not out.exists()
+
+def test_wrong_shaped_prediction_file_is_named(tmp_path):
+    "`vr1 score` on a prediction file of the wrong shape says what shape it expected (it used to end in a TypeError)."
+    (tmp_path/'preds.json').write_text('[1, 2, 3]')
+    r = vr1('score', '-b', 'mathvision', '-p', str(tmp_path/'preds.json'), ok=False)
+    assert r.returncode == 1 and 'Traceback' not in r.stderr and 'preds.json' in r.stderr and 'expected' in r.stderr

@@ -559,10 +559,11 @@ def bridge_run(config: dict, # the `bridge` section (see BRIDGE_DEFAULTS)
                overwrite: bool = False) -> Path: # move an existing run aside
     "Generate raw chains into `out_dir/chains.jsonl` (resumable); returns that path."
     cfg = {**BRIDGE_DEFAULTS, **(config or {})}; _check_bridge_config(cfg)
+    RunDir.check(out_dir, resume, overwrite)
+    if resume and (Path(out_dir) / "chains.jsonl").exists() and (Path(out_dir) / RunDir.DONE).exists(): return Path(out_dir) / "chains.jsonl"
+    problems = _problems(cfg)   # bad input fails here, before the run directory exists
     run = RunDir(out_dir, "bridge", config=cfg, seed=cfg["seed"], resume=resume, overwrite=overwrite)
     out = run / "chains.jsonl"
-    if run.is_complete and out.exists(): return out
-    problems = _problems(cfg)
     with Store(run / "generations.jsonl") as store: rows = _generate(cfg, problems, store)
     save_jsonl(rows, out)
     missing = sum(r["reject_reason"] == "teacher_unavailable" for r in rows)

@@ -399,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     "The `vr1` argument parser."
     ap = argparse.ArgumentParser(prog='vr1', description="Vision-R1 / OpenVLThinker / OThink-MR1 pipelines: "
         "synthetic data -> bridging -> filtering -> cold-start SFT -> GRPO (PTST, GRPO-D) -> evaluation.")
+    ap.add_argument('--debug', dest='debug_all', action='store_true', help="show the traceback of a failure instead of one line")
     sub = ap.add_subparsers(dest='command', required=True, metavar='COMMAND')
     p = _stage(sub, 'synth', cmd_synth, "write synthetic train/test problems (counting, geometry, charts) with exact answers")
     p.add_argument('--n-train', type=int); p.add_argument('--n-test', type=int)
@@ -467,10 +468,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 # %% ../nbs/13_cli.ipynb #fe442376
 def main(argv:list[str]|None=None):
-    "Entry point of the `vr1` command."
+    "Entry point of the `vr1` command: a failure is one line on stderr and exit code 1 (`vr1 --debug ...`: the traceback)."
+    import os
     args = build_parser().parse_args(argv)
+    debug = args.debug_all or getattr(args, 'debug', False) or os.environ.get('VR1_DEBUG', '').lower() in ('1', 'true')
     try: return args.func(args)
-    except (ConfigError, RunExistsError, FileNotFoundError) as e: _fail(str(e))
+    except (ConfigError, RunExistsError, FileNotFoundError) as e:
+        if debug: raise
+        _fail(' '.join(str(e).split('\n')[0].split()))
+    except (KeyboardInterrupt, SystemExit): raise
+    except Exception as e:
+        if debug: raise
+        _fail(f"{' '.join(str(e).split(chr(10))[0].split())} ({type(e).__name__}; vr1 --debug {args.command} ... shows the traceback)")
 
 # %% ../nbs/13_cli.ipynb #64ae000f
 if __name__ == '__main__': main()

@@ -214,13 +214,14 @@ def filter_run(config: dict, # the `filter` section (keys of FILTER_DEFAULTS)
                overwrite: bool = False) -> Path: # move an existing run aside
     "Filter `in_path` into `out_dir/cold_start.jsonl` (+ rejected, summary table and plot); returns the kept set's path."
     cfg = {**FILTER_DEFAULTS, **(config or {})}
-    run = RunDir(out_dir, "filter", config={**cfg, "tokenizer": str(cfg["tokenizer"]), "input": str(in_path)}, resume=resume, overwrite=overwrite)
-    out = run / "cold_start.jsonl"
-    if run.is_complete and out.exists(): return out
+    RunDir.check(out_dir, resume, overwrite)
+    if resume and (Path(out_dir) / "cold_start.jsonl").exists() and (Path(out_dir) / RunDir.DONE).exists(): return Path(out_dir) / "cold_start.jsonl"
     in_path = Path(in_path)
     if in_path.is_dir() and (in_path / "chains.jsonl").exists(): in_path = in_path / "chains.jsonl"  # a bridge run directory
-    recs = load_problems(in_path)
+    recs = load_problems(in_path)   # bad input fails here, before the run directory exists
     if recs and "response" not in recs[0]: raise ValueError(f"{in_path}: records have no 'response' column (expected raw chains from `vr1 bridge`)")
+    run = RunDir(out_dir, "filter", config={**cfg, "tokenizer": str(cfg["tokenizer"]), "input": str(in_path)}, resume=resume, overwrite=overwrite)
+    out = run / "cold_start.jsonl"
     kept, rejected = filter_records(recs, **cfg)
     save_jsonl(kept, out); save_jsonl(rejected, run / "rejected.jsonl")
     s = filter_summary(kept, rejected, cfg["reflection_keywords"])

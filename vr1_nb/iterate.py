@@ -306,7 +306,11 @@ def _split(rl, diff_dir, it, cfg):
     return split, {'rule': 'paper', **{k: len(v) for k, v in split.items()}}
 
 # %% ../nbs/11_iterate.ipynb #fea234ab
-def _load(p): return load_problems(p) if isinstance(p, (str, Path)) else list(p)
+def _load(p):
+    "Records of a path or hub id in any layout `vr1_nb.data` reads (ours or a paper's released set), or of a list."
+    if not isinstance(p, (str, Path)): return list(p)
+    from vr1_nb.data import records_of
+    return list(records_of(p))
 
 def _problem_only(rec):
     drop = {'response', 'reasoning', 'pred', 'verdict', 'reject_reason', 'description', 'pseudo_cot', 'caption'}
@@ -325,11 +329,12 @@ def iterate_run(config, # a preset name, YAML path or dict (sections model, sft,
     for k in ('sft_set', 'test') + (() if own_data else ('rl',)):
         if not it.get(k): raise ValueError(f"iterate.{k} is required (a .jsonl/.parquet path or a list of records)")
     out = Path(out_dir)
-    run = RunDir(out, 'iterate', config=cfg, seed=cfg.get('seed', 0), resume=resume)
-    if run.is_complete: return json.loads((run/'summary.json').read_text())
-    base, sft_set, test = cfg['model']['path'], _load(it['sft_set']), _load(it['test'])
+    RunDir.check(out, resume)
+    if resume and (out/RunDir.DONE).exists(): return json.loads((out/'summary.json').read_text())
+    base, sft_set, test = cfg['model']['path'], _load(it['sft_set']), _load(it['test'])   # bad input fails before the run opens
     rl = _load(it['rl']) if it.get('rl') else []
     train = _load(it['train']) if it.get('train') else [_problem_only(r) for r in sft_set]
+    run = RunDir(out, 'iterate', config=cfg, seed=cfg.get('seed', 0), resume=resume)
     if it['eval_n']: test = test[:it['eval_n']]
     mnt = it['max_new_tokens'] or (cfg.get('eval') or {}).get('max_new_tokens', 96)
     backend = (cfg.get('eval') or {}).get('backend')
