@@ -320,14 +320,9 @@ def derive_seed(*parts) -> int:
     return int.from_bytes(h[:4], 'big') & 0x7FFFFFFF
 
 def seed_everything(seed:int):
-    "Seed `random`, numpy and torch (CPU and CUDA)."
-    random.seed(seed)
-    try:
-        import numpy as np; np.random.seed(seed % 2**32)
-    except ImportError: pass
-    try:
-        import torch; torch.manual_seed(seed)
-    except ImportError: pass
+    "Seed `random`, numpy and torch (CPU and CUDA): `transformers.set_seed`, imported only when called."
+    from transformers import set_seed
+    set_seed(seed)
 
 # %% ../nbs/00_core.ipynb #049045ba
 def _env_threads():
@@ -439,6 +434,12 @@ class RunDir:
             self.manifest = dict(stage=stage, config=config or {}, seed=seed, versions=library_versions(), git=git_state(),
                                  created=time.strftime('%Y-%m-%dT%H:%M:%S%z'), argv=sys.argv)
         atomic_write_text(m, json.dumps(self.manifest, indent=2, default=str))
+
+    @classmethod
+    def view(cls, path, stage:str):
+        "A view of a run directory another process (rank 0 of a launch) opened: its path and stage; nothing read or written."
+        run = cls.__new__(cls); run.path, run.stage, run.manifest = Path(path), stage, {}
+        return run
 
     @classmethod
     def check(cls, path, resume:bool=False, overwrite:bool=False):

@@ -128,7 +128,8 @@ class _Warnings(logging.Handler):
 
 # %% ../nbs/12b_dryrun.ipynb #d43c2357
 def _build_only(cfg, sft_recs, rl_recs, wd) -> list:
-    from vr1_nb.sft import build_sft_trainer, release_trainer
+    from vr1_nb.sft import build_sft_trainer
+    from vr1_nb.runs import release_trainer
     from vr1_nb import grpo as G
     rows = []
     if 'sft' in cfg:

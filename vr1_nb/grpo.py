@@ -14,8 +14,8 @@ from typing import Callable
 from transformers import TrainerCallback
 from .core import (RunDir, ConfigError, load_config, trl_args, to_prompt, to_dataset, derive_seed, set_threads, launch_rank, seed_everything,
                    atomic_write_text, deep_merge, R1_INSTRUCTION, stage_prompt)
-from .sft import (as_records, load_policy, lora_config, JsonlLog, truncate_log, read_log, save_final, _last_checkpoint,
-                    release_trainer)
+from .runs import (load_policy, lora_config, JsonlLog, truncate_log, read_log, save_final, last_checkpoint, open_run,
+                         release_trainer)
 from .data import pixel_caps, train_subset
 
 # %% auto #0
@@ -333,7 +333,6 @@ def grpo_run(config, # a config dict, preset name or YAML path
              callbacks:list|None=None, # extra `transformers.TrainerCallback`s, added to every stage's trainer
             ) -> Path:
     "GRPO over the config's PTST stages with its beta schedule; returns the final model's directory."
-    from vr1_nb.sft import open_run
     cfg = load_config(config); set_threads()
     stages = ptst_stages(cfg); seed = int(cfg.get('seed', 0))
     if launch_rank() == 0: RunDir.check(out_dir, resume, overwrite)   # refuse an existing run before reading anything
@@ -375,7 +374,7 @@ def _run_stage(ctx:StageContext, st:dict, start, is_last:bool) -> Path:
     "Build, train, save and release one PTST stage; return the directory of its weights."
     trainer = build_stage_trainer(ctx, st, start)
     try:
-        ckpt = _last_checkpoint(_stage_dir(ctx.run, st)) if ctx.resume else None
+        ckpt = last_checkpoint(_stage_dir(ctx.run, st)) if ctx.resume else None
         done = st['start'] + (int(ckpt.rsplit('-', 1)[-1]) if ckpt else 0)
         if trainer.args.should_save:
             truncate_log(ctx.run.path/'log.jsonl', done); truncate_log(ctx.run.path/'samples.jsonl', done - 1)
@@ -460,7 +459,6 @@ def curriculum_run(config, # a config dict, preset name or YAML path, with a `cu
                    **kw, # passed to every `grpo_run` (eval_records, callbacks, reward_funcs, beta_fn)
                   ) -> Path:
     "OpenVLThinker's GRPO curriculum: the phases in order, each from the last one's weights; the final model's directory."
-    from vr1_nb.sft import open_run
     cfg = load_config(config); out = Path(out_dir)
     if launch_rank() == 0: RunDir.check(out, resume, overwrite)
     sets = list(train) if train is not None else [ph.get('data') for ph in cfg.get('curriculum') or []]

@@ -11,11 +11,11 @@ from pathlib import Path
 from .core import (RunDir, ConfigError, load_config, trl_args, to_prompt, to_completion, load_problems, validate_record,
                    RecordError, set_threads, launch_rank, seed_everything, derive_seed, atomic_write_text, R1_INSTRUCTION, stage_prompt)
 from .data import pixel_caps, train_subset
+from .runs import (load_policy, lora_config, JsonlLog, truncate_log, read_log, save_final, open_run, last_checkpoint,
+                         release_trainer)
 
 # %% auto #0
-__all__ = ['LOAD_KEYS', 'sft_example', 'as_records', 'sft_dataset', 'lora_config', 'training_dtype', 'load_policy', 'sft_args',
-           'truncate_log', 'JsonlLog', 'read_log', 'model_card', 'save_final', 'open_run', 'build_sft_trainer',
-           'release_trainer', 'sft_run']
+__all__ = ['sft_example', 'sft_dataset', 'sft_args', 'build_sft_trainer', 'sft_run']
 
 # %% ../nbs/09_sft.ipynb #64357434
 def sft_example(rec:dict, # a record with a `response` column (the cold-start chain)
@@ -29,14 +29,6 @@ def sft_example(rec:dict, # a record with a `response` column (the cold-start ch
     return {'prompt': to_prompt(rec, instruction), 'completion': to_completion(text), 'images': list(rec['images'])}
 
 # %% ../nbs/09_sft.ipynb #bc373233
-def as_records(src) -> list[dict]:
-    "Records from a list, a `datasets.Dataset`, or a file/dir that `core.load_problems` reads."
-    if isinstance(src, (str, Path)): return load_problems(src)
-    if hasattr(src, 'column_names'):
-        from vr1_nb.core import from_dataset
-        return from_dataset(src)
-    return [validate_record(dict(r)) for r in src]
-
 def sft_dataset(src, # records, a `datasets.Dataset`, or a path: ours or a released layout (see `vr1_nb.data`)
                 instruction:str|None=R1_INSTRUCTION, # appended to each question
                 column:str='response', # the target column
@@ -45,50 +37,6 @@ def sft_dataset(src, # records, a `datasets.Dataset`, or a path: ours or a relea
     "A memory-mapped `datasets.Dataset` with `prompt`, `completion` and `images` for `trl.SFTTrainer`, built once (`data.training_dataset`)."
     from vr1_nb.data import training_dataset
     return training_dataset(src, 'sft', instruction, column, **pixels)
-
-# %% ../nbs/09_sft.ipynb #a28fdab7
-def lora_config(lora:dict|None, # the `model.lora` section (None/empty: full fine-tuning)
-               ):
-    "A `peft.LoraConfig` from the `model.lora` section (default targets: the language model's projections), or None."
-    if not lora: return None
-    from peft import LoraConfig
-    from vr1_nb.models import LM_LORA_TARGETS
-    return trl_args(LoraConfig, {'task_type': 'CAUSAL_LM', 'target_modules': LM_LORA_TARGETS, **lora}, 'model.lora')
-
-# %% ../nbs/09_sft.ipynb #c9c8a395
-def _under_deepspeed() -> bool:
-    "True inside a DeepSpeed launch (accelerate sets ACCELERATE_USE_DEEPSPEED), whose optimizer keeps fp32 master weights."
-    return os.environ.get('ACCELERATE_USE_DEEPSPEED', '').lower() in ('1', 'true')
-
-def training_dtype(model_cfg:dict, # the `model` section
-                  ) -> str:
-    "The dtype training loads weights in: `model.dtype`, else float32; low-precision full fine-tuning only under DeepSpeed."
-    d = str(model_cfg.get('dtype') or 'float32').replace('torch.', '')
-    low = d in ('bfloat16', 'float16', 'auto')
-    if low and not model_cfg.get('lora') and not _under_deepspeed() and not model_cfg.get('allow_low_precision_weights'):
-        raise ConfigError(f"section 'model': dtype {d!r} with full fine-tuning keeps no float32 master weights outside DeepSpeed, "
-                          "and AdamW updates near lr 1e-6 round away in bf16. Leave model.dtype unset (float32 weights; "
-                          "bf16: true still computes in bf16), use LoRA, launch with a DeepSpeed config, or set "
-                          "model.allow_low_precision_weights: true")
-    return d
-
-# %% ../nbs/09_sft.ipynb #89306682
-LOAD_KEYS = ('attn_implementation', 'min_pixels', 'max_pixels', 'device_map')
-
-def load_policy(model_cfg:dict, # the `model` section
-                path=None, # load these weights instead of `model.path` (e.g. a saved PTST stage)
-               ):
-    "The (model, processor) to train: weights in `training_dtype`, vision tower frozen unless `freeze_vision: false`."
-    from vr1_nb import models
-    src = str(path or model_cfg.get('path') or '')
-    if not src: raise ConfigError("section 'model': 'path' is required (tiny:<size>, a local directory or a hub id)")
-    opts = {k: model_cfg[k] for k in LOAD_KEYS if model_cfg.get(k) is not None}
-    dtype = training_dtype(model_cfg)
-    if model_cfg.get('backend') == 'unsloth': model, proc = models.load_unsloth(src, **(model_cfg.get('unsloth') or {}))
-    elif size := models.tiny_size(src): model, proc = models.get_tiny_model(size, seed=int(model_cfg.get('seed', 0)), dtype=dtype)
-    else: model, proc = models.load_model(src, dtype=dtype, **opts)
-    if model_cfg.get('freeze_vision', True): models.freeze_vision_tower(model)
-    return model, proc
 
 # %% ../nbs/09_sft.ipynb #20bfa448
 def sft_args(cfg:dict, # a full config (sections `sft`, `seed`)
@@ -101,78 +49,7 @@ def sft_args(cfg:dict, # a full config (sections `sft`, `seed`)
     sec.setdefault('seed', int(cfg.get('seed', 0)))
     return trl_args(SFTConfig, sec, 'sft', output_dir=str(output_dir))
 
-# %% ../nbs/09_sft.ipynb #b6077be0
-from transformers import TrainerCallback
-
-def truncate_log(path, # a JSONL log
-                 max_step:int, # keep rows whose `step` is at most this
-                ):
-    "Drop rows logged after `max_step` (they will be logged again after a resume)."
-    path = Path(path)
-    if not path.exists(): return
-    rows = [l for l in path.read_text().splitlines() if l.strip()]
-    keep = [l for l in rows if json.loads(l).get('step', 0) <= max_step]
-    if len(keep) != len(rows): atomic_write_text(path, ''.join(l+'\n' for l in keep))
-
-class JsonlLog(TrainerCallback):
-    "Append each log row, with its step, to a JSONL file (main process only)."
-    def __init__(self, path, # the JSONL file
-                 extra=None, # optional callable(logs) -> dict of derived fields
-                ): self.path, self.extra = Path(path), extra
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or not logs: return
-        row = {'step': state.global_step, **logs, **(self.extra(logs) if self.extra else {})}
-        with open(self.path, 'a', encoding='utf-8') as f:
-            f.write(json.dumps(row, default=float)+'\n'); f.flush()
-
-def read_log(path) -> list[dict]:
-    "The rows of a JSONL training log (a file, or a run directory holding `log.jsonl`)."
-    path = Path(path)
-    if path.is_dir(): path = path/'log.jsonl'
-    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
-
-# %% ../nbs/09_sft.ipynb #aaa74c2e
-def model_card(run:RunDir, # the run that produced the model
-               summary:dict|None=None, # final numbers (loss, reward, steps)
-              ) -> str:
-    "A model card (README.md text) holding the run manifest."
-    m = run.manifest
-    return (f"---\nlibrary_name: transformers\ntags: [vr1_nb, {m.get('stage')}]\n---\n"
-            f"# {run.path.name}\n\nTrained with vr1_nb, stage `{m.get('stage')}`, seed {m.get('seed')}.\n\n"
-            f"## Summary\n\n```json\n{json.dumps(summary or {}, indent=2, default=str)}\n```\n\n"
-            f"## Run manifest\n\n```json\n{json.dumps(m, indent=2, default=str)}\n```\n")
-
-def save_final(trainer, # a trained (TRL) trainer
-               processor, # its processor
-               dest, # the output directory
-               run:RunDir, # the run (for the model card)
-               merge_lora:bool=False, # merge a LoRA adapter into the base weights
-               summary:dict|None=None, # numbers for the model card
-              ) -> Path:
-    "Save the trained model (LoRA merged on request), its processor and a model card to `dest`."
-    dest = Path(dest)
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    if merge_lora and hasattr(model, 'merge_and_unload'):
-        if trainer.args.should_save: model.merge_and_unload().save_pretrained(dest)
-    else: trainer.save_model(str(dest))
-    if trainer.args.should_save:
-        processor.save_pretrained(dest)
-        atomic_write_text(dest/'README.md', model_card(run, summary))
-    trainer.accelerator.wait_for_everyone()
-    return dest
-
-# %% ../nbs/09_sft.ipynb #6d974767
-def open_run(out_dir, stage:str, cfg:dict, seed:int, resume:bool=False, overwrite:bool=False) -> RunDir:
-    "The run directory: a `RunDir` on rank 0, a path-only view of it on the other ranks of a distributed launch."
-    if launch_rank() == 0: return RunDir(out_dir, stage, config=cfg, seed=seed, resume=resume, overwrite=overwrite)
-    run = object.__new__(RunDir); run.path, run.stage, run.manifest = Path(out_dir), stage, {}
-    return run
-
 # %% ../nbs/09_sft.ipynb #1cb28d56
-def _last_checkpoint(d):
-    from transformers.trainer_utils import get_last_checkpoint
-    return get_last_checkpoint(str(d)) if Path(d).is_dir() else None
-
 def build_sft_trainer(cfg:dict, # a full config (sections `model`, `sft`, `prompt`, `seed`)
                       train, # training records, a path `core.load_problems` reads, or an `sft_dataset`
                       output_dir, # where checkpoints go
@@ -190,36 +67,6 @@ def build_sft_trainer(cfg:dict, # a full config (sections `model`, `sft`, `promp
     model, processor = load_policy(mcfg)
     return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=processor,
                       peft_config=lora_config(mcfg.get('lora')), callbacks=list(callbacks or []))
-
-# %% ../nbs/09_sft.ipynb #f46c9e15
-_HELD = ('model', 'model_wrapped', 'ref_model', 'optimizer', 'lr_scheduler', 'deepspeed', 'vllm_generation', 'train_dataset',
-         'eval_dataset', 'processing_class')
-
-def _shutdown_vllm(vg):
-    "Best effort: vLLM's `LLM` has no close(); shut its engine core and drop vLLM's model-parallel groups (not torch's own)."
-    llm = getattr(vg, 'llm', None)
-    if llm is None: return
-    core = getattr(getattr(llm, 'llm_engine', None), 'engine_core', None)
-    if hasattr(core, 'shutdown'): core.shutdown()
-    try:
-        from vllm.distributed.parallel_state import destroy_model_parallel
-        destroy_model_parallel()
-    except ImportError: pass
-    vg.llm = None
-
-def release_trainer(trainer):
-    "Free what a finished trainer holds (models, optimizer, DeepSpeed and vLLM engines) and empty the accelerator's cache."
-    import gc, torch
-    _shutdown_vllm(getattr(trainer, 'vllm_generation', None))
-    if getattr(trainer, 'accelerator', None) is not None: trainer.accelerator.free_memory()
-    for a in _HELD:
-        if hasattr(trainer, a): setattr(trainer, a, None)
-    h = trainer.callback_handler   # transformers' CallbackHandler keeps the model, optimizer and data loaders too
-    for a in ('model', 'processing_class', 'optimizer', 'lr_scheduler', 'train_dataloader', 'eval_dataloader'): setattr(h, a, None)
-    for cb in h.callbacks:
-        if getattr(cb, 'trainer', None) is trainer: cb.trainer = None
-    gc.collect()
-    if torch.cuda.is_available(): torch.cuda.empty_cache(); torch.cuda.ipc_collect()
 
 # %% ../nbs/09_sft.ipynb #69483b04
 def sft_run(config, # a config dict, preset name or YAML path
@@ -242,7 +89,7 @@ def sft_run(config, # a config dict, preset name or YAML path
     seed_everything(int(cfg.get('seed', 0)))
     trainer = build_sft_trainer(cfg, train_ds, run/'checkpoints', [JsonlLog(run/'log.jsonl'), *(callbacks or [])], eval_ds)
     try:
-        ckpt = _last_checkpoint(run/'checkpoints') if resume else None
+        ckpt = last_checkpoint(run/'checkpoints') if resume else None
         if ckpt: truncate_log(run/'log.jsonl', int(ckpt.rsplit('-', 1)[-1]))
         out = trainer.train(resume_from_checkpoint=ckpt)
         summary = {'train_loss': out.training_loss, 'steps': trainer.state.global_step, 'processes': trainer.accelerator.num_processes}
