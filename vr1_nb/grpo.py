@@ -21,8 +21,8 @@ from .data import pixel_caps, train_subset
 # %% auto #0
 __all__ = ['REFLECTION_WORDS', 'STAGE_DONE', 'PTST_KEYS', 'CURRICULUM_KEYS', 'grpo_d_beta', 'beta_schedule', 'starts_generation',
            'BetaCallback', 'ptst_stages', 'stage_args', 'planned_section', 'grpo_dataset', 'ReflectionWords',
-           'reward_setup', 'StageGRPOTrainer', 'kl_reference', 'StageContext', 'build_stage_trainer', 'stage_context',
-           'grpo_run', 'plot_curves', 'phase_steps', 'curriculum_phases', 'curriculum_run']
+           'SampleWriter', 'reward_setup', 'StageGRPOTrainer', 'kl_reference', 'StageContext', 'build_stage_trainer',
+           'stage_context', 'grpo_run', 'plot_curves', 'phase_steps', 'curriculum_phases', 'curriculum_run']
 
 # %% ../nbs/10_grpo.ipynb #bd13d92a
 def grpo_d_beta(step:int, # optimizer steps completed over the whole run (0-based)
@@ -137,60 +137,50 @@ from . import rewards as _rewards
 
 REFLECTION_WORDS = tuple(_rewards.REFLECTION_KEYWORDS)  # the one list of notebook 04 (OpenVLThinker's three); 'extended' for ours
 
-def _resolve_reward(name, opts:dict):
-    "A reward callable from a name in `vr1_nb.rewards`, built with the options it accepts."
-    if callable(name): return name
-    obj = getattr(_rewards, str(name), None)
-    if obj is None or not callable(obj):
-        known = sorted(n for n in getattr(_rewards, '__all__', []) if n.endswith('_reward'))
-        raise ConfigError(f"section 'rewards': unknown reward function {name!r}; known: {', '.join(known)}")
-    if inspect.isfunction(obj) and 'completions' not in inspect.signature(obj).parameters:   # a factory, e.g. format_accuracy_reward(alpha)
-        ps = inspect.signature(obj).parameters
-        return obj(**{('fmt' if k == 'format' else k): v for k, v in opts.items() if ('fmt' if k == 'format' else k) in ps})
-    if 'format' in opts and 'fmt' in inspect.signature(type(obj).__init__).parameters and not inspect.isfunction(obj):
-        return type(obj)(fmt=opts['format'])
-    return obj
-
 # %% ../nbs/10_grpo.ipynb #a43c299e
 class ReflectionWords:
-    "Monitor reward: reflection keywords per completion; every `sample_every` run-wide steps also writes sampled completions."
+    "Monitor reward: reflection keywords per completion; while `capture` is set it also keeps the batch it saw (for `SampleWriter`)."
     __name__ = 'reflection_words'
-    def __init__(self, words=REFLECTION_WORDS, # keywords counted (case-insensitive, whole words), or a set's name (notebook 04)
-                 samples_path=None, # JSONL file for sampled completions (None: no samples)
-                 sample_every:int=10, # run-wide steps between samples
-                 num_samples:int=4, # completions written each time
-                ):
-        self.rx = re.compile(r'\b(' + '|'.join(re.escape(w) for w in _rewards.reflection_keywords(words)) + r')\b', re.I)
-        self.samples_path, self.sample_every, self.num_samples = samples_path, sample_every, num_samples
-        self.offset, self.trainer, self._last = 0, None, None
+    def __init__(self, words=REFLECTION_WORDS): # a keyword set's name, a list of words, or None (the paper's)
+        words = _rewards.reflection_keywords(words)
+        self.rx = re.compile(r'\b(' + '|'.join(re.escape(w) for w in words) + r')\b', re.I)
+        self.last, self.capture = None, True
     def __call__(self, prompts=None, completions=(), **kw) -> list[float]:
         texts = [_rewards.completion_text(c) or '' for c in completions]
-        self._maybe_sample(prompts, texts, kw)
+        if self.capture:
+            self.last = dict(texts=texts, ids=kw.get('id') or [None] * len(texts), answers=kw.get('answer') or [None] * len(texts))
         return [float(len(self.rx.findall(t))) for t in texts]
-    def _maybe_sample(self, prompts, texts, kw):
-        st = kw.get('trainer_state')
-        if not self.samples_path or st is None or not st.is_world_process_zero: return
-        if self.trainer is not None and not self.trainer.model.training: return
-        step = self.offset + st.global_step
-        if step % self.sample_every or step == self._last: return
-        self._last = step
-        with open(self.samples_path, 'a', encoding='utf-8') as f:
-            for i in range(min(self.num_samples, len(texts))):
-                f.write(json.dumps({'step': step, 'id': (kw.get('id') or [None]*len(texts))[i],
-                                    'answer': (kw.get('answer') or [None]*len(texts))[i], 'completion': texts[i]}) + '\n')
+
+class SampleWriter(TrainerCallback):
+    "Append a few completions of each training generation that starts at a multiple of `sample_every` (run-wide, 0-based) to a JSONL file."
+    def __init__(self, source:ReflectionWords, # the monitor whose last batch is written
+                 path, # the JSONL file
+                 offset:int=0, # optimizer steps of earlier PTST stages
+                 sample_every:int=10, # run-wide steps between samples
+                 num_samples:int=4, # completions written each time
+                ): self.source, self.path, self.offset, self.every, self.n = source, Path(path), offset, sample_every, num_samples
+    def on_train_begin(self, args, state, control, **kw): self.source.capture = False   # evaluation batches are not samples
+    def on_step_begin(self, args, state, control, **kw):
+        self.step, self.source.capture, self.source.last = self.offset + state.global_step, True, None
+    def on_step_end(self, args, state, control, **kw):
+        last, self.source.capture = self.source.last, False
+        if not state.is_world_process_zero or last is None or self.step % self.every: return   # no new generation this step
+        with open(self.path, 'a', encoding='utf-8') as f:
+            for t, i, a in list(zip(last['texts'], last['ids'], last['answers']))[:self.n]:
+                f.write(json.dumps({'step': self.step, 'id': i, 'answer': a, 'completion': t}) + '\n')
 
 # %% ../nbs/10_grpo.ipynb #84e24614
 def reward_setup(rcfg:dict|None, # the `rewards:` section
                  monitor:dict|None=None, # the `monitor:` section (sample_every, num_samples, reflection_words, enabled)
-                 samples_path=None, # where sampled completions go
                 ) -> tuple[list, list[float], ReflectionWords|None]:
-    "Reward functions and weights for TRL, with weight-0 monitors (accuracy, format, reflection words) appended."
+    "Reward functions (by name from `rewards.REWARDS`, or callables) and weights, with weight-0 monitors appended."
     rcfg, monitor = dict(rcfg or {}), dict(monitor or {})
     names = rcfg.pop('funcs', None) or ['hard_format_reward']
     weights = rcfg.pop('weights', None)
     opts = {k: rcfg.pop(k) for k in ('alpha', 'format', 'timeout') if k in rcfg}
     if rcfg: raise ConfigError(f"section 'rewards': unknown key(s) {sorted(rcfg)}; use funcs, weights, alpha, format, timeout")
-    funcs = [_resolve_reward(n, opts) for n in names]
+    try: funcs = [n if callable(n) else _rewards.make_reward(str(n), **opts) for n in names]
+    except ValueError as e: raise ConfigError(f"section 'rewards': {e}") from None
     if weights is None: weights = [1.0] * len(funcs)
     if len(weights) != len(funcs): raise ConfigError(f"section 'rewards': {len(weights)} weights for {len(funcs)} functions")
     refl = None
@@ -199,8 +189,7 @@ def reward_setup(rcfg:dict|None, # the `rewards:` section
         fmt = opts.get('format', 'r1')
         for m in (_rewards.accuracy_reward, _rewards.FormatReward(fmt)):
             if m.__name__ not in have: funcs.append(m); weights.append(0.0)
-        refl = ReflectionWords(monitor.get('reflection_words', REFLECTION_WORDS), samples_path,
-                               monitor.get('sample_every', 10), monitor.get('num_samples', 4))
+        refl = ReflectionWords(monitor.get('reflection_words', REFLECTION_WORDS))
         funcs.append(refl); weights.append(0.0)
     return funcs, [float(w) for w in weights], refl
 
@@ -294,10 +283,12 @@ def build_stage_trainer(ctx:StageContext, # the run's shared context
     if start is not None and kl_reference(ctx.cfg) == 'initial': model.config._name_or_path = _initial_weights(mcfg)   # TRL loads the reference from here
     beta_cb = BetaCallback(ctx.schedule, st['start'])
     log_cb = JsonlLog(Path(ctx.run.path)/'log.jsonl', extra=lambda logs: {'stage': st['name'], **_derived(logs)})
+    mon = ctx.cfg.get('monitor') or {}
+    samples = [SampleWriter(ctx.refl, Path(ctx.run.path)/'samples.jsonl', st['start'], mon.get('sample_every', 10),
+                            mon.get('num_samples', 4))] if ctx.refl is not None else []
     trainer = StageGRPOTrainer(model=model, reward_funcs=ctx.funcs, args=args, train_dataset=ctx.train_ds, eval_dataset=ctx.eval_ds,
-                               processing_class=proc, peft_config=peft_cfg, callbacks=[beta_cb, log_cb, *ctx.callbacks], stage=st)
+                               processing_class=proc, peft_config=peft_cfg, callbacks=[beta_cb, log_cb, *samples, *ctx.callbacks], stage=st)
     beta_cb.trainer = trainer; trainer.beta = float(ctx.schedule(st['start']))
-    if ctx.refl is not None: ctx.refl.trainer, ctx.refl.offset = trainer, st['start']
     return trainer
 
 # %% ../nbs/10_grpo.ipynb #ea6761db
@@ -316,7 +307,7 @@ def stage_context(cfg:dict, # a full config (already loaded)
     instr = stage_prompt(cfg, 'rl')
     rcfg = dict(cfg.get('rewards') or {})
     if reward_funcs is not None: rcfg['funcs'] = reward_funcs
-    funcs, weights, refl = reward_setup(rcfg, cfg.get('monitor'), Path(out_dir)/'samples.jsonl')
+    funcs, weights, refl = reward_setup(rcfg, cfg.get('monitor'))
     caps = pixel_caps(cfg)   # data.max_pixels / data.min_pixels: the trainer's processor and vLLM then count the same tokens
     ev = grpo_dataset(eval_records, instr, **caps) if eval_records is not None else None
     return StageContext(cfg, None, sched, train_subset(grpo_dataset(train, instr, **caps), cfg), ev, funcs, weights, refl, resume, list(callbacks or []))
@@ -381,9 +372,7 @@ def _run_stage(ctx:StageContext, st:dict, start, is_last:bool) -> Path:
         trainer.train(resume_from_checkpoint=ckpt)
         _drop_ref_adapter(trainer)
         return _save_stage(trainer, ctx, st, is_last)
-    finally:
-        if ctx.refl is not None: ctx.refl.trainer = None
-        release_trainer(trainer)
+    finally: release_trainer(trainer)
 
 # %% ../nbs/10_grpo.ipynb #e2b63e74
 def plot_curves(log, # a run directory, its `log.jsonl`, or a list of log rows

@@ -16,9 +16,9 @@ from .answers import answer_block, clean_answer, verify_batch, VERIFY_STATS
 # %% auto #0
 __all__ = ['LAYOUTS', 'FORMATS', 'ThinkAnswerFormat', 'get_format', 'REFLECTION_KEYWORD_SETS', 'REFLECTION_KEYWORDS',
            'REWARD_STATS', 'format_reward', 'openvlthinker_format_reward', 'accuracy_reward', 'hard_format_reward',
-           'openvlthinker_accuracy_reward', 'completion_text', 'Parsed', 'Layout', 'get_layout', 'format_error',
-           'reflection_keywords', 'FormatReward', 'AccuracyReward', 'HardFormatReward', 'FormatAccuracyReward',
-           'format_accuracy_reward', 'OpenVLThinkerAccuracyReward']
+           'openvlthinker_accuracy_reward', 'REWARDS', 'completion_text', 'Parsed', 'Layout', 'get_layout',
+           'format_error', 'reflection_keywords', 'FormatReward', 'AccuracyReward', 'HardFormatReward',
+           'FormatAccuracyReward', 'format_accuracy_reward', 'OpenVLThinkerAccuracyReward', 'make_reward']
 
 # %% ../nbs/04_rewards.ipynb #3f61651d
 def completion_text(c, # a string, a message dict, or a list of messages
@@ -240,3 +240,20 @@ class OpenVLThinkerAccuracyReward:
         return r
 
 openvlthinker_accuracy_reward = OpenVLThinkerAccuracyReward()
+
+# %% ../nbs/04_rewards.ipynb #2991db9f
+REWARDS = {
+    'hard_format_reward': lambda format='r1', timeout=5.0, **_: HardFormatReward(format, timeout),
+    'format_reward': lambda format='r1', **_: FormatReward(format),
+    'accuracy_reward': lambda timeout=5.0, **_: AccuracyReward(timeout),
+    'format_accuracy_reward': lambda alpha=1.0, format='r1', timeout=5.0, **_: FormatAccuracyReward(alpha, format, timeout),
+    'openvlthinker_accuracy_reward': lambda timeout=5.0, **_: OpenVLThinkerAccuracyReward(timeout),
+    'openvlthinker_format_reward': lambda **_: FormatReward('openvlthinker'),
+}
+
+def make_reward(name:str, # a key of `REWARDS`
+                **opts, # alpha, format, timeout: the `rewards:` section's options
+               ):
+    "The reward function `name`, built with the options it takes."
+    if name not in REWARDS: raise ValueError(f"unknown reward function {name!r}; known: {', '.join(sorted(REWARDS))}")
+    return REWARDS[name](**opts)
