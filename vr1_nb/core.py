@@ -346,9 +346,10 @@ def thread_env(n:int|None=None, env:dict|None=None) -> dict:
     return env
 
 # %% ../nbs/00_core.ipynb #e59507d6
-def launch_rank() -> int:
-    "The rank `accelerate launch`/`torchrun` gave this process (the `RANK` variable), 0 outside a launch."
-    r = os.environ.get('RANK', '0').strip()
+def launch_rank(local:bool=False, # the rank on this machine (`LOCAL_RANK`) instead of the global one (`RANK`)
+               ) -> int:
+    "The rank `accelerate launch`/`torchrun` gave this process, 0 outside a launch."
+    r = os.environ.get('LOCAL_RANK' if local else 'RANK', os.environ.get('RANK', '0')).strip()
     return int(r) if r.isdigit() else 0
 
 # %% ../nbs/00_core.ipynb #5dd9475b

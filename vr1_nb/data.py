@@ -10,7 +10,7 @@ import hashlib, io, json, os, re, shutil, sys, time, uuid
 from pathlib import Path
 from typing import Iterable, Iterator
 from .core import (RECORD_FIELDS, LETTERS, R1_INSTRUCTION, RecordError, ConfigError, validate_record, infer_answer_type,
-                   to_prompt, to_completion, atomic_write_text, resolve_source, record_features, stage_prompt)
+                   to_prompt, to_completion, atomic_write_text, resolve_source, record_features, stage_prompt, launch_rank)
 
 # %% auto #0
 __all__ = ['FORMATS', 'EXTRA_COLUMNS', 'QWEN_MIN_PIXELS', 'QWEN_MAX_PIXELS', 'TRAIN_VERSION', 'IMPORT_VERSION', 'DataError',
@@ -305,9 +305,6 @@ def source_key(src, *parts) -> str:
 # %% ../nbs/02a_data.ipynb #8b254715
 _T0 = time.time()
 
-def _local_rank() -> int:
-    return int(os.environ.get('LOCAL_RANK', os.environ.get('RANK', '0')) or 0)
-
 def build_once(dest, # the folder the artefact ends up in
                build, # build(tmp_folder) writes the artefact
                timeout:float=6*3600, # seconds the other ranks wait
@@ -315,7 +312,7 @@ def build_once(dest, # the folder the artefact ends up in
     "`dest`, built by `build` on local rank 0 only (atomically, once); the other local ranks wait for it."
     dest = Path(dest); failed = dest.with_name(dest.name + '.FAILED')
     if (dest/'COMPLETE').exists(): return dest
-    if _local_rank() == 0:
+    if launch_rank(local=True) == 0:
         failed.unlink(missing_ok=True)
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp"); tmp.mkdir(parents=True)
         try: build(tmp); (tmp/'COMPLETE').write_text(time.strftime('%Y-%m-%dT%H:%M:%S'))
@@ -765,7 +762,7 @@ def stage_input(src, # the -t argument: ours or a released layout, file, folder 
     bad = _read_jsonl(conv/'data'/'bad_records.jsonl') + rep['bad']
     if not bad: return conv/'data'
     listing = Path(f"{out or base}.bad_records.jsonl")
-    if _local_rank() == 0: write_bad(bad, listing)
+    if launch_rank(local=True) == 0: write_bad(bad, listing)
     msg = _summary_error(src, bad, summ['rows'], listing)
     if not skip_bad: raise DataError(msg + "; fix them, or pass --skip-bad to go on without them")
     print(f"vr1: skipping {msg}", file=sys.stderr)
