@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 from transformers import TrainerCallback
-from .core import (RunDir, ConfigError, load_config, trl_args, to_prompt, to_dataset, derive_seed, set_threads, launch_rank, seed_everything,
-                   atomic_write_text, deep_merge, R1_INSTRUCTION, stage_prompt)
-from .runs import (load_policy, lora_config, JsonlLog, truncate_log, read_log, save_final, last_checkpoint, open_run,
-                         release_trainer)
+from .core import (RunDir, ConfigError, load_config, trl_args, to_prompt, to_dataset, derive_seed, set_threads,
+                         launch_rank, seed_everything, atomic_write_text, deep_merge, R1_INSTRUCTION, stage_prompt)
+from .runs import (load_policy, lora_config, JsonlLog, truncate_log, read_log, save_final, last_checkpoint,
+                         open_run, release_trainer)
 from .data import pixel_caps, train_subset
 
 # %% auto #0
@@ -32,12 +32,19 @@ def grpo_d_beta(step:int, # optimizer steps completed over the whole run (0-base
                 warmup_frac:float=0.3, # w / t
                ) -> float:
     "OThink-MR1 Eq. 3: the GRPO-D KL coefficient at `step`."
-    t = max(int(total_steps), 1); s = min(max(step, 0), t); w = warmup_frac * t
-    mid = (beta_min + beta_max) / 2
+    t = max(int(total_steps), 1)
+    s, w, mid = min(max(step, 0), t), warmup_frac * t, (beta_min + beta_max) / 2
     if s <= w: return mid - (mid - beta_min) * s / w if w > 0 else beta_min
     return beta_min + (beta_max - beta_min) * (s - w) / (t - w)
 
 # %% ../nbs/10_grpo.ipynb #44d2e0b4
+def _grpo_d(kw:dict, total_steps:int) -> Callable[[int], float]:
+    extra = set(kw) - {'beta_min', 'beta_max', 'warmup_frac'}
+    if extra or not {'beta_min', 'beta_max'} <= set(kw):
+        raise ConfigError("section 'beta_schedule': kind 'grpo_d' needs beta_min, beta_max (and optional "
+                          f"warmup_frac), got {sorted(kw)}")
+    return lambda s: grpo_d_beta(s, total_steps, **kw)
+
 def beta_schedule(spec, # None, a `beta_schedule:` dict, or a callable step -> beta
                   total_steps:int, # the run's total optimizer steps
                   default:float=0.04, # beta when `spec` is None (the `grpo.beta` value)
@@ -47,15 +54,11 @@ def beta_schedule(spec, # None, a `beta_schedule:` dict, or a callable step -> b
     if spec is None: return lambda s: float(default)
     if not isinstance(spec, dict): raise ConfigError(f"section 'beta_schedule': expected a mapping, got {spec!r}")
     kind, kw = spec.get('kind'), {k: v for k, v in spec.items() if k != 'kind'}
-    if kind == 'constant':
-        if set(kw) != {'beta'}: raise ConfigError(f"section 'beta_schedule': kind 'constant' takes only 'beta', got {sorted(kw)}")
-        return lambda s: float(kw['beta'])
-    if kind == 'grpo_d':
-        extra = set(kw) - {'beta_min', 'beta_max', 'warmup_frac'}
-        if extra or not {'beta_min', 'beta_max'} <= set(kw):
-            raise ConfigError(f"section 'beta_schedule': kind 'grpo_d' needs beta_min, beta_max (and optional warmup_frac), got {sorted(kw)}")
-        return lambda s: grpo_d_beta(s, total_steps, **kw)
-    raise ConfigError(f"section 'beta_schedule': unknown kind {kind!r}; use 'grpo_d' or 'constant' (or pass a callable)")
+    if kind == 'grpo_d': return _grpo_d(kw, total_steps)
+    if kind != 'constant':
+        raise ConfigError(f"section 'beta_schedule': unknown kind {kind!r}; use 'grpo_d' or 'constant' (or a callable)")
+    if set(kw) != {'beta'}: raise ConfigError(f"section 'beta_schedule': kind 'constant' takes only 'beta', got {sorted(kw)}")
+    return lambda s: float(kw['beta'])
 
 # %% ../nbs/10_grpo.ipynb #adfffad8
 def _generation_period(trainer) -> int:
@@ -66,6 +69,7 @@ def starts_generation(trainer) -> bool:
     "True when the trainer's next micro-step generates a new batch (TRL 1.16's own test)."
     return trainer._step % _generation_period(trainer) == 0 or trainer._buffered_inputs is None
 
+# %% ../nbs/10_grpo.ipynb #061fcbef
 class BetaCallback(TrainerCallback):
     "Set `trainer.beta` from a schedule at the start of each generation batch (run-wide step = offset + global_step)."
     def __init__(self, schedule, # callable run-wide step -> beta
@@ -79,22 +83,24 @@ class BetaCallback(TrainerCallback):
         self.history.append((s, t.beta))
 
 # %% ../nbs/10_grpo.ipynb #e6547872
+def _stage_list(cfg:dict) -> tuple[dict, list]:
+    "The `grpo:` base and the stage overrides: `stages`, the curriculum's phases, or one stage."
+    base, stages = dict(cfg.get('grpo') or {}), cfg.get('stages')
+    if not stages and cfg.get('curriculum'):   # OpenVLThinker's phases, one stage each (see `curriculum_phases` below)
+        return {}, [{**(p['config'].get('grpo') or {}), **p['config']['stages'][0]} for p in curriculum_phases(cfg)]
+    if stages: return base, stages
+    if not base.get('max_steps', -1) > 0: raise ConfigError("section 'grpo': set max_steps (or give a 'stages' list)")
+    return base, [{'name': 'grpo'}]
+
 def ptst_stages(cfg:dict, # a full config (sections `grpo`, `stages`)
                ) -> list[dict]:
     "Each PTST stage's name, GRPOConfig section and run-wide [start, end) step range."
-    base, stages = dict(cfg.get('grpo') or {}), cfg.get('stages')
-    if not stages and cfg.get('curriculum'):   # OpenVLThinker's phases, one stage each (see `curriculum_phases` below)
-        stages = [{**(p['config'].get('grpo') or {}), **p['config']['stages'][0]} for p in curriculum_phases(cfg)]
-        base = {}
-    if not stages:
-        if not base.get('max_steps', -1) > 0: raise ConfigError("section 'grpo': set max_steps (or give a 'stages' list)")
-        stages = [{'name': 'grpo'}]
-    out, start = [], 0
+    (base, stages), out, start = _stage_list(cfg), [], 0
     for i, st in enumerate(stages):
         st = dict(st); name = str(st.pop('name', f'stage{i}'))
-        sec = {**base, **st}
-        n = sec.get('max_steps', -1)
-        if not isinstance(n, int) or n <= 0: raise ConfigError(f"stage {i} ({name!r}): max_steps must be a positive integer, got {n!r}")
+        sec = {**base, **st}; n = sec.get('max_steps', -1)
+        if not isinstance(n, int) or n <= 0:
+            raise ConfigError(f"stage {i} ({name!r}): max_steps must be a positive integer, got {n!r}")
         out.append(dict(index=i, name=name, section=sec, start=start, end=start + n)); start += n
     return out
 
@@ -107,8 +113,8 @@ def stage_args(stage:dict, # one item of `ptst_stages`
               ):
     "The stage's `trl.GRPOConfig`, with beta set so that TRL builds the reference model."
     from trl import GRPOConfig
-    sec = dict(stage['section'])
-    sec['seed'] = int(sec.get('seed', seed)) if stage['index'] == 0 else derive_seed(sec.get('seed', seed), 'ptst', stage['index'])
+    sec, i = dict(stage['section']), stage['index']
+    sec['seed'] = int(sec.get('seed', seed)) if i == 0 else derive_seed(sec.get('seed', seed), 'ptst', i)
     sec['beta'] = max(abs(float(schedule(s))) for s in range(stage['start'], stage['end'] + 1))
     return trl_args(GRPOConfig, sec, f"grpo (stage {stage['name']!r})", output_dir=str(output_dir), **fixed)
 
@@ -139,7 +145,7 @@ REFLECTION_WORDS = tuple(_rewards.REFLECTION_KEYWORDS)  # the one list of notebo
 
 # %% ../nbs/10_grpo.ipynb #a43c299e
 class ReflectionWords:
-    "Monitor reward: reflection keywords per completion; while `capture` is set it also keeps the batch it saw (for `SampleWriter`)."
+    "Monitor reward: reflection keywords per completion; while `capture` is set it keeps the batch (for `SampleWriter`)."
     __name__ = 'reflection_words'
     def __init__(self, words=REFLECTION_WORDS): # a keyword set's name, a list of words, or None (the paper's)
         words = _rewards.reflection_keywords(words)
@@ -148,15 +154,17 @@ class ReflectionWords:
     def __call__(self, prompts=None, completions=(), **kw) -> list[float]:
         texts = [_rewards.completion_text(c) or '' for c in completions]
         if self.capture:
-            self.last = dict(texts=texts, ids=kw.get('id') or [None] * len(texts), answers=kw.get('answer') or [None] * len(texts))
+            n = len(texts)
+            self.last = dict(texts=texts, ids=kw.get('id') or [None] * n, answers=kw.get('answer') or [None] * n)
         return [float(len(self.rx.findall(t))) for t in texts]
 
+# %% ../nbs/10_grpo.ipynb #581a6fc8
 class SampleWriter(TrainerCallback):
-    "Append a few completions of each training generation that starts at a multiple of `sample_every` (run-wide, 0-based) to a JSONL file."
+    "Append a few completions of each training generation begun at a multiple of `sample_every` to a JSONL file."
     def __init__(self, source:ReflectionWords, # the monitor whose last batch is written
                  path, # the JSONL file
                  offset:int=0, # optimizer steps of earlier PTST stages
-                 sample_every:int=10, # run-wide steps between samples
+                 sample_every:int=10, # run-wide steps between samples (0-based steps)
                  num_samples:int=4, # completions written each time
                 ): self.source, self.path, self.offset, self.every, self.n = source, Path(path), offset, sample_every, num_samples
     def on_train_begin(self, args, state, control, **kw): self.source.capture = False   # evaluation batches are not samples
@@ -164,33 +172,34 @@ class SampleWriter(TrainerCallback):
         self.step, self.source.capture, self.source.last = self.offset + state.global_step, True, None
     def on_step_end(self, args, state, control, **kw):
         last, self.source.capture = self.source.last, False
-        if not state.is_world_process_zero or last is None or self.step % self.every: return   # no new generation this step
+        if not state.is_world_process_zero or last is None or self.step % self.every: return   # no generation this step
         with open(self.path, 'a', encoding='utf-8') as f:
             for t, i, a in list(zip(last['texts'], last['ids'], last['answers']))[:self.n]:
                 f.write(json.dumps({'step': self.step, 'id': i, 'answer': a, 'completion': t}) + '\n')
 
 # %% ../nbs/10_grpo.ipynb #84e24614
+def _monitors(funcs:list, weights:list, fmt:str, monitor:dict) -> ReflectionWords:
+    "Append accuracy, format and reflection-word monitors (weight 0) that `funcs` lacks; return the reflection monitor."
+    have = {getattr(f, '__name__', '') for f in funcs}
+    for m in (_rewards.accuracy_reward, _rewards.FormatReward(fmt)):
+        if m.__name__ not in have: funcs.append(m); weights.append(0.0)
+    refl = ReflectionWords(monitor.get('reflection_words', REFLECTION_WORDS))
+    funcs.append(refl); weights.append(0.0)
+    return refl
+
 def reward_setup(rcfg:dict|None, # the `rewards:` section
                  monitor:dict|None=None, # the `monitor:` section (sample_every, num_samples, reflection_words, enabled)
                 ) -> tuple[list, list[float], ReflectionWords|None]:
     "Reward functions (by name from `rewards.REWARDS`, or callables) and weights, with weight-0 monitors appended."
     rcfg, monitor = dict(rcfg or {}), dict(monitor or {})
-    names = rcfg.pop('funcs', None) or ['hard_format_reward']
-    weights = rcfg.pop('weights', None)
+    names, weights = rcfg.pop('funcs', None) or ['hard_format_reward'], rcfg.pop('weights', None)
     opts = {k: rcfg.pop(k) for k in ('alpha', 'format', 'timeout') if k in rcfg}
     if rcfg: raise ConfigError(f"section 'rewards': unknown key(s) {sorted(rcfg)}; use funcs, weights, alpha, format, timeout")
     try: funcs = [n if callable(n) else _rewards.make_reward(str(n), **opts) for n in names]
     except ValueError as e: raise ConfigError(f"section 'rewards': {e}") from None
-    if weights is None: weights = [1.0] * len(funcs)
+    weights = [1.0] * len(funcs) if weights is None else list(weights)
     if len(weights) != len(funcs): raise ConfigError(f"section 'rewards': {len(weights)} weights for {len(funcs)} functions")
-    refl = None
-    if monitor.get('enabled', True):
-        have = {getattr(f, '__name__', '') for f in funcs}
-        fmt = opts.get('format', 'r1')
-        for m in (_rewards.accuracy_reward, _rewards.FormatReward(fmt)):
-            if m.__name__ not in have: funcs.append(m); weights.append(0.0)
-        refl = ReflectionWords(monitor.get('reflection_words', REFLECTION_WORDS))
-        funcs.append(refl); weights.append(0.0)
+    refl = _monitors(funcs, weights, opts.get('format', 'r1'), monitor) if monitor.get('enabled', True) else None
     return funcs, [float(w) for w in weights], refl
 
 # %% ../nbs/10_grpo.ipynb #d88df5c5
@@ -203,18 +212,21 @@ class StageGRPOTrainer(GRPOTrainer):
         self.stage = stage or {'index': 0, 'name': 'grpo', 'start': 0}
         super().__init__(*args, **kwargs)
     def log(self, logs:dict, start_time=None):
-        logs = {**logs, 'beta': self.beta, 'ptst/stage': self.stage['index'], 'ptst/max_completion_length': self.max_completion_length,
-                'ptst/num_generations': self.num_generations}
+        logs = {**logs, 'beta': self.beta, 'ptst/stage': self.stage['index'],
+                'ptst/max_completion_length': self.max_completion_length, 'ptst/num_generations': self.num_generations}
         off = self.stage['start']; self.state.global_step += off
         try: super().log(logs, start_time)
         finally: self.state.global_step -= off
+
+# %% ../nbs/10_grpo.ipynb #b59d0f5c
+_PLOTTED = (('accuracy', 'rewards/accuracy_reward/mean'), ('format_rate', 'rewards/format_reward'),
+            ('reflection_words', 'rewards/reflection_words/mean'))
 
 def _derived(logs:dict) -> dict:
     "Short names for the numbers the papers plot (accuracy, format rate), for the JSONL log."
     out = {}
     for pre in ('', 'eval_'):
-        for k, src in (('accuracy', 'rewards/accuracy_reward/mean'), ('format_rate', 'rewards/format_reward'),
-                       ('reflection_words', 'rewards/reflection_words/mean')):
+        for k, src in _PLOTTED:
             hit = [key for key in logs if key.startswith(pre+src) and key.endswith('/mean')]   # format_reward_<layout> too
             if hit: out[pre+k] = logs[hit[0]]
     return out
@@ -224,6 +236,11 @@ STAGE_DONE = 'STAGE_COMPLETE'
 
 def _stage_dir(run, st) -> Path: return Path(run.path)/f"stage-{st['index']}-{st['name']}"
 
+def _drop_ref_adapter(trainer):
+    m = trainer.accelerator.unwrap_model(trainer.model)
+    if 'ref' in (getattr(m, 'peft_config', None) or {}): m.delete_adapter('ref')
+
+# %% ../nbs/10_grpo.ipynb #7e63f71b
 def _policy_for_stage(mcfg:dict, start):
     "Model, processor and the PEFT config to pass TRL, for a stage starting from `start` (None: `model.path`)."
     lora = mcfg.get('lora')
@@ -234,25 +251,24 @@ def _policy_for_stage(mcfg:dict, start):
     model, proc = load_policy(mcfg, path=start)
     return model, proc, lora_config(lora)
 
-def _drop_ref_adapter(trainer):
-    m = trainer.accelerator.unwrap_model(trainer.model)
-    if 'ref' in (getattr(m, 'peft_config', None) or {}): m.delete_adapter('ref')
-
 # %% ../nbs/10_grpo.ipynb #3762f1ce
 PTST_KEYS = {'kl_reference': ('stage_start', 'initial')}
-
-def _initial_weights(mcfg:dict) -> str:
-    "Where the run's first weights live: the tiny model's cached directory, a local checkpoint, or a hub id."
-    from vr1_nb import models
-    if size := models.tiny_size(mcfg.get('path', '')): return str(models.tiny_model_dir(size, seed=int(mcfg.get('seed', 0))))
-    return str(mcfg['path'])
 
 def kl_reference(cfg:dict) -> str:
     "`ptst.kl_reference` of the config ('stage_start' unless set), checked."
     p = dict(cfg.get('ptst') or {}); ref = p.pop('kl_reference', 'stage_start')
     if p or ref not in PTST_KEYS['kl_reference']: raise ConfigError(f"section 'ptst': keys {PTST_KEYS}; got {cfg.get('ptst')}")
-    if ref == 'initial' and (cfg.get('model') or {}).get('lora'): raise ConfigError("ptst.kl_reference 'initial' is for full fine-tuning (with LoRA the reference is the adapter-disabled base)")
+    if ref == 'initial' and (cfg.get('model') or {}).get('lora'):
+        raise ConfigError("ptst.kl_reference 'initial' is for full fine-tuning (with LoRA the reference is the "
+                          "adapter-disabled base)")
     return ref
+
+# %% ../nbs/10_grpo.ipynb #898eed4c
+def _initial_weights(mcfg:dict) -> str:
+    "Where the run's first weights live: the tiny model's cached directory, a local checkpoint, or a hub id."
+    from vr1_nb import models
+    if size := models.tiny_size(mcfg.get('path', '')): return str(models.tiny_model_dir(size, seed=int(mcfg.get('seed', 0))))
+    return str(mcfg['path'])
 
 # %% ../nbs/10_grpo.ipynb #ea7be869
 @dataclass
@@ -270,24 +286,29 @@ class StageContext:
     callbacks: list = field(default_factory=list)  # the caller's callbacks, added to every stage
 
 # %% ../nbs/10_grpo.ipynb #4b73c928
+def _stage_callbacks(ctx:StageContext, st:dict) -> tuple[BetaCallback, list]:
+    "The stage's beta callback, and all its callbacks: beta, the JSONL log, samples, the caller's."
+    beta_cb, mon = BetaCallback(ctx.schedule, st['start']), ctx.cfg.get('monitor') or {}
+    log_cb = JsonlLog(Path(ctx.run.path)/'log.jsonl', extra=lambda logs: {'stage': st['name'], **_derived(logs)})
+    samples = [] if ctx.refl is None else [SampleWriter(ctx.refl, Path(ctx.run.path)/'samples.jsonl', st['start'],
+                                                        mon.get('sample_every', 10), mon.get('num_samples', 4))]
+    return beta_cb, [beta_cb, log_cb, *samples, *ctx.callbacks]
+
 def build_stage_trainer(ctx:StageContext, # the run's shared context
                         st:dict, # one item of `ptst_stages`
                         start=None, # weights the stage starts from (None: `model.path`)
                        ) -> StageGRPOTrainer:
     "The stage's trainer as the run builds it: its GRPOConfig, the policy, beta and log callbacks, the caller's callbacks."
-    sdir, mcfg = _stage_dir(ctx.run, st), ctx.cfg.get('model') or {}
-    st = {**st, 'section': planned_section(ctx.cfg, st)}
-    if ctx.eval_ds is not None: st = {**st, 'section': dict(st['section'])}; _eval_defaults(st['section'], ctx.cfg.get('monitor'))
-    args = stage_args(st, sdir, ctx.schedule, int(ctx.cfg.get('seed', 0)), reward_weights=ctx.weights)
+    mcfg, st = ctx.cfg.get('model') or {}, {**st, 'section': planned_section(ctx.cfg, st)}
+    if ctx.eval_ds is not None: _eval_defaults(st['section'], ctx.cfg.get('monitor'))
+    args = stage_args(st, _stage_dir(ctx.run, st), ctx.schedule, int(ctx.cfg.get('seed', 0)), reward_weights=ctx.weights)
     model, proc, peft_cfg = _policy_for_stage(mcfg, start)
-    if start is not None and kl_reference(ctx.cfg) == 'initial': model.config._name_or_path = _initial_weights(mcfg)   # TRL loads the reference from here
-    beta_cb = BetaCallback(ctx.schedule, st['start'])
-    log_cb = JsonlLog(Path(ctx.run.path)/'log.jsonl', extra=lambda logs: {'stage': st['name'], **_derived(logs)})
-    mon = ctx.cfg.get('monitor') or {}
-    samples = [SampleWriter(ctx.refl, Path(ctx.run.path)/'samples.jsonl', st['start'], mon.get('sample_every', 10),
-                            mon.get('num_samples', 4))] if ctx.refl is not None else []
-    trainer = StageGRPOTrainer(model=model, reward_funcs=ctx.funcs, args=args, train_dataset=ctx.train_ds, eval_dataset=ctx.eval_ds,
-                               processing_class=proc, peft_config=peft_cfg, callbacks=[beta_cb, log_cb, *samples, *ctx.callbacks], stage=st)
+    if start is not None and kl_reference(ctx.cfg) == 'initial':
+        model.config._name_or_path = _initial_weights(mcfg)   # TRL loads the reference model from here
+    beta_cb, callbacks = _stage_callbacks(ctx, st)
+    trainer = StageGRPOTrainer(model=model, reward_funcs=ctx.funcs, args=args, train_dataset=ctx.train_ds,
+                               eval_dataset=ctx.eval_ds, processing_class=proc, peft_config=peft_cfg,
+                               callbacks=callbacks, stage=st)
     beta_cb.trainer = trainer; trainer.beta = float(ctx.schedule(st['start']))
     return trainer
 
@@ -301,18 +322,24 @@ def stage_context(cfg:dict, # a full config (already loaded)
                   reward_funcs:list|None=None, # overrides `rewards.funcs`
                   callbacks:list|None=None, # added to every stage's trainer
                  ) -> StageContext:
-    "The `StageContext` of a run (its `run` set once the directory is open): beta schedule over all stages, datasets, rewards (with monitors) and callbacks."
+    "A run's `StageContext` (`run` set once the directory is open): beta schedule, datasets, rewards, callbacks."
     total = ptst_stages(cfg)[-1]['end']; kl_reference(cfg)
     sched = beta_schedule(beta_fn or cfg.get('beta_schedule'), total, (cfg.get('grpo') or {}).get('beta', 0.04))
-    instr = stage_prompt(cfg, 'rl')
-    rcfg = dict(cfg.get('rewards') or {})
-    if reward_funcs is not None: rcfg['funcs'] = reward_funcs
+    rcfg = dict(cfg.get('rewards') or {}, **({'funcs': reward_funcs} if reward_funcs is not None else {}))
     funcs, weights, refl = reward_setup(rcfg, cfg.get('monitor'))
-    caps = pixel_caps(cfg)   # data.max_pixels / data.min_pixels: the trainer's processor and vLLM then count the same tokens
+    instr, caps = stage_prompt(cfg, 'rl'), pixel_caps(cfg)   # the trainer's processor and vLLM count the same tokens
     ev = grpo_dataset(eval_records, instr, **caps) if eval_records is not None else None
-    return StageContext(cfg, None, sched, train_subset(grpo_dataset(train, instr, **caps), cfg), ev, funcs, weights, refl, resume, list(callbacks or []))
+    train_ds = train_subset(grpo_dataset(train, instr, **caps), cfg)
+    return StageContext(cfg, None, sched, train_ds, ev, funcs, weights, refl, resume, list(callbacks or []))
 
 # %% ../nbs/10_grpo.ipynb #ff192af9
+def _complete(run, stages:list):
+    "Mark the run complete (rank 0) with its steps, stages, last reward and process count."
+    from accelerate import PartialState
+    hist = [r for r in read_log(run.path) if 'reward' in r] if (run.path/'log.jsonl').exists() else []
+    run.complete(steps=stages[-1]['end'], stages=[s['name'] for s in stages],
+                 last_reward=hist[-1]['reward'] if hist else None, processes=PartialState().num_processes)
+
 def grpo_run(config, # a config dict, preset name or YAML path
              train, # training prompts (records), or a path `core.load_problems` reads
              out_dir, # the run directory
@@ -325,49 +352,49 @@ def grpo_run(config, # a config dict, preset name or YAML path
             ) -> Path:
     "GRPO over the config's PTST stages with its beta schedule; returns the final model's directory."
     cfg = load_config(config); set_threads()
-    stages = ptst_stages(cfg); seed = int(cfg.get('seed', 0))
+    stages, seed = ptst_stages(cfg), int(cfg.get('seed', 0))
     if launch_rank() == 0: RunDir.check(out_dir, resume, overwrite)   # refuse an existing run before reading anything
     if resume and (Path(out_dir)/RunDir.DONE).exists(): return Path(out_dir)/'final'
-    ctx = stage_context(cfg, train, out_dir, resume, eval_records, beta_fn, reward_funcs, callbacks)   # bad input fails here
+    ctx = stage_context(cfg, train, out_dir, resume, eval_records, beta_fn, reward_funcs, callbacks)  # bad input fails here
     run = ctx.run = open_run(out_dir, 'grpo', cfg, seed, resume, overwrite)
     if run.is_complete: return run.path/'final'
-    seed_everything(seed)
-    start = None
+    seed_everything(seed); start = None
     for st in stages:
         done = _stage_dir(run, st)/STAGE_DONE
         start = Path(json.loads(done.read_text())['weights']) if done.exists() else _run_stage(ctx, st, start, st is stages[-1])
-    if launch_rank() == 0:
-        hist = [r for r in read_log(run.path) if 'reward' in r] if (run.path/'log.jsonl').exists() else []
-        from accelerate import PartialState
-        run.complete(steps=stages[-1]['end'], stages=[s['name'] for s in stages], last_reward=hist[-1]['reward'] if hist else None,
-                     processes=PartialState().num_processes)
+    if launch_rank() == 0: _complete(run, stages)
     return run.path/'final'
 
 # %% ../nbs/10_grpo.ipynb #b97db7ed
 def _eval_defaults(sec:dict, monitor:dict|None):
     "Evaluate the held-out slice every `monitor.eval_every` steps, one sample per prompt, unless the section says otherwise."
     sec.setdefault('eval_strategy', 'steps'); sec.setdefault('eval_steps', (monitor or {}).get('eval_every', 10))
-    sec.setdefault('num_generations_eval', 1); sec.setdefault('per_device_eval_batch_size', sec.get('per_device_train_batch_size', 8))
+    sec.setdefault('num_generations_eval', 1)
+    sec.setdefault('per_device_eval_batch_size', sec.get('per_device_train_batch_size', 8))
 
+# %% ../nbs/10_grpo.ipynb #52c9ba6d
 def _save_stage(trainer, ctx, st, is_last) -> Path:
-    "Save the stage's weights (the run's `final/` after the last stage) and mark the stage done; return the weights' directory."
+    "Save the stage's weights (the run's `final/` after the last stage), mark the stage done; return the weights' folder."
     run, sdir, proc = ctx.run, _stage_dir(ctx.run, st), trainer.processing_class
-    if is_last: weights_dir = save_final(trainer, proc, run.path/'final', run, merge_lora=(ctx.cfg.get('model') or {}).get('merge_lora', False),
-                                         summary={'steps': st['end'], 'stage': st['name']})
+    if is_last:
+        weights_dir = save_final(trainer, proc, run.path/'final', run, summary={'steps': st['end'], 'stage': st['name']},
+                                 merge_lora=(ctx.cfg.get('model') or {}).get('merge_lora', False))
     else:
         weights_dir = sdir/'final'; trainer.save_model(str(weights_dir))
         if trainer.args.should_save: proc.save_pretrained(weights_dir)
     trainer.accelerator.wait_for_everyone()
-    if trainer.args.should_save: atomic_write_text(sdir/STAGE_DONE, json.dumps({'weights': str(weights_dir), 'steps': [st['start'], st['end']]}))
+    if trainer.args.should_save:
+        atomic_write_text(sdir/STAGE_DONE, json.dumps({'weights': str(weights_dir), 'steps': [st['start'], st['end']]}))
     return weights_dir
 
+# %% ../nbs/10_grpo.ipynb #b8163ef9
 def _run_stage(ctx:StageContext, st:dict, start, is_last:bool) -> Path:
     "Build, train, save and release one PTST stage; return the directory of its weights."
     trainer = build_stage_trainer(ctx, st, start)
     try:
         ckpt = last_checkpoint(_stage_dir(ctx.run, st)) if ctx.resume else None
         done = st['start'] + (int(ckpt.rsplit('-', 1)[-1]) if ckpt else 0)
-        if trainer.args.should_save:
+        if trainer.args.should_save:   # rows and samples after the checkpoint are written again by the resumed run
             truncate_log(ctx.run.path/'log.jsonl', done); truncate_log(ctx.run.path/'samples.jsonl', done - 1)
         trainer.train(resume_from_checkpoint=ckpt)
         _drop_ref_adapter(trainer)
@@ -375,6 +402,20 @@ def _run_stage(ctx:StageContext, st:dict, start, is_last:bool) -> Path:
     finally: release_trainer(trainer)
 
 # %% ../nbs/10_grpo.ipynb #e2b63e74
+def _plot_lengths(ax, x, col):
+    "Mean and max completion length, and (right axis) the fraction cut by the limit."
+    ax.plot(x, col('completions/mean_length'), label='mean length')
+    ax.plot(x, col('completions/max_length'), label='max length', alpha=.6)
+    ax2 = ax.twinx(); ax2.plot(x, col('completions/clipped_ratio'), 'k:', label='clipped fraction')
+    ax2.set_ylim(0, 1.05); ax2.set_ylabel('clipped'); ax2.legend(loc='lower right', fontsize=8)
+
+def _mark_stages(axs, x, stage):
+    "A dashed line wherever the PTST stage changes."
+    for i in range(1, len(x)):
+        if stage[i] != stage[i-1]:
+            for a in axs: a.axvline(x[i-1] + .5, color='gray', ls='--', lw=1)
+
+# %% ../nbs/10_grpo.ipynb #192528f7
 def plot_curves(log, # a run directory, its `log.jsonl`, or a list of log rows
                ):
     "A matplotlib Figure with reward, completion length and beta per step, PTST stage boundaries marked."
@@ -383,28 +424,23 @@ def plot_curves(log, # a run directory, its `log.jsonl`, or a list of log rows
     tr = [r for r in rows if 'loss' in r and 'beta' in r]   # one row per optimizer step; generation metrics on generation steps
     ev = [r for r in rows if 'eval_accuracy' in r]
     if not tr: raise ValueError(f"no training rows in {log if not isinstance(log, list) else 'the rows'}")
-    x = [r['step'] for r in tr]
-    col = lambda k: [float('nan') if r.get(k) is None else r[k] for r in tr]
+    x, col = [r['step'] for r in tr], lambda k: [float('nan') if r.get(k) is None else r[k] for r in tr]
     fig = Figure(figsize=(7, 8)); axs = fig.subplots(3, 1, sharex=True)
     axs[0].plot(x, col('reward'), label='reward')
     for k in ('accuracy', 'format_rate'):
         if any(k in r for r in tr): axs[0].plot(x, col(k), label=k, alpha=.7)
     if ev: axs[0].plot([r['step'] for r in ev], [r['eval_accuracy'] for r in ev], 'o-', label='held-out accuracy')
-    axs[1].plot(x, col('completions/mean_length'), label='mean length'); axs[1].plot(x, col('completions/max_length'), label='max length', alpha=.6)
-    ax2 = axs[1].twinx(); ax2.plot(x, col('completions/clipped_ratio'), 'k:', label='clipped fraction'); ax2.set_ylim(0, 1.05); ax2.set_ylabel('clipped'); ax2.legend(loc='lower right', fontsize=8)
+    _plot_lengths(axs[1], x, col)
     axs[2].plot(x, col('beta'), drawstyle='steps-post', label='beta')
-    stage = [r.get('ptst/stage') for r in tr]
-    for i in range(1, len(x)):
-        if stage[i] != stage[i-1]:
-            for a in axs: a.axvline(x[i-1] + .5, color='gray', ls='--', lw=1)
+    _mark_stages(axs, x, [r.get('ptst/stage') for r in tr])
     for a, t in zip(axs, ('reward', 'tokens', 'beta')): a.set_ylabel(t); a.legend(loc='best', fontsize=8)
-    axs[-1].set_xlabel('step (whole run)')
-    fig.tight_layout()
+    axs[-1].set_xlabel('step (whole run)'); fig.tight_layout()
     return fig
 
 # %% ../nbs/10_grpo.ipynb #600ea71c
 CURRICULUM_KEYS = ('name', 'data', 'episodes', 'max_steps', 'size', 'model', 'grpo')
 
+# %% ../nbs/10_grpo.ipynb #fe0d8e36
 def phase_steps(cfg:dict, # the full config (its `grpo` section, merged with the phase's)
                 episodes:float, # passes over the phase's problems (EasyR1's `total_episodes`)
                 n_prompts:int, # the phase's problems
@@ -417,29 +453,42 @@ def phase_steps(cfg:dict, # the full config (its `grpo` section, merged with the
     return max(1, math.ceil(episodes * n_prompts * int(g.get('num_generations', GRPOConfig.num_generations)) / per))
 
 # %% ../nbs/10_grpo.ipynb #8e8eedea
+def _phase(cfg:dict, i:int, ph, sizes:dict|None, n_proc:int) -> dict:
+    "One curriculum phase: its config (the phase's `model`/`grpo` merged in, one stage) and its `max_steps`."
+    if not isinstance(ph, dict) or set(ph) - set(CURRICULUM_KEYS):
+        bad = sorted(set(ph) - set(CURRICULUM_KEYS)) if isinstance(ph, dict) else ph
+        raise ConfigError(f"curriculum[{i}]: unknown key(s) {bad}; known: {CURRICULUM_KEYS}")
+    name = str(ph.get('name', f'phase{i}'))
+    c = deep_merge({k: v for k, v in cfg.items() if k not in ('curriculum', 'stages')},
+                   {k: ph[k] for k in ('model', 'grpo') if k in ph})
+    n = (sizes or {}).get(name, ph.get('size'))
+    if ph.get('max_steps'): steps = int(ph['max_steps'])
+    elif ph.get('episodes') and n: steps = phase_steps(c, float(ph['episodes']), int(n), n_proc)
+    else: raise ConfigError(f"curriculum[{i}] ({name!r}): give max_steps, or episodes with the data's size (size: N)")
+    c['stages'] = [{'name': name, 'max_steps': steps}]
+    return dict(index=i, name=name, data=ph.get('data'), episodes=ph.get('episodes'), n_prompts=n, processes=n_proc,
+                max_steps=steps, config=c)
+
 def curriculum_phases(cfg:dict, # a full config with a `curriculum:` list
                       sizes:dict|None=None, # phase name -> problems counted in its data (default: the phases' `size`)
                       processes:int|None=None, # training processes (default: WORLD_SIZE, else `hardware.num_gpus`, else 1)
                      ) -> list[dict]:
     "Each curriculum phase with its config (the phase's `model`/`grpo` merged in, one stage) and its `max_steps`."
-    phases, out = cfg.get('curriculum'), []
+    phases = cfg.get('curriculum')
     if not isinstance(phases, list) or not phases: raise ConfigError("section 'curriculum': expected a list of phases")
     n_proc = processes or int(os.environ.get('WORLD_SIZE', 0)) or int((cfg.get('hardware') or {}).get('num_gpus') or 1)
-    for i, ph in enumerate(phases):
-        if not isinstance(ph, dict) or set(ph) - set(CURRICULUM_KEYS):
-            raise ConfigError(f"curriculum[{i}]: unknown key(s) {sorted(set(ph) - set(CURRICULUM_KEYS)) if isinstance(ph, dict) else ph}; known: {CURRICULUM_KEYS}")
-        name = str(ph.get('name', f'phase{i}'))
-        c = deep_merge({k: v for k, v in cfg.items() if k not in ('curriculum', 'stages')}, {k: ph[k] for k in ('model', 'grpo') if k in ph})
-        n = (sizes or {}).get(name, ph.get('size'))
-        if ph.get('max_steps'): steps = int(ph['max_steps'])
-        elif ph.get('episodes') and n: steps = phase_steps(c, float(ph['episodes']), int(n), n_proc)
-        else: raise ConfigError(f"curriculum[{i}] ({name!r}): give max_steps, or episodes with the data's size (size: N)")
-        c['stages'] = [{'name': name, 'max_steps': steps}]
-        out.append(dict(index=i, name=name, data=ph.get('data'), episodes=ph.get('episodes'), n_prompts=n, processes=n_proc,
-                        max_steps=steps, config=c))
-    return out
+    return [_phase(cfg, i, ph, sizes, n_proc) for i, ph in enumerate(phases)]
 
 # %% ../nbs/10_grpo.ipynb #cc3e9d31
+def _phase_sets(cfg:dict, train) -> list:
+    "One training set per curriculum phase: `train`, or each phase's `data`."
+    phases = cfg.get('curriculum') or []
+    sets = list(train) if train is not None else [ph.get('data') for ph in phases]
+    if len(sets) != len(phases) or any(s is None for s in sets):
+        raise ConfigError(f"curriculum: {len(phases)} phases need one training set each (phase `data`, or -t per phase); "
+                          f"got {sets}")
+    return sets
+
 def curriculum_run(config, # a config dict, preset name or YAML path, with a `curriculum:` list
                    out_dir, # the curriculum's directory (one sub-directory per phase)
                    train:list|None=None, # one training set per phase (default: each phase's `data`)
@@ -450,18 +499,15 @@ def curriculum_run(config, # a config dict, preset name or YAML path, with a `cu
     "OpenVLThinker's GRPO curriculum: the phases in order, each from the last one's weights; the final model's directory."
     cfg = load_config(config); out = Path(out_dir)
     if launch_rank() == 0: RunDir.check(out, resume, overwrite)
-    sets = list(train) if train is not None else [ph.get('data') for ph in cfg.get('curriculum') or []]
-    if len(sets) != len(cfg.get('curriculum') or []) or any(s is None for s in sets):
-        raise ConfigError(f"curriculum: {len(cfg.get('curriculum') or [])} phases need one training set each (phase `data`, or -t per phase); got {sets}")
-    instr, caps = stage_prompt(cfg, 'rl'), pixel_caps(cfg)
-    sizes = {ph.get('name', f'phase{i}'): len(grpo_dataset(s, instr, **caps)) for i, (ph, s) in enumerate(zip(cfg['curriculum'], sets))}
-    phases = curriculum_phases(cfg, sizes)
+    sets, instr, caps = _phase_sets(cfg, train), stage_prompt(cfg, 'rl'), pixel_caps(cfg)
+    phases = curriculum_phases(cfg, {ph.get('name', f'phase{i}'): len(grpo_dataset(s, instr, **caps))
+                                     for i, (ph, s) in enumerate(zip(cfg['curriculum'], sets))})
     run = open_run(out, 'curriculum', cfg, int(cfg.get('seed', 0)), resume, overwrite)
     model = (cfg.get('model') or {}).get('path')
     for ph, data in zip(phases, sets):
         c = deep_merge(ph['config'], {'model': {'path': str(model)}})
         model = grpo_run(c, data, out/f"phase-{ph['index']}-{ph['name']}", resume=resume, **kw)
     if launch_rank() == 0 and not run.is_complete:
-        run.complete(phases=[dict(name=p['name'], n_prompts=p['n_prompts'], episodes=p['episodes'], max_steps=p['max_steps']) for p in phases],
+        run.complete(phases=[{k: p[k] for k in ('name', 'n_prompts', 'episodes', 'max_steps')} for p in phases],
                      final=str(model))
     return Path(model)
