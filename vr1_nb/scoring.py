@@ -6,7 +6,7 @@ Docs: https://vr1-nb.github.io/vr1_nb/scoring.html.md"""
 
 # %% ../nbs/03a_scoring.ipynb #7ba42971
 from __future__ import annotations
-import functools, json, math, re
+import ast, functools, json, math, operator, re
 from collections import Counter, defaultdict
 from pathlib import Path
 from .answers import extract_answer, choice_letter, verify_batch, parse_number, get_pool, clean_answer
@@ -198,73 +198,131 @@ def mathv_extract(response:str) -> str:
     return a.rstrip('.').lstrip(':').strip()
 
 # %% ../nbs/03a_scoring.ipynb #46d782ab
-_MATH_CONSTS = {'e': math.e, 'pi': math.pi, 'tau': math.tau, 'inf': math.inf, 'nan': math.nan}
+_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+           ast.Mod: operator.mod, ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow}
+_MATH_NAMES = {k: v for k, v in vars(math).items() if not k.startswith('_')}   # what `from math import *` brings in
 
-def py_value(x):
-    "What `eval(str(x))` under `from math import *` gives for a sympy expression, computed without eval; raises where eval would."
-    import sympy
-    from sympy import S
-    if x.is_Integer: return int(x)
-    if x.is_Rational: return int(x.p) / int(x.q)
-    if x.is_Float: return float(x)
-    if x is S.Pi: return math.pi
-    if x is S.Exp1: return math.e   # upstream's latex2sympy left `e` a Symbol, which eval reads as math.e
-    if isinstance(x, sympy.Symbol):
-        if x.name in _MATH_CONSTS: return _MATH_CONSTS[x.name]
-        raise NameError(x.name)
-    if x.is_Add or x.is_Mul:
-        v = 0 if x.is_Add else 1
-        for a in x.args: v = v + py_value(a) if x.is_Add else v * py_value(a)
-        return v
-    if x.is_Pow:
-        b, e = x.args
-        if e == S.Half: return math.sqrt(py_value(b))
-        if e == -S.Half: return 1 / math.sqrt(py_value(b))
-        return py_value(b) ** py_value(e)
-    name = type(x).__name__
-    if isinstance(x, sympy.Function) and not name.startswith('_') and callable(getattr(math, name, None)):
-        return getattr(math, name)(*[py_value(a) for a in x.args])
-    raise TypeError(f"{name} is not a number")
+def _arith(node, names):
+    "Python's value of the arithmetic syntax tree `node`; names and calls resolve in `names`; raises where eval would."
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float): return node.value
+    if isinstance(node, ast.UnaryOp) and type(node.op) in (ast.USub, ast.UAdd):
+        v = _arith(node.operand, names); return -v if isinstance(node.op, ast.USub) else +v
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        a, b = _arith(node.left, names), _arith(node.right, names)
+        if isinstance(node.op, ast.Pow) and abs(b) * math.log2(abs(a) + 2) > 1e5: raise OverflowError('power too large')
+        return _BINOPS[type(node.op)](a, b)
+    if isinstance(node, ast.Name) and isinstance(names.get(node.id), (int, float)): return names[node.id]
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and callable(names.get(node.func.id)) and not node.keywords:
+        return names[node.func.id](*[_arith(a, names) for a in node.args])
+    raise NameError(getattr(node, 'id', type(node).__name__))
 
+def py_value(x, # a sympy expression, or its printed form
+             names:dict|None=None, # what names may resolve to (default: the `math` module's)
+            ):
+    "What `eval(str(x))` gives under `from math import *`, computed without eval; raises where eval would."
+    return _arith(ast.parse(str(x), mode='eval').body, _MATH_NAMES if names is None else names)
+
+# %% ../nbs/03a_scoring.ipynb #b2e0c003
+_L2S191_COMMANDS = frozenset(r"""\Bbbk \Delta \Diamond \Finv \Game \Gamma \Im \Lambda \Leftrightarrow \Longrightarrow \Omega \Phi \Pi \Psi \Re \Rightarrow \Sigma \Theta \Upsilon \Xi \acute \alpha \angle \arccos \arccosh \arccot \arccsc \arcosh \arcsec \arcsin \arcsinh \arctan \arctanh \arsinh \artanh \backprime \bar \begin \beta \bigstar \binom \blacklozenge \blacksquare \blacktriangle \bm \boldsymbol \breve \cdot \ceil \check \chi \choose \circledS \clubsuit \complement \cos \cosh \cot \csc \dbinom \ddot \delta \det \diagdown \diagup \diamondsuit \div \dot \ell \emptyset \end \epsilon \equiv \eta \eth \exp \exponentialE \flat \floor \frac \gamma \gcd \ge \geq \geqslant \grave \hat \hbar \heartsuit \hslash \imath \in \infty \int \iota \jmath \kappa \lambda \lbrace \lbrack \lceil \lcm \le \left \leftrightarrow \leq \leqslant \lfloor \lgroup \lim \llcorner \ln \log \longrightarrow \lozenge \lrcorner \lvert \mathbb \mathbf \mathbin \mathcal \mathclap \mathclose \mathellipsis \mathfrak \mathinner \mathit \mathnormal \mathop \mathopen \mathord \mathpunct \mathrel \mathring \mathrlap \mathrm \mathscr \mathsf \mathsterling \mathtt \max \measuredangle \mho \min \mleft \mod \mright \mu \nabla \natural \ne \neq \nexists \nu \omega \omicron \operatorname \over \overline \overrightarrow \partial \phi \pi \prime \prod \psi \rbrace \rbrack \rceil \rfloor \rgroup \rho \right \rightarrow \rvert \sec \sharp \sigma \sin \sinh \spadesuit \sphericalangle \sqrt \square \sum \surd \tan \tanh \tau \tbinom \text \textit \theta \tilde \times \to \triangle \triangledown \ulcorner \upsilon \urcorner \varepsilon \variable \varnothing \varphi \varpi \varrho \varsigma \vartheta \vartriangle \vec \vert \widecheck \widetilde \wp \xRightarrow \xi \xrightarrow \zeta \\ \{ \} \|""".split())  # latex2sympy2 1.9.1, PS.g4
+_L2S191_TOKEN = re.compile('|'.join(map(re.escape, sorted(_L2S191_COMMANDS, key=len, reverse=True)))
+                           + r"|(?<=\d)\\%|(?P<unknown>\\[A-Za-z]*|\\.|[^A-Za-z0-9\s+\-*/()\[\]{}|&_^:;,.=<>!'])", re.S)
+
+def _l2s191_preamble(s):
+    "The rewrites latex2sympy2 1.9.1's `latex2sympy()` makes before lexing."
+    for a, b in ((r'\dfrac', r'\frac'), (r'\tfrac', r'\frac'), (r'\mathrm{T}', 'T'), (r'\mathrm{d}', 'd'), (r'{\rm d}', 'd'),
+                 (r'\left[\begin{matrix}', r'\begin{bmatrix}'), (r'\end{matrix}\right]', r'\end{bmatrix}')): s = s.replace(a, b)
+    s = re.sub(r"\(([a-zA-Z0-9+\-*/\\ ]+?)\)_{([a-zA-Z0-9+\-*/\\ ]+?)}", r"\\frac{(\1)!}{((\1)-(\2))!}", s)
+    for a in (r'\displaystyle', r'\quad', r'\qquad', '~', r'\,', '$'): s = s.replace(a, ' ')
+    return s
+
+def _l2s191_unknown(s):
+    "Position of the first token 1.9.1's lexer cannot read in `s` (len(s) if none)."
+    return next((m.start() for m in _L2S191_TOKEN.finditer(s) if m.group('unknown') is not None), len(s))
+
+# %% ../nbs/03a_scoring.ipynb #b2e0c006
+def _l2s191_rewrite(s):
+    "`s` written so that latex2sympy2_extended reads it as 1.9.1 did (thousands commas, `\\%`, no mixed numbers, spaces between digits)."
+    num = lambda m: m.group(1).replace(',', '') + ('\\cdot ' + m.group(2) if m.group(2) else '')   # NUMBER: DIGIT+ (',' DIGIT{3})*
+    s = re.sub(r'(\d+(?:,\d{3})+)(\d?)', num, s)
+    s = re.sub(r'\\(?:left|right|mleft|mright)(?=[()\[\]|.])', '', s)   # \left( is ( in 1.9.1
+    s = re.sub(r'(\d+(?:\.\d+)?)\\%', r'(\1/100)', s)                 # PERCENT_NUMBER
+    s = re.sub(r'(\d)\s*(?=\\frac)', r'\1\\cdot ', s)                 # 12\frac{1}{2} is 12*1/2
+    return re.sub(r'(\d)\s+(?=\d)', r'\1\\cdot ', s)                  # 1 010 is 1*10
+
+def _parse_prefix(t):
+    "(expr, stopped): latex2sympy2_extended's parse of `t` without normalisation, else of the prefix before where its parser stopped."
+    from latex2sympy2_extended import latex2sympy
+    stopped = False
+    for _ in range(3):
+        try: return latex2sympy(t, normalization_config=None), stopped
+        except Exception as e:
+            m = re.search(r'\n(~*)\^\s*$', str(e)); c = len(m.group(1)) if m else 0
+            if not 0 < c < len(t.rstrip()) or not t[:c].strip(): raise
+            t, stopped = t[:c], True
+    raise ValueError(f'no complete expression in {t!r}')
+
+# %% ../nbs/03a_scoring.ipynb #4a44fb53
 _PLAIN = re.compile(r'-?\d+(?:\.\d+)?', re.A)
 _FUNCS = {'sin', 'cos', 'tan', 'cot', 'sec', 'csc', 'log', 'exp', 'sqrt', 'arcsin', 'arccos', 'arctan', 'sinh', 'cosh', 'tanh'}
 
-@functools.lru_cache(maxsize=8192)
-def _r2(s):
+def _value_official(s):
+    "The number latex2sympy2 1.9.1 + eval gave for `s`; raises where they raised."
+    import sympy
+    s = _l2s191_preamble(s)
+    u, dot = _l2s191_unknown(s), re.search(r'\.(?!\d)', s)   # PERIOD is in no parser rule of PS.g4: the parse ends there
+    end = min(u, dot.start() if dot else len(s))
+    if '{,}' in s[:end]: raise ValueError("1.9.1 has no '{,}' digit grouping")
+    head = _l2s191_rewrite(s[:end])
+    if not re.search(r"[^a-z{}()\[\]\s,']", head): raise NameError('only symbols')  # words: a product of symbols, no number
+    expr, stopped = _parse_prefix(head)
+    if end == u < len(s) and not stopped: raise ValueError(f'1.9.1 cannot lex {s[u:u+8]!r}')  # the parser reached it
+    if isinstance(expr, sympy.FiniteSet) and len(expr) == 1: expr = next(iter(expr))  # {4} is a group in 1.9.1
+    return py_value(expr)
+
+def _value_corrected(s):
+    "The number math-verify's parser and normaliser read in `s` ($e$ is Euler's number); raises on prose."
+    from latex2sympy2_extended import latex2sympy
+    if any(w not in _FUNCS for w in re.findall(r'(?<![\\a-z])[a-z]{3,}', s)): raise ValueError('prose')  # '2 h 15 min'
+    return py_value(latex2sympy(s), dict(_MATH_NAMES, E=math.e))
+
+@functools.lru_cache(maxsize=16384)
+def _r2(s, official=True):
     if _PLAIN.fullmatch(s): return round(int(s) if '.' not in s else float(s), 2)
     if re.fullmatch(r'[{}a-z ]*[a-df-z][{}a-z ]*', s): return None  # a product of letters: eval raises NameError
-    if any(w not in _FUNCS for w in re.findall(r'(?<![\\a-z])[a-z]{3,}', s)): return None  # prose ('2 h 15 min'): symbols again
-    try:
-        from latex2sympy2_extended import latex2sympy
-        return round(py_value(latex2sympy(s)), 2)
+    try: v = round(_value_official(s) if official else _value_corrected(s), 2)
     except Exception: return None
+    return v if isinstance(v, (int, float)) else None
 
 # %% ../nbs/03a_scoring.ipynb #564ab880
-def _eval_tuple(s):
+def _eval_tuple(s, official=True):
     sl = s[1:-1].split(',')
     if len(s) and len(sl) > 1 and ((s[0], s[-1]) in (('(', ')'), ('[', ']'))):
-        vals = [sub if ('infty' in sub or sub in ['a', '-a']) else _r2(sub) for sub in sl]
+        vals = [sub if ('infty' in sub or sub in ['a', '-a']) else _r2(sub, official) for sub in sl]
         if any(v is None for v in vals): return s
         return s[0] + ','.join(str(v) for v in vals) + s[-1]
     return s
 
-def mathv_is_equal(asw:str, gt_asw:str) -> bool:
+def mathv_is_equal(asw:str, gt_asw:str, # the two answers (upstream calls it with the gold first)
+                   official:bool=True, # latex2sympy2 1.9.1's reading (else math-verify's, see above)
+                  ) -> bool:
     "MATH-V's `is_equal` without eval: string equality, then tuples, then values rounded to 2 decimals."
     asw, gt_asw = str(asw).lower(), str(gt_asw).lower()
     if asw.replace(' ', '') == '' or gt_asw.replace(' ', '') == '': return False
     if gt_asw.strip() == asw.strip(): return True
     tup = asw[0] in '(['   # only a tuple-shaped answer can equal an evaluated tuple
     if tup:
-        asw, gt_asw = _eval_tuple(asw), _eval_tuple(gt_asw)
+        asw, gt_asw = _eval_tuple(asw, official), _eval_tuple(gt_asw, official)
         if gt_asw == asw: return True
-    a = _r2(asw)   # the model's side first: it fails fastest; the verdict is the same as upstream's order
+    a = _r2(asw, official)   # the first side first: when it raises, upstream never evaluates the other
     if a is None: return False
-    g = _r2(gt_asw if tup else _eval_tuple(gt_asw))
+    g = _r2(gt_asw if tup else _eval_tuple(gt_asw, official), official)
     return g is not None and g == a
 
-def mathv_correct(gt:str, gt_value:str, model_answer:str) -> bool:
-    "Official verdict: the model answer equals the gold, or the gold option's text."
-    return mathv_is_equal(gt, model_answer) or mathv_is_equal(gt_value, model_answer)
+def mathv_correct(gt:str, gt_value:str, model_answer:str, # gold letter/answer, gold option text ('' if none), extracted answer
+                  official:bool=True, # latex2sympy2 1.9.1's reading (else math-verify's)
+                 ) -> bool:
+    "Upstream's verdict: the model answer equals the gold, or the gold option's text."
+    return mathv_is_equal(gt, model_answer, official) or mathv_is_equal(gt_value, model_answer, official)
 
 # %% ../nbs/03a_scoring.ipynb #13a961cb
 def _official_mathv(results):
@@ -278,8 +336,11 @@ def _official_mathv(results):
 def score_mathvision(preds:list[dict], # prediction records (id, response, [prediction])
                      problems:list[dict], # load_mathvision records
                      timeout:float=5.0, # seconds per comparison
+                     mode:str='official', # 'official': latex2sympy2 1.9.1's verdicts, by rule; 'corrected': math-verify's parser
                     ) -> tuple[dict, list[dict]]:
     "MATH-V accuracy with the official rule-based extraction and comparison; (summary, per-record results)."
+    if mode not in ('official', 'corrected'): raise ValueError(f"score_mathvision: mode must be 'official' or 'corrected', got {mode!r}")
+    off = mode == 'official'
     probs = {r['id']: r for r in problems}
     rows = []
     for p in preds:
@@ -291,14 +352,15 @@ def score_mathvision(preds:list[dict], # prediction records (id, response, [pred
     # a bare-word answer (it never parses to a number) or plain numbers on both sides never reach latex2sympy: judge them here, not in the pool
     simple = lambda x: not x or bool(_PLAIN.fullmatch(x.lower()) or re.fullmatch(r'[{}a-z ]+', x.lower()))
     cheap = lambda gt, gv, ma: simple(ma) and (not _PLAIN.fullmatch(ma.lower()) or (simple(gt) and simple(gv)))
-    verdict = [mathv_correct(gt, gv, ma) if cheap(gt, gv, ma) else None for _, gt, gv, ma, _ in rows]
+    verdict = [mathv_correct(gt, gv, ma, off) if cheap(gt, gv, ma) else None for _, gt, gv, ma, _ in rows]
     todo = [i for i, v in enumerate(verdict) if v is None]
-    for i, v in zip(todo, get_pool().map('vr1_nb.scoring:mathv_correct', [rows[i][1:4] for i in todo], on_timeout=False, on_error=False, timeout=timeout)):
+    for i, v in zip(todo, get_pool().map('vr1_nb.scoring:mathv_correct', [(*rows[i][1:4], off) for i in todo], on_timeout=False, on_error=False, timeout=timeout)):
         verdict[i] = bool(v)
     results = [dict(id=i, correct=v, extracted=ma, answer=gt, answer_value=gv, level=md.get('level'), subject=md.get('subject'))
                for (i, gt, gv, ma, md), v in zip(rows, verdict)]
     s = tally(results, ['level', 'subject'])
     s['breakdowns']['official'] = _official_mathv(results)
+    s['mode'] = mode
     return s, results
 
 # %% ../nbs/03a_scoring.ipynb #cdb7af83
