@@ -16,8 +16,8 @@ from .core import LETTERS
 # %% auto #0
 __all__ = ['MATHVISTA_KEYS', 'MATHVERSE_KEYS', 'CONVENTIONS', 'BENCHMARKS', 'tally', 'levenshtein', 'mathvista_normalize',
            'mathvista_extract', 'score_mathvista', 'find_math_answer', 'mathv_extract', 'py_value', 'mathv_is_equal',
-           'mathv_correct', 'score_mathvision', 'score_mathverse', 'judge_answers', 'score_synth', 'score_details',
-           'score_file', 'mathruler_agreement']
+           'mathv_correct', 'score_mathvision', 'score_mathverse', 'judge_answers', 'r1v_count', 'r1v_geoqa',
+           'score_synth', 'score_details', 'score_file', 'mathruler_agreement']
 
 # %% ../nbs/03a_scoring.ipynb #3f019640
 def _acc(c, t): return dict(correct=c, total=t, accuracy=round(c / t, 4) if t else 0.0)
@@ -201,10 +201,13 @@ def mathv_extract(response:str) -> str:
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.Mod: operator.mod, ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow}
 _MATH_NAMES = {k: v for k, v in vars(math).items() if not k.startswith('_')}   # what `from math import *` brings in
+_CMPOPS = {ast.Lt: operator.lt, ast.Gt: operator.gt, ast.LtE: operator.le, ast.GtE: operator.ge, ast.Eq: operator.eq, ast.NotEq: operator.ne}
 
 def _arith(node, names):
     "Python's value of the arithmetic syntax tree `node`; names and calls resolve in `names`; raises where eval would."
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float): return node.value
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float, bool): return node.value
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _CMPOPS:   # '4 > 0' is True
+        return _CMPOPS[type(node.ops[0])](_arith(node.left, names), _arith(node.comparators[0], names))
     if isinstance(node, ast.UnaryOp) and type(node.op) in (ast.USub, ast.UAdd):
         v = _arith(node.operand, names); return -v if isinstance(node.op, ast.USub) else +v
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
@@ -223,7 +226,7 @@ def py_value(x, # a sympy expression, or its printed form
     return _arith(ast.parse(str(x), mode='eval').body, _MATH_NAMES if names is None else names)
 
 # %% ../nbs/03a_scoring.ipynb #b2e0c003
-_L2S191_COMMANDS = frozenset(r"""\Bbbk \Delta \Diamond \Finv \Game \Gamma \Im \Lambda \Leftrightarrow \Longrightarrow \Omega \Phi \Pi \Psi \Re \Rightarrow \Sigma \Theta \Upsilon \Xi \acute \alpha \angle \arccos \arccosh \arccot \arccsc \arcosh \arcsec \arcsin \arcsinh \arctan \arctanh \arsinh \artanh \backprime \bar \begin \beta \bigstar \binom \blacklozenge \blacksquare \blacktriangle \bm \boldsymbol \breve \cdot \ceil \check \chi \choose \circledS \clubsuit \complement \cos \cosh \cot \csc \dbinom \ddot \delta \det \diagdown \diagup \diamondsuit \div \dot \ell \emptyset \end \epsilon \equiv \eta \eth \exp \exponentialE \flat \floor \frac \gamma \gcd \ge \geq \geqslant \grave \hat \hbar \heartsuit \hslash \imath \in \infty \int \iota \jmath \kappa \lambda \lbrace \lbrack \lceil \lcm \le \left \leftrightarrow \leq \leqslant \lfloor \lgroup \lim \llcorner \ln \log \longrightarrow \lozenge \lrcorner \lvert \mathbb \mathbf \mathbin \mathcal \mathclap \mathclose \mathellipsis \mathfrak \mathinner \mathit \mathnormal \mathop \mathopen \mathord \mathpunct \mathrel \mathring \mathrlap \mathrm \mathscr \mathsf \mathsterling \mathtt \max \measuredangle \mho \min \mleft \mod \mright \mu \nabla \natural \ne \neq \nexists \nu \omega \omicron \operatorname \over \overline \overrightarrow \partial \phi \pi \prime \prod \psi \rbrace \rbrack \rceil \rfloor \rgroup \rho \right \rightarrow \rvert \sec \sharp \sigma \sin \sinh \spadesuit \sphericalangle \sqrt \square \sum \surd \tan \tanh \tau \tbinom \text \textit \theta \tilde \times \to \triangle \triangledown \ulcorner \upsilon \urcorner \varepsilon \variable \varnothing \varphi \varpi \varrho \varsigma \vartheta \vartriangle \vec \vert \widecheck \widetilde \wp \xRightarrow \xi \xrightarrow \zeta \\ \{ \} \|""".split())  # latex2sympy2 1.9.1, PS.g4
+_L2S191_COMMANDS = frozenset(r"""\Bbbk \Delta \Diamond \Finv \Game \Gamma \Im \Lambda \Leftrightarrow \Longrightarrow \Omega \Phi \Pi \Psi \Re \Rightarrow \Sigma \Theta \Upsilon \Xi \acute \alpha \angle \arccos \arccosh \arccot \arccsc \arcosh \arcsec \arcsin \arcsinh \arctan \arctanh \arsinh \artanh \backprime \bar \beta \bigstar \binom \blacklozenge \blacksquare \blacktriangle \bm \boldsymbol \breve \cdot \ceil \check \chi \choose \circledS \clubsuit \complement \cos \cosh \cot \csc \dbinom \ddot \delta \det \diagdown \diagup \diamondsuit \div \dot \ell \emptyset \epsilon \equiv \eta \eth \exp \exponentialE \flat \floor \frac \gamma \gcd \ge \geq \geqslant \grave \hat \hbar \heartsuit \hslash \imath \in \infty \int \iota \jmath \kappa \lambda \lbrace \lbrack \lceil \lcm \le \left \leftrightarrow \leq \leqslant \lfloor \lgroup \lim \llcorner \ln \log \longrightarrow \lozenge \lrcorner \lvert \mathbb \mathbf \mathbin \mathcal \mathclap \mathclose \mathellipsis \mathfrak \mathinner \mathit \mathnormal \mathop \mathopen \mathord \mathpunct \mathrel \mathring \mathrlap \mathrm \mathscr \mathsf \mathsterling \mathtt \max \measuredangle \mho \min \mleft \mod \mright \mu \nabla \natural \ne \neq \nexists \nu \omega \omicron \operatorname \over \overline \overrightarrow \partial \phi \pi \prime \prod \psi \rbrace \rbrack \rceil \rfloor \rgroup \rho \right \rightarrow \rvert \sec \sharp \sigma \sin \sinh \spadesuit \sphericalangle \sqrt \square \sum \surd \tan \tanh \tau \tbinom \text \textit \theta \tilde \times \to \triangle \triangledown \ulcorner \upsilon \urcorner \varepsilon \variable \varnothing \varphi \varpi \varrho \varsigma \vartheta \vartriangle \vec \vert \widecheck \widetilde \wp \xRightarrow \xi \xrightarrow \zeta \\ \{ \} \|""".split()) | {rf"\{c}{{{t}}}" for c in ("begin", "end") for t in ("matrix", "pmatrix", "bmatrix", "vmatrix")}  # latex2sympy2 1.9.1, PS.g4
 _L2S191_TOKEN = re.compile('|'.join(map(re.escape, sorted(_L2S191_COMMANDS, key=len, reverse=True)))
                            + r"|(?<=\d)\\%|(?P<unknown>\\[A-Za-z]*|\\.|[^A-Za-z0-9\s+\-*/()\[\]{}|&_^:;,.=<>!'])", re.S)
 
@@ -247,6 +250,7 @@ def _l2s191_rewrite(s):
     s = re.sub(r'\\(?:left|right|mleft|mright)(?=[()\[\]|.])', '', s)   # \left( is ( in 1.9.1
     s = re.sub(r'(\d+(?:\.\d+)?)\\%', r'(\1/100)', s)                 # PERCENT_NUMBER
     s = re.sub(r'(\d)\s*(?=\\frac)', r'\1\\cdot ', s)                 # 12\frac{1}{2} is 12*1/2
+    s = re.sub(r'((?<!\^)\d|\)|\\pi)\s*(?=\()|(\))\s*(?=\d)', lambda m: (m.group(1) or m.group(2)) + '\\cdot ', s)   # 3(2) is 3*2
     return re.sub(r'(\d)\s+(?=\d)', r'\1\\cdot ', s)                  # 1 010 is 1*10
 
 def _parse_prefix(t):
@@ -258,6 +262,7 @@ def _parse_prefix(t):
         except Exception as e:
             m = re.search(r'\n(~*)\^\s*$', str(e)); c = len(m.group(1)) if m else 0
             if not 0 < c < len(t.rstrip()) or not t[:c].strip(): raise
+            if str(e).startswith("I don't understand") and t[c] == '\\': raise   # its lexer's error (`\text{` unclosed), not a stop
             t, stopped = t[:c], True
     raise ValueError(f'no complete expression in {t!r}')
 
@@ -269,9 +274,15 @@ def _value_official(s):
     "The number latex2sympy2 1.9.1 + eval gave for `s`; raises where they raised."
     import sympy
     s = _l2s191_preamble(s)
-    u, dot = _l2s191_unknown(s), re.search(r'\.(?!\d)', s)   # PERIOD is in no parser rule of PS.g4: the parse ends there
-    end = min(u, dot.start() if dot else len(s))
+    u, end = _l2s191_unknown(s), len(s)
+    for m in re.finditer(r'\.(?!\d)|(?<=\d)_', s[:u]):   # PERIOD is in no parser rule, a NUMBER takes no subscript:
+        depth = sum(s[:m.start()].count(c) for c in '([{') - sum(s[:m.start()].count(c) for c in ')]}')
+        if depth > 0: u = m.start()                     # inside a group the parser fails there,
+        else: end = m.start()                           # outside one it ends there
+        break
+    end = min(u, end)
     if '{,}' in s[:end]: raise ValueError("1.9.1 has no '{,}' digit grouping")
+    if '\\text{' in s[:end]: raise SyntaxError('1.9.1 keeps \\text{} as text: its printed form is no Python')
     head = _l2s191_rewrite(s[:end])
     if not re.search(r"[^a-z{}()\[\]\s,']", head): raise NameError('only symbols')  # words: a product of symbols, no number
     expr, stopped = _parse_prefix(head)
@@ -421,22 +432,52 @@ def judge_answers(items:list, # (question, standard answer, raw response) triple
     return out
 
 # %% ../nbs/03a_scoring.ipynb #f4b74597
-CONVENTIONS = {'clevr': 'integer', 'geoqa': 'multiple_choice', 'mm-math': 'math'}
+CONVENTIONS = {'clevr': 'r1v_counting', 'geoqa': 'r1v_geoqa', 'mm-math': 'math'}
+_R1V_COUNT = re.compile(r'<answer>\s*(\d+)\s*</answer>')
 
+def r1v_count(response) -> int|None:
+    "R1-V's counting answer: the digits of the first `<answer> N </answer>` as an int, else None."
+    m = _R1V_COUNT.search(response) if isinstance(response, str) else None
+    return int(m.group(1)) if m else None
+
+def r1v_geoqa(response:str, # the whole model output
+              ground_truth:str, # e.g. '140°'
+             ) -> tuple:
+    "R1-V's GeoQA verdict, `verify(parse(output), parse(ground_truth)) > 0` (timeouts are the pool's); (correct, extracted)."
+    from math_verify import parse, verify
+    m = parse(str(response or ''), parsing_timeout=None)
+    ok = bool(m) and float(verify(m, parse(str(ground_truth), parsing_timeout=None), timeout_seconds=None)) > 0
+    return ok, (str(m[0]) if m else None)
+
+# %% ../nbs/03a_scoring.ipynb #c3e0c002
 def _convention(rec, forced=None):
     if forced: return forced
     if rec['answer_type'] == 'multiple_choice' or rec['choices']: return 'multiple_choice'
     return 'integer' if rec['answer_type'] == 'integer' else 'math'
 
+def _r1v_rows(rows, conv, ok, timeout):
+    "Fill `ok` (and the extracted answers) for the rows scored with R1-V's conventions."
+    text = lambda p: p.get('response') or p.get('prediction') or ''
+    for i, ((p, r, _), c) in enumerate(zip(rows, conv)):
+        if c == 'r1v_counting':
+            v, g = r1v_count(text(p)), str(r['answer']).strip()
+            ok[i], rows[i] = v is not None and g.isdigit() and v == int(g), (p, r, None if v is None else str(v))
+    geo = [i for i, c in enumerate(conv) if c == 'r1v_geoqa']
+    got = get_pool().map('vr1_nb.scoring:r1v_geoqa', [(text(rows[i][0]), rows[i][1].get('answer_text') or rows[i][1]['answer']) for i in geo],
+                         on_timeout=(False, None), on_error=(False, None), timeout=timeout)
+    for i, (v, e) in zip(geo, got): ok[i], rows[i] = v, (rows[i][0], rows[i][1], e)
+
+# %% ../nbs/03a_scoring.ipynb #c3e0c003
 def score_synth(preds:list[dict], # prediction records (id, response, [prediction])
                 problems:list[dict], # records in our schema (e.g. `load_problems(path)`)
-                convention:str|None=None, # force 'integer', 'multiple_choice' or 'math' for every record
+                convention:str|None=None, # force 'integer', 'multiple_choice', 'math', 'r1v_counting' or 'r1v_geoqa' for every record
                 timeout:float=5.0,
                ) -> tuple[dict, list[dict]]:
     "Accuracy on records in our schema with the per-answer-type convention; breakdowns by source, answer_type and convention."
     rows = _our_preds(preds, {r['id']: r for r in problems}, 'data', 'the problems file')
     conv = [_convention(r, convention) for _, r, _ in rows]
     ok = [None] * len(rows)
+    _r1v_rows(rows, conv, ok, timeout)
     for i, ((p, r, e), c) in enumerate(zip(rows, conv)):
         if c == 'integer':
             v, g = parse_number(e) if e else None, parse_number(r['answer'])
