@@ -194,9 +194,9 @@ def fast_verify(pred, # the model's extracted answer (None/'' => False)
 logging.getLogger('math_verify').setLevel(logging.ERROR)  # the "timeout is disabled" warning is intended: our deadline enforces it
 
 def _as_latex(s):
-    "`s` for math-verify: as it is when it carries its own math (an unescaped `$`, `\\(`, `\\[`, `\\boxed`) or is a sentence, else inside `$…$`."
+    "`s` for math-verify: as it is when it carries its own math (an unescaped `$`, `\\(`, `\\[`, `\\boxed`) or is a sentence (two words), else inside `$…$`."
     if re.search(r'(?<!\\)\$', s) or '\\boxed' in s or '\\(' in s or '\\[' in s: return s
-    if ' ' in s.strip() and re.search(r'[A-Za-z]{4,}', re.sub(r'\\[A-Za-z]+(?:\{[A-Za-z*]*\})?', ' ', s)): return s  # '3 hours ago': math-verify finds the 3
+    if len(re.findall(r'\b[A-Za-z]{3,}\b', re.sub(r'\\[A-Za-z]+(?:\{[A-Za-z*]*\})?', ' ', s))) >= 2: return s  # '3 hours ago': math-verify finds the 3
     return f'${s}$'
 
 @functools.lru_cache(maxsize=4096)

@@ -293,8 +293,12 @@ def _value_official(s):
 def _value_corrected(s):
     "The number math-verify's parser and normaliser read in `s` ($e$ is Euler's number); raises on prose."
     from latex2sympy2_extended import latex2sympy
+    from latex2sympy2_extended.math_normalization import NormalizationConfig
     if any(w not in _FUNCS for w in re.findall(r'(?<![\\a-z])[a-z]{3,}', s)): raise ValueError('prose')  # '2 h 15 min'
-    return py_value(latex2sympy(s), dict(_MATH_NAMES, E=math.e))
+    cfg = NormalizationConfig(basic_latex=True, units=True, boxed='all')  # math-verify's, less the operator 'repairs' that read 2^{12} 13^2 as 2^{12}{1}3^2
+    v = py_value(latex2sympy(s, normalization_config=cfg), dict(_MATH_NAMES, E=math.e))
+    if isinstance(v, bool): raise TypeError('a relation is not a number')
+    return v
 
 @functools.lru_cache(maxsize=16384)
 def _r2(s, official=True):
