@@ -148,7 +148,8 @@ OFFICIAL_RULES = [  # gold, gold option text, model answer, official verdict, co
     ('3', '', '{3}', True, False),                                  # a group, not a set
     ('6', '', '12\\frac{1}{2}', True, False),                        # no mixed numbers: 12*1/2
     ('12.5', '', '12\\frac{1}{2}', False, True),
-    ('6', '', '3(2)', True, False),                                 # juxtaposition multiplies
+    ('6', '', '3(2)', True, False),                                 # juxtaposition multiplies,
+    ('63', '', '1/2(126)', False, False),                           # before division: 1/(2*126)
     ('99503', '', '(99,503)', True, False),                         # thousands commas inside a NUMBER
     ('1', '', '4>0', True, False),                                  # an evaluated relation prints True
     ('2.72', '', 'e', False, True),                                 # E is a NameError under `from math import *`

@@ -243,6 +243,31 @@ def _l2s191_unknown(s):
     return next((m.start() for m in _L2S191_TOKEN.finditer(s) if m.group('unknown') is not None), len(s))
 
 # %% ../nbs/03a_scoring.ipynb #b2e0c006
+def _atom_end(s, i):
+    "End of the number, `\\pi` or parenthesised group (with a `^` exponent) that starts at `i`, else None."
+    m = re.compile(r'\d+(?:\.\d+)?|\\pi(?![A-Za-z])').match(s, i)
+    if m: j = m.end()
+    elif s[i:i+1] == '(':
+        depth, j = 0, None
+        for k in range(i, len(s)):
+            depth += {'(': 1, ')': -1}.get(s[k], 0)
+            if depth == 0: j = k + 1; break
+        if j is None: return None
+    else: return None
+    e = re.compile(r'\^(?:\{[^{}]*\}|\\?[A-Za-z0-9])').match(s, j)
+    return e.end() if e else j
+
+def _juxtapose(s):
+    "Juxtaposed numbers, `\\pi` and groups (one group at least) multiplied before anything else, as 1.9.1 does: `1/2(126)` is 1/(2*126)."
+    out, i = [], 0
+    while i < len(s):
+        atoms, j = [], i
+        if not (i and re.match(r'[\^_.\dA-Za-z\\]', s[i-1])):   # not inside a number, an exponent or after a function name
+            while (k := _atom_end(s, j)) is not None: atoms.append(s[j:k]); j = k + len(s[k:]) - len(s[k:].lstrip())
+        if len(atoms) > 1 and any(a.startswith('(') for a in atoms): out.append('(' + '\\cdot '.join(atoms) + ')'); i = j
+        else: out.append(s[i]); i += 1
+    return ''.join(out)
+
 def _l2s191_rewrite(s):
     "`s` written so that latex2sympy2_extended reads it as 1.9.1 did (thousands commas, `\\%`, no mixed numbers, spaces between digits)."
     num = lambda m: m.group(1).replace(',', '') + ('\\cdot ' + m.group(2) if m.group(2) else '')   # NUMBER: DIGIT+ (',' DIGIT{3})*
@@ -250,8 +275,8 @@ def _l2s191_rewrite(s):
     s = re.sub(r'\\(?:left|right|mleft|mright)(?=[()\[\]|.])', '', s)   # \left( is ( in 1.9.1
     s = re.sub(r'(\d+(?:\.\d+)?)\\%', r'(\1/100)', s)                 # PERCENT_NUMBER
     s = re.sub(r'(\d)\s*(?=\\frac)', r'\1\\cdot ', s)                 # 12\frac{1}{2} is 12*1/2
-    s = re.sub(r'((?<!\^)\d|\)|\\pi)\s*(?=\()|(\))\s*(?=\d)', lambda m: (m.group(1) or m.group(2)) + '\\cdot ', s)   # 3(2) is 3*2
-    return re.sub(r'(\d)\s+(?=\d)', r'\1\\cdot ', s)                  # 1 010 is 1*10
+    s = re.sub(r'(\d)\s+(?=\d)', r'\1\\cdot ', s)                     # 1 010 is 1*10
+    return _juxtapose(s)                                              # 3(2) is 3*2
 
 def _parse_prefix(t):
     "(expr, stopped): latex2sympy2_extended's parse of `t` without normalisation, else of the prefix before where its parser stopped."
