@@ -1,10 +1,11 @@
 """vr1_nb.scoring against the published numbers of the real third-party records in ../shared/benchmarks.
 
 MathVista: exact (179/263/261 of 1000) from the stored GPT extractions, record by record equal to the stored verdicts.
-MATH-V: from the raw responses, rule-based, eval-free; LLaVA-v1.5-7B 259/3040 exactly, Gemini-Pro-CoT 437 vs 436 published;
-every record whose verdict differs from upstream's stored `correct` is listed in KNOWN_DIFFS with its cause.
+MATH-V: from the raw responses, rule-based, eval-free; the official mode reproduces all five published files record for record,
+the corrected mode differs only for the causes CORRECTED_CAUSES counts.
 """
-import json
+import json, re
+from collections import Counter
 from pathlib import Path
 import pytest
 from vr1_nb.scoring import (score_file, score_details, score_mathvista, mathvista_normalize, mathv_extract, mathv_correct,
@@ -63,51 +64,127 @@ def test_mathvista_normalisation_rules():
     assert mathvista_normalize([1, 2], None, 'free_form', 'list', None) == '[1, 2]'
 
 
-# Every record where our eval-free port's verdict differs from upstream's stored `correct`, with its cause.
-KNOWN_DIFFS = {
-    ('Gemini-Pro-CoT', '270'): "gold option text is '$1080^{\\circ}$' and the model answered 1080: latex2sympy2_extended (math-verify's "
-                               "parser) strips $...$ and ^{\\circ} and reads 1080, so is_equal holds; upstream's latex2sympy2 1.9.1 "
-                               "did not parse the option text and scored it wrong (+1 for us: 437 vs the published 436)",
-}
-MATHV_PUBLISHED = {'LLaVA-v1.5-7B': 259, 'Gemini-Pro-CoT': 436}
+# MATH-V, official mode (the default): latex2sympy2 1.9.1's verdicts reproduced by rule. Upstream's evaluate.py/utils.py run
+# unchanged with latex2sympy2 1.9.1 reproduce every stored `correct` of these files, so the official mode must too: record for record.
+MATHV_PUBLISHED = {'LLaVA-v1.5-7B': 259, 'Gemini-Pro-CoT': 436, 'ChatGPT3.5-CoT': 296, 'GPT4-CoT': 248, 'Random-Chance': 218}
+# The corrected mode, record by record against upstream's stored verdict: every difference has one of these causes (see 03a_scoring),
+# and each file has exactly this many of each.
+def _cause(r):
+    a, g, v = r['extracted'], r['answer'], r['answer_value']
+    if '\\circ' in v: return 'degree'      # gold option '$120^{\\circ}$': 1.9.1's lexer has no \\circ
+    if '\\boxed' in g: return 'boxed'      # gold '$\\boxed{\\frac{3}{4}}$': no \\boxed either
+    if '\\$' in v: return 'dollar'         # gold option '$3\\sqrt{3}-\\pi \\$': `$` -> space leaves a lone backslash
+    if 'mathrm' in a + g + v or re.fullmatch(r'[\\d.]+m', a): return 'units'   # '21\\mathrm{~cm}' = '$21 \\mathrm{~cm}$': units read
+    if a == '{4}' and not r['correct']: return 'group'   # a group (4) in 1.9.1, a set for math-verify
+    if not r['correct'] and re.search(r'[.}][a-z]', a): return 'prefix'   # '5.so,even...': 1.9.1 read the number before the prose
+    return 'unexplained'
+CORRECTED_CAUSES = {'Random-Chance': {'units': 43, 'degree': 15, 'dollar': 1}, 'LLaVA-v1.5-7B': {},
+                    'ChatGPT3.5-CoT': {'units': 17, 'degree': 5, 'boxed': 1, 'prefix': 1},
+                    'GPT4-CoT': {'units': 1, 'prefix': 2, 'group': 1}, 'Gemini-Pro-CoT': {'units': 6, 'degree': 1}}
 
 
 @pytest.fixture(scope='module')
 def mathv_scores():
-    return {m: score_details('mathvision', BENCH / 'mathvision' / 'outputs' / f'{m}.jsonl', BENCH / 'mathvision' / 'test.jsonl')
-            for m in MATHV_PUBLISHED}
+    f = lambda m, mode: score_details('mathvision', BENCH / 'mathvision' / 'outputs' / f'{m}.jsonl', BENCH / 'mathvision' / 'test.jsonl', mode=mode)
+    return {(m, mode): f(m, mode) for m in MATHV_PUBLISHED for mode in ('official', 'corrected')}
+
+
+def _official_keys(res, ids):
+    keys = set()
+    for r in res:
+        if r['id'] in ids:
+            lv, sj = r['level'], r['subject']
+            keys |= {'-all', f'-level{lv}', sj, f'{sj}_level{lv}', f'-level{lv}_{sj}'}
+    return keys
 
 
 @pytest.mark.parametrize('model', MATHV_PUBLISHED)
-def test_mathvision_reproduces_published_counts(mathv_scores, model):
-    s, res = mathv_scores[model]
+def test_mathvision_official_mode_reproduces_published_counts(mathv_scores, model):
+    s, res = mathv_scores[model, 'official']
     published = json.loads((BENCH / 'mathvision' / 'outputs' / f'{model}_result.json').read_text())
     assert published['-all'].startswith(f"{MATHV_PUBLISHED[model]}/3040")
-    assert s['total'] == 3040 and abs(s['correct'] - MATHV_PUBLISHED[model]) <= 5
+    assert (s['correct'], s['total'], s['mode']) == (MATHV_PUBLISHED[model], 3040, 'official')
     stored = {p['id']: p for p in read_predictions(BENCH / 'mathvision' / 'outputs' / f'{model}.jsonl')}
-    # the rule-based extraction is upstream's, record for record
+    # the rule-based extraction is upstream's, and so is every verdict
     assert [r['id'] for r in res if r['extracted'] != stored[r['id']]['model_answer']] == []
-    diffs = {(model, r['id']) for r in res if r['correct'] != stored[r['id']]['correct']}
-    assert diffs == {k for k in KNOWN_DIFFS if k[0] == model}, sorted(diffs)
-    assert s['correct'] - MATHV_PUBLISHED[model] == sum(1 if dict(
-        (r['id'], r['correct']) for r in res)[i] else -1 for _, i in diffs)
-    # the official `_result.json` dictionary, except the entries holding a known difference
-    touched = {r['id'] for r in res if (model, r['id']) in KNOWN_DIFFS}
-    keys_touched = set()
-    for r in res:
-        if r['id'] in touched:
-            lv, sj = r['level'], r['subject']
-            keys_touched |= {'-all', f'-level{lv}', sj, f'{sj}_level{lv}', f'-level{lv}_{sj}'}
-    ours = s['breakdowns']['official']
-    assert set(ours) == set(published)
-    assert {k: v for k, v in ours.items() if k not in keys_touched} == {k: v for k, v in published.items() if k not in keys_touched}
+    assert [r['id'] for r in res if r['correct'] != stored[r['id']]['correct']] == []
+    assert s['breakdowns']['official'] == published   # the whole `_result.json`, line by line
+
+
+@pytest.mark.parametrize('model', MATHV_PUBLISHED)
+def test_mathvision_corrected_mode_differences_are_explained(mathv_scores, model):
+    s, res = mathv_scores[model, 'corrected']
+    stored = {p['id']: p for p in read_predictions(BENCH / 'mathvision' / 'outputs' / f'{model}.jsonl')}
+    diffs = [r for r in res if r['correct'] != stored[r['id']]['correct']]
+    assert dict(Counter(_cause(r) for r in diffs)) == CORRECTED_CAUSES[model], [(r['id'], r['extracted'], r['answer_value']) for r in diffs]
+    assert s['correct'] - MATHV_PUBLISHED[model] == sum(1 if r['correct'] else -1 for r in diffs)
+    keys = _official_keys(res, {r['id'] for r in diffs})
+    published = json.loads((BENCH / 'mathvision' / 'outputs' / f'{model}_result.json').read_text())
+    assert {k: v for k, v in s['breakdowns']['official'].items() if k not in keys} == {k: v for k, v in published.items() if k not in keys}
+
+
+def test_score_file_mathvision_defaults_to_official():
+    f = BENCH / 'mathvision' / 'outputs' / 'Random-Chance.jsonl'
+    assert score_file('mathvision', f, BENCH / 'mathvision' / 'test.jsonl')['correct'] == 218
+    with pytest.raises(ValueError, match='official'): score_file('mathvision', f, BENCH / 'mathvision' / 'test.jsonl', mode='lenient')
 
 
 def test_mathv_rules_without_eval():
     assert mathv_extract('The answer is 5.') == '5' and mathv_extract('(B)\nbecause') == 'b'
     assert mathv_correct('4/3', '', '\\frac{4}{3}') and mathv_correct('E', '$\\pi$', '3.14')
-    assert not mathv_correct('5', '', "__import__('os').system('touch /tmp/vr1_mathv')")
+    for official in (True, False):
+        assert not mathv_correct('5', '', "__import__('os').system('touch /tmp/vr1_mathv')", official)
+        assert not mathv_correct('5', '', "(lambda:__import__('os').system('touch /tmp/vr1_mathv'))()", official)
     assert not Path('/tmp/vr1_mathv').exists()
+
+
+# Each official rule on answers of the kind a held-out file brings (latex2sympy2 1.9.1's verdict, checked against the library
+# itself in a scratch environment; see bench/mathv_l2s191_parity.py), and what the corrected mode says instead.
+OFFICIAL_RULES = [  # gold, gold option text, model answer, official verdict, corrected verdict
+    ('C', '$75^\\circ$', '75', False, True),                        # lexer: no \\circ
+    ('A', '$\\$18$', '18', False, True),                            # `$` -> space leaves a lone backslash
+    ('4', '', '4.thereforetheansweris4', True, False),              # the parse ends at a period
+    ('6', '', '6____31', True, False),                              # a NUMBER takes no subscript
+    ('3', '', '{3}', True, False),                                  # a group, not a set
+    ('6', '', '12\\frac{1}{2}', True, False),                        # no mixed numbers: 12*1/2
+    ('12.5', '', '12\\frac{1}{2}', False, True),
+    ('6', '', '3(2)', True, False),                                 # juxtaposition multiplies,
+    ('63', '', '1/2(126)', False, False),                           # before division: 1/(2*126)
+    ('99503', '', '(99,503)', True, False),                         # thousands commas inside a NUMBER
+    ('1', '', '4>0', True, False),                                  # an evaluated relation prints True
+    ('2.72', '', 'e', False, True),                                 # E is a NameError under `from math import *`
+    ('19', '', '19\\text{cm}', False, True),                          # \\text{} stays text in 1.9.1
+    ('0.33', '', '\\frac{3^{1008}-1}{3^{1009}}', True, True),         # exact integer division, no overflow
+]
+
+
+@pytest.mark.parametrize('gold,value,answer,official,corrected', OFFICIAL_RULES)
+def test_mathv_official_rules(gold, value, answer, official, corrected):
+    assert mathv_correct(gold, value, answer, official=True) is official
+    assert mathv_correct(gold, value, answer, official=False) is corrected
+
+
+def test_r1v_conventions_for_clevr_and_geoqa(tmp_path):
+    "R1-V's eval scripts: counting reads the digits of the first <answer>N</answer>; GeoQA math-verifies the whole output against the value."
+    from vr1_nb.core import save_jsonl
+    recs = [dict(id='c1', question='How many?', answer='4', answer_type='integer', source='superclevr'),
+            dict(id='c2', question='How many?', answer='4', answer_type='integer', source='superclevr'),
+            dict(id='c3', question='How many?', answer='4', answer_type='integer', source='superclevr'),
+            dict(id='g1', question='Angle CED?', answer='140°', answer_type='text', source='geoqa'),
+            dict(id='g2', question='Angle CED?', answer='140°', answer_type='text', source='geoqa'),
+            dict(id='g3', question='Angle?', choices=['30°', '60°'], answer='B', answer_text='60°', answer_type='multiple_choice', source='geoqa')]
+    data = tmp_path / 'data.jsonl'; save_jsonl(recs, data)
+    preds = tmp_path / 'preds.jsonl'
+    preds.write_text('\n'.join(json.dumps(x) for x in [
+        dict(id='c1', response='<think>3+1</think><answer> 4 </answer>'), dict(id='c2', response='<answer>4.0</answer>'),
+        dict(id='c3', response='<answer>5</answer> no, <answer>4</answer>'),
+        dict(id='g1', response='<think>180-40=140</think><answer>140</answer>'), dict(id='g2', response='<answer>140</answer>'),
+        dict(id='g3', response='<answer> 60 </answer>')]))
+    s, res = score_details('clevr', preds, data)
+    assert [r['correct'] for r in res[:3]] == [True, False, False] and [r['extracted'] for r in res[:3]] == ['4', None, '5']
+    s, res = score_details('geoqa', preds, data)
+    assert [r['correct'] for r in res[3:]] == [True, False, True] and res[3]['extracted'] == '140'   # g2: nothing parses (as in R1-V)
+    assert {r['convention'] for r in res} == {'r1v_geoqa'}
 
 
 def test_mathverse_rule_based():
@@ -177,7 +254,7 @@ def test_mathruler_agreement_on_shared_records():
     pytest.importorskip('mathruler')
     probs = {r['id']: r for r in load_mathvision(BENCH / 'mathvision' / 'testmini.jsonl')}
     P, G, C = [], [], []
-    for m in MATHV_PUBLISHED:
+    for m in ('LLaVA-v1.5-7B', 'Gemini-Pro-CoT'):
         for p in read_predictions(BENCH / 'mathvision' / 'outputs' / f'{m}.jsonl'):
             if p['id'] in probs:
                 r = probs[p['id']]; P.append(extract_answer(p['response'])); G.append(r['answer']); C.append(r['choices'] or None)

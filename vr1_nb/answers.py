@@ -48,18 +48,36 @@ def last_boxed(text, # any text
     return None
 
 # %% ../nbs/03_answers.ipynb #d8a150ca
-_PHRASE = re.compile(r"(?:the\s+(?:final\s+|correct\s+)?answer\s+(?:is|should\s+be)\s*:?|final\s+answer\s*(?:is)?\s*:|\banswer\s*:)", re.I)
+_PHRASE = re.compile(r"(?:the\s+(?:final\s+|correct\s+)?answer\s+(?:is|should\s+be)\s*:?|final\s+answer\s*(?:is\s*:?|:)|\banswer\s*:)", re.I)
 _TEXT_WRAP = re.compile(r'\\(?:text|textbf|mathrm|mathbf|mbox)\{([^{}]*)\}')
 _WRAPS = [('$$', '$$'), ('$', '$'), ('\\(', '\\)'), ('\\[', '\\]'), ('**', '**'), ('"', '"'), ('`', '`')]
+_SENTENCE_END = re.compile(r'\n|[.;!?](?=\s|$)|,(?=\s+(?!and\b|or\b)[A-Za-z]{2,})')
 
-def _after_phrase(text):
-    "Text after the last answer phrase, to the end of its line, or None."
+def _statement(s):
+    "The answer `s` opens with: a leading math span whole, else the text before the first sentence end outside brackets."
+    for a, b in _WRAPS[:4]:
+        j = s.find(b, len(a)) if s.startswith(a) else -1
+        if j > len(a): return s[:j+len(b)]
+    depth = 0
+    for m in re.finditer(r'[()\[\]{}]|' + _SENTENCE_END.pattern, s):
+        t = m.group(0)
+        if t in '([{': depth += 1
+        elif t in ')]}': depth = max(depth - 1, 0)
+        elif depth == 0: return s[:m.start()]
+    return s
+
+def _last_phrase(text):
+    "The last answer-phrase match in `text`, or None."
     last = None
     for last in _PHRASE.finditer(text): pass
-    if last is None: return None
-    rest = text[last.end():].lstrip(' \t:')
-    return rest.split('\n', 1)[0]
+    return last
 
+def _after_phrase(text):
+    "The answer stated after the last answer phrase (see `_statement`), or None when there is no phrase."
+    m = _last_phrase(text)
+    return None if m is None else _statement(text[m.end():].lstrip(' \t:'))
+
+# %% ../nbs/03_answers.ipynb #a1f0c003
 def clean_answer(s, # an answer candidate (block content, box content, phrase tail)
                 ) -> str|None:
     "Strip answer phrases, a last `\\boxed{}`, math delimiters, a whole-answer `\\text{}`, bold and a trailing period from `s`; None if nothing is left."
@@ -82,14 +100,15 @@ MAX_ANSWER_CHARS = 1000  # an extracted answer longer than this is not an answer
 def extract_answer(text, # a completion (string; anything else gives None)
                    short_fallback:int=64, # a single line at most this long is itself the answer
                   ) -> str|None:
-    "The final answer in `text`: `<answer>` block, else last `\\boxed{}`, else 'the answer is …', else a short one-liner; None if none."
+    "The final answer in `text`: `<answer>` block, else last `\\boxed{}` (unless a final-answer phrase follows it), else 'the answer is …', else a short one-liner; None if none."
     if not isinstance(text, str) or not text.strip(): return None
     blk = answer_block(text)
     if blk is not None: return clean_answer(blk)
-    box = last_boxed(text)
+    ph = _last_phrase(text)
+    final_last = ph is not None and 'final' in ph.group(0).lower() and ph.start() > max(text.rfind('\\boxed'), text.rfind('\\fbox'))
+    box = None if final_last else last_boxed(text)
     if box is not None: return clean_answer(box)
-    tail = _after_phrase(text)
-    if tail is not None: return clean_answer(tail)
+    if ph is not None: return clean_answer(_statement(text[ph.end():].lstrip(' \t:')))
     t = text.strip()
     if '<answer>' in t or '<think>' in t: return None  # an unclosed tag is not an answer
     return clean_answer(t) if len(t) <= short_fallback and '\n' not in t else None
@@ -98,10 +117,10 @@ def extract_answer(text, # a completion (string; anything else gives None)
 _LETTER = re.compile(r"^(?:option\s*|choice\s*)?\(?([A-Za-z])\)?(?:[.:)]|\s*$)(?:\s+(.*))?$", re.I | re.S)
 
 def _norm_text(s):
-    "Lower-case `s` and drop spaces, `$`, `\\text{}`, degree marks and a trailing period, for string comparison."
+    "Lower-case `s` and drop spaces, `$` and `\\$`, `\\text{}`, degree marks and a trailing period, for string comparison."
     s = str(s).strip().lower()
     s = re.sub(r'\\(?:text|mathrm|textbf|mbox)\{([^{}]*)\}', r'\1', s)
-    for a in ('^{\\circ}', '^\\circ', '°', '\\%', '%', '$', '\\,', '\\!', '\\ ', ' '): s = s.replace(a, '')
+    for a in ('^{\\circ}', '^\\circ', '°', '\\%', '%', '\\$', '$', '\\,', '\\!', '\\ ', ' '): s = s.replace(a, '')
     return s.rstrip('.')
 
 def choice_letter(pred, # the model's answer (already extracted)
@@ -122,9 +141,9 @@ _NUM = re.compile(r'[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?', re.A)
 
 def parse_number(s, # a candidate like '1,000', '-2.5', '3/4', '50%'
                 ) -> float|None:
-    "`s` as a float when it is a plain ASCII number, thousands-separated number, fraction `a/b` or percentage; else None."
+    "`s` as a float when it is a plain ASCII number, thousands-separated number, fraction `a/b`, percentage or dollar amount; else None."
     if not isinstance(s, str) or len(s) > 64: return None
-    t = s.strip().replace('\\!', '').rstrip('.').strip()
+    t = re.sub(r'^([+-]?)\\?\$\s*', r'\1', s.strip().replace('\\!', '').rstrip('.').strip())  # a currency sign, escaped or not
     t = t[:-2] if t.endswith('\\%') else t[:-1] if t.endswith('%') else t
     if re.fullmatch(r'[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?', t, re.A): t = t.replace(',', '')
     if '/' in t:
@@ -175,7 +194,10 @@ def fast_verify(pred, # the model's extracted answer (None/'' => False)
 logging.getLogger('math_verify').setLevel(logging.ERROR)  # the "timeout is disabled" warning is intended: our deadline enforces it
 
 def _as_latex(s):
-    return s if ('$' in s or '\\boxed' in s or '\\(' in s or '\\[' in s) else f'${s}$'
+    "`s` for math-verify: as it is when it carries its own math (an unescaped `$`, `\\(`, `\\[`, `\\boxed`) or is a sentence (two words), else inside `$…$`."
+    if re.search(r'(?<!\\)\$', s) or '\\boxed' in s or '\\(' in s or '\\[' in s: return s
+    if len(re.findall(r'\b[A-Za-z]{3,}\b', re.sub(r'\\[A-Za-z]+(?:\{[A-Za-z*]*\})?', ' ', s))) >= 2: return s  # '3 hours ago': math-verify finds the 3
+    return f'${s}$'
 
 @functools.lru_cache(maxsize=4096)
 def _mv_parse(s):

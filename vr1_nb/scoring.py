@@ -6,7 +6,7 @@ Docs: https://vr1-nb.github.io/vr1_nb/scoring.html.md"""
 
 # %% ../nbs/03a_scoring.ipynb #7ba42971
 from __future__ import annotations
-import functools, json, math, re
+import ast, functools, json, math, operator, re
 from collections import Counter, defaultdict
 from pathlib import Path
 from .answers import extract_answer, choice_letter, verify_batch, parse_number, get_pool, clean_answer
@@ -16,8 +16,8 @@ from .core import LETTERS
 # %% auto #0
 __all__ = ['MATHVISTA_KEYS', 'MATHVERSE_KEYS', 'CONVENTIONS', 'BENCHMARKS', 'tally', 'levenshtein', 'mathvista_normalize',
            'mathvista_extract', 'score_mathvista', 'find_math_answer', 'mathv_extract', 'py_value', 'mathv_is_equal',
-           'mathv_correct', 'score_mathvision', 'score_mathverse', 'judge_answers', 'score_synth', 'score_details',
-           'score_file', 'mathruler_agreement']
+           'mathv_correct', 'score_mathvision', 'score_mathverse', 'judge_answers', 'r1v_count', 'r1v_geoqa',
+           'score_synth', 'score_details', 'score_file', 'mathruler_agreement']
 
 # %% ../nbs/03a_scoring.ipynb #3f019640
 def _acc(c, t): return dict(correct=c, total=t, accuracy=round(c / t, 4) if t else 0.0)
@@ -198,73 +198,171 @@ def mathv_extract(response:str) -> str:
     return a.rstrip('.').lstrip(':').strip()
 
 # %% ../nbs/03a_scoring.ipynb #46d782ab
-_MATH_CONSTS = {'e': math.e, 'pi': math.pi, 'tau': math.tau, 'inf': math.inf, 'nan': math.nan}
+_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+           ast.Mod: operator.mod, ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow}
+_MATH_NAMES = {k: v for k, v in vars(math).items() if not k.startswith('_')}   # what `from math import *` brings in
+_CMPOPS = {ast.Lt: operator.lt, ast.Gt: operator.gt, ast.LtE: operator.le, ast.GtE: operator.ge, ast.Eq: operator.eq, ast.NotEq: operator.ne}
 
-def py_value(x):
-    "What `eval(str(x))` under `from math import *` gives for a sympy expression, computed without eval; raises where eval would."
-    import sympy
-    from sympy import S
-    if x.is_Integer: return int(x)
-    if x.is_Rational: return int(x.p) / int(x.q)
-    if x.is_Float: return float(x)
-    if x is S.Pi: return math.pi
-    if x is S.Exp1: return math.e   # upstream's latex2sympy left `e` a Symbol, which eval reads as math.e
-    if isinstance(x, sympy.Symbol):
-        if x.name in _MATH_CONSTS: return _MATH_CONSTS[x.name]
-        raise NameError(x.name)
-    if x.is_Add or x.is_Mul:
-        v = 0 if x.is_Add else 1
-        for a in x.args: v = v + py_value(a) if x.is_Add else v * py_value(a)
-        return v
-    if x.is_Pow:
-        b, e = x.args
-        if e == S.Half: return math.sqrt(py_value(b))
-        if e == -S.Half: return 1 / math.sqrt(py_value(b))
-        return py_value(b) ** py_value(e)
-    name = type(x).__name__
-    if isinstance(x, sympy.Function) and not name.startswith('_') and callable(getattr(math, name, None)):
-        return getattr(math, name)(*[py_value(a) for a in x.args])
-    raise TypeError(f"{name} is not a number")
+def _arith(node, names):
+    "Python's value of the arithmetic syntax tree `node`; names and calls resolve in `names`; raises where eval would."
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float, bool): return node.value
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _CMPOPS:   # '4 > 0' is True
+        return _CMPOPS[type(node.ops[0])](_arith(node.left, names), _arith(node.comparators[0], names))
+    if isinstance(node, ast.UnaryOp) and type(node.op) in (ast.USub, ast.UAdd):
+        v = _arith(node.operand, names); return -v if isinstance(node.op, ast.USub) else +v
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        a, b = _arith(node.left, names), _arith(node.right, names)
+        if isinstance(node.op, ast.Pow) and abs(b) * math.log2(abs(a) + 2) > 1e5: raise OverflowError('power too large')
+        return _BINOPS[type(node.op)](a, b)
+    if isinstance(node, ast.Name) and isinstance(names.get(node.id), (int, float)): return names[node.id]
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and callable(names.get(node.func.id)) and not node.keywords:
+        return names[node.func.id](*[_arith(a, names) for a in node.args])
+    raise NameError(getattr(node, 'id', type(node).__name__))
 
+def py_value(x, # a sympy expression, or its printed form
+             names:dict|None=None, # what names may resolve to (default: the `math` module's)
+            ):
+    "What `eval(str(x))` gives under `from math import *`, computed without eval; raises where eval would."
+    return _arith(ast.parse(str(x), mode='eval').body, _MATH_NAMES if names is None else names)
+
+# %% ../nbs/03a_scoring.ipynb #b2e0c003
+_L2S191_COMMANDS = frozenset(r"""\Bbbk \Delta \Diamond \Finv \Game \Gamma \Im \Lambda \Leftrightarrow \Longrightarrow \Omega \Phi \Pi \Psi \Re \Rightarrow \Sigma \Theta \Upsilon \Xi \acute \alpha \angle \arccos \arccosh \arccot \arccsc \arcosh \arcsec \arcsin \arcsinh \arctan \arctanh \arsinh \artanh \backprime \bar \beta \bigstar \binom \blacklozenge \blacksquare \blacktriangle \bm \boldsymbol \breve \cdot \ceil \check \chi \choose \circledS \clubsuit \complement \cos \cosh \cot \csc \dbinom \ddot \delta \det \diagdown \diagup \diamondsuit \div \dot \ell \emptyset \epsilon \equiv \eta \eth \exp \exponentialE \flat \floor \frac \gamma \gcd \ge \geq \geqslant \grave \hat \hbar \heartsuit \hslash \imath \in \infty \int \iota \jmath \kappa \lambda \lbrace \lbrack \lceil \lcm \le \left \leftrightarrow \leq \leqslant \lfloor \lgroup \lim \llcorner \ln \log \longrightarrow \lozenge \lrcorner \lvert \mathbb \mathbf \mathbin \mathcal \mathclap \mathclose \mathellipsis \mathfrak \mathinner \mathit \mathnormal \mathop \mathopen \mathord \mathpunct \mathrel \mathring \mathrlap \mathrm \mathscr \mathsf \mathsterling \mathtt \max \measuredangle \mho \min \mleft \mod \mright \mu \nabla \natural \ne \neq \nexists \nu \omega \omicron \operatorname \over \overline \overrightarrow \partial \phi \pi \prime \prod \psi \rbrace \rbrack \rceil \rfloor \rgroup \rho \right \rightarrow \rvert \sec \sharp \sigma \sin \sinh \spadesuit \sphericalangle \sqrt \square \sum \surd \tan \tanh \tau \tbinom \text \textit \theta \tilde \times \to \triangle \triangledown \ulcorner \upsilon \urcorner \varepsilon \variable \varnothing \varphi \varpi \varrho \varsigma \vartheta \vartriangle \vec \vert \widecheck \widetilde \wp \xRightarrow \xi \xrightarrow \zeta \\ \{ \} \|""".split()) | {rf"\{c}{{{t}}}" for c in ("begin", "end") for t in ("matrix", "pmatrix", "bmatrix", "vmatrix")}  # latex2sympy2 1.9.1, PS.g4
+_L2S191_TOKEN = re.compile('|'.join(map(re.escape, sorted(_L2S191_COMMANDS, key=len, reverse=True)))
+                           + r"|(?<=\d)\\%|(?P<unknown>\\[A-Za-z]*|\\.|[^A-Za-z0-9\s+\-*/()\[\]{}|&_^:;,.=<>!'])", re.S)
+
+def _l2s191_preamble(s):
+    "The rewrites latex2sympy2 1.9.1's `latex2sympy()` makes before lexing."
+    for a, b in ((r'\dfrac', r'\frac'), (r'\tfrac', r'\frac'), (r'\mathrm{T}', 'T'), (r'\mathrm{d}', 'd'), (r'{\rm d}', 'd'),
+                 (r'\left[\begin{matrix}', r'\begin{bmatrix}'), (r'\end{matrix}\right]', r'\end{bmatrix}')): s = s.replace(a, b)
+    s = re.sub(r"\(([a-zA-Z0-9+\-*/\\ ]+?)\)_{([a-zA-Z0-9+\-*/\\ ]+?)}", r"\\frac{(\1)!}{((\1)-(\2))!}", s)
+    for a in (r'\displaystyle', r'\quad', r'\qquad', '~', r'\,', '$'): s = s.replace(a, ' ')
+    return s
+
+def _l2s191_unknown(s):
+    "Position of the first token 1.9.1's lexer cannot read in `s` (len(s) if none)."
+    return next((m.start() for m in _L2S191_TOKEN.finditer(s) if m.group('unknown') is not None), len(s))
+
+# %% ../nbs/03a_scoring.ipynb #b2e0c006
+def _atom_end(s, i):
+    "End of the number, `\\pi` or parenthesised group (with a `^` exponent) that starts at `i`, else None."
+    m = re.compile(r'\d+(?:\.\d+)?|\\pi(?![A-Za-z])').match(s, i)
+    if m: j = m.end()
+    elif s[i:i+1] == '(':
+        depth, j = 0, None
+        for k in range(i, len(s)):
+            depth += {'(': 1, ')': -1}.get(s[k], 0)
+            if depth == 0: j = k + 1; break
+        if j is None: return None
+    else: return None
+    e = re.compile(r'\^(?:\{[^{}]*\}|\\?[A-Za-z0-9])').match(s, j)
+    return e.end() if e else j
+
+def _juxtapose(s):
+    "Juxtaposed numbers, `\\pi` and groups (one group at least) multiplied before anything else, as 1.9.1 does: `1/2(126)` is 1/(2*126)."
+    out, i = [], 0
+    while i < len(s):
+        atoms, j = [], i
+        if not (i and re.match(r'[\^_.\dA-Za-z\\]', s[i-1])):   # not inside a number, an exponent or after a function name
+            while (k := _atom_end(s, j)) is not None: atoms.append(s[j:k]); j = k + len(s[k:]) - len(s[k:].lstrip())
+        if len(atoms) > 1 and any(a.startswith('(') for a in atoms): out.append('(' + '\\cdot '.join(atoms) + ')'); i = j
+        else: out.append(s[i]); i += 1
+    return ''.join(out)
+
+def _l2s191_rewrite(s):
+    "`s` written so that latex2sympy2_extended reads it as 1.9.1 did (thousands commas, `\\%`, no mixed numbers, spaces between digits)."
+    num = lambda m: m.group(1).replace(',', '') + ('\\cdot ' + m.group(2) if m.group(2) else '')   # NUMBER: DIGIT+ (',' DIGIT{3})*
+    s = re.sub(r'(\d+(?:,\d{3})+)(\d?)', num, s)
+    s = re.sub(r'\\(?:left|right|mleft|mright)(?=[()\[\]|.])', '', s)   # \left( is ( in 1.9.1
+    s = re.sub(r'(\d+(?:\.\d+)?)\\%', r'(\1/100)', s)                 # PERCENT_NUMBER
+    s = re.sub(r'(\d)\s*(?=\\frac)', r'\1\\cdot ', s)                 # 12\frac{1}{2} is 12*1/2
+    s = re.sub(r'(\d)\s+(?=\d)', r'\1\\cdot ', s)                     # 1 010 is 1*10
+    return _juxtapose(s)                                              # 3(2) is 3*2
+
+def _parse_prefix(t):
+    "(expr, stopped): latex2sympy2_extended's parse of `t` without normalisation, else of the prefix before where its parser stopped."
+    from latex2sympy2_extended import latex2sympy
+    stopped = False
+    for _ in range(3):
+        try: return latex2sympy(t, normalization_config=None), stopped
+        except Exception as e:
+            m = re.search(r'\n(~*)\^\s*$', str(e)); c = len(m.group(1)) if m else 0
+            if not 0 < c < len(t.rstrip()) or not t[:c].strip(): raise
+            if str(e).startswith("I don't understand") and t[c] == '\\': raise   # its lexer's error (`\text{` unclosed), not a stop
+            t, stopped = t[:c], True
+    raise ValueError(f'no complete expression in {t!r}')
+
+# %% ../nbs/03a_scoring.ipynb #4a44fb53
 _PLAIN = re.compile(r'-?\d+(?:\.\d+)?', re.A)
 _FUNCS = {'sin', 'cos', 'tan', 'cot', 'sec', 'csc', 'log', 'exp', 'sqrt', 'arcsin', 'arccos', 'arctan', 'sinh', 'cosh', 'tanh'}
 
-@functools.lru_cache(maxsize=8192)
-def _r2(s):
+def _value_official(s):
+    "The number latex2sympy2 1.9.1 + eval gave for `s`; raises where they raised."
+    import sympy
+    s = _l2s191_preamble(s)
+    u, end = _l2s191_unknown(s), len(s)
+    for m in re.finditer(r'\.(?!\d)|(?<=\d)_', s[:u]):   # PERIOD is in no parser rule, a NUMBER takes no subscript:
+        depth = sum(s[:m.start()].count(c) for c in '([{') - sum(s[:m.start()].count(c) for c in ')]}')
+        if depth > 0: u = m.start()                     # inside a group the parser fails there,
+        else: end = m.start()                           # outside one it ends there
+        break
+    end = min(u, end)
+    if '{,}' in s[:end]: raise ValueError("1.9.1 has no '{,}' digit grouping")
+    if '\\text{' in s[:end]: raise SyntaxError('1.9.1 keeps \\text{} as text: its printed form is no Python')
+    head = _l2s191_rewrite(s[:end])
+    if not re.search(r"[^a-z{}()\[\]\s,']", head): raise NameError('only symbols')  # words: a product of symbols, no number
+    expr, stopped = _parse_prefix(head)
+    if end == u < len(s) and not stopped: raise ValueError(f'1.9.1 cannot lex {s[u:u+8]!r}')  # the parser reached it
+    if isinstance(expr, sympy.FiniteSet) and len(expr) == 1: expr = next(iter(expr))  # {4} is a group in 1.9.1
+    return py_value(expr)
+
+def _value_corrected(s):
+    "The number math-verify's parser and normaliser read in `s` ($e$ is Euler's number); raises on prose."
+    from latex2sympy2_extended import latex2sympy
+    from latex2sympy2_extended.math_normalization import NormalizationConfig
+    if any(w not in _FUNCS for w in re.findall(r'(?<![\\a-z])[a-z]{3,}', s)): raise ValueError('prose')  # '2 h 15 min'
+    cfg = NormalizationConfig(basic_latex=True, units=True, boxed='all')  # math-verify's, less the operator 'repairs' that read 2^{12} 13^2 as 2^{12}{1}3^2
+    v = py_value(latex2sympy(s, normalization_config=cfg), dict(_MATH_NAMES, E=math.e))
+    if isinstance(v, bool): raise TypeError('a relation is not a number')
+    return v
+
+@functools.lru_cache(maxsize=16384)
+def _r2(s, official=True):
     if _PLAIN.fullmatch(s): return round(int(s) if '.' not in s else float(s), 2)
     if re.fullmatch(r'[{}a-z ]*[a-df-z][{}a-z ]*', s): return None  # a product of letters: eval raises NameError
-    if any(w not in _FUNCS for w in re.findall(r'(?<![\\a-z])[a-z]{3,}', s)): return None  # prose ('2 h 15 min'): symbols again
-    try:
-        from latex2sympy2_extended import latex2sympy
-        return round(py_value(latex2sympy(s)), 2)
+    try: v = round(_value_official(s) if official else _value_corrected(s), 2)
     except Exception: return None
+    return v if isinstance(v, (int, float)) else None
 
 # %% ../nbs/03a_scoring.ipynb #564ab880
-def _eval_tuple(s):
+def _eval_tuple(s, official=True):
     sl = s[1:-1].split(',')
     if len(s) and len(sl) > 1 and ((s[0], s[-1]) in (('(', ')'), ('[', ']'))):
-        vals = [sub if ('infty' in sub or sub in ['a', '-a']) else _r2(sub) for sub in sl]
+        vals = [sub if ('infty' in sub or sub in ['a', '-a']) else _r2(sub, official) for sub in sl]
         if any(v is None for v in vals): return s
         return s[0] + ','.join(str(v) for v in vals) + s[-1]
     return s
 
-def mathv_is_equal(asw:str, gt_asw:str) -> bool:
+def mathv_is_equal(asw:str, gt_asw:str, # the two answers (upstream calls it with the gold first)
+                   official:bool=True, # latex2sympy2 1.9.1's reading (else math-verify's, see above)
+                  ) -> bool:
     "MATH-V's `is_equal` without eval: string equality, then tuples, then values rounded to 2 decimals."
     asw, gt_asw = str(asw).lower(), str(gt_asw).lower()
     if asw.replace(' ', '') == '' or gt_asw.replace(' ', '') == '': return False
     if gt_asw.strip() == asw.strip(): return True
     tup = asw[0] in '(['   # only a tuple-shaped answer can equal an evaluated tuple
     if tup:
-        asw, gt_asw = _eval_tuple(asw), _eval_tuple(gt_asw)
+        asw, gt_asw = _eval_tuple(asw, official), _eval_tuple(gt_asw, official)
         if gt_asw == asw: return True
-    a = _r2(asw)   # the model's side first: it fails fastest; the verdict is the same as upstream's order
+    a = _r2(asw, official)   # the first side first: when it raises, upstream never evaluates the other
     if a is None: return False
-    g = _r2(gt_asw if tup else _eval_tuple(gt_asw))
+    g = _r2(gt_asw if tup else _eval_tuple(gt_asw, official), official)
     return g is not None and g == a
 
-def mathv_correct(gt:str, gt_value:str, model_answer:str) -> bool:
-    "Official verdict: the model answer equals the gold, or the gold option's text."
-    return mathv_is_equal(gt, model_answer) or mathv_is_equal(gt_value, model_answer)
+def mathv_correct(gt:str, gt_value:str, model_answer:str, # gold letter/answer, gold option text ('' if none), extracted answer
+                  official:bool=True, # latex2sympy2 1.9.1's reading (else math-verify's)
+                 ) -> bool:
+    "Upstream's verdict: the model answer equals the gold, or the gold option's text."
+    return mathv_is_equal(gt, model_answer, official) or mathv_is_equal(gt_value, model_answer, official)
 
 # %% ../nbs/03a_scoring.ipynb #13a961cb
 def _official_mathv(results):
@@ -278,8 +376,11 @@ def _official_mathv(results):
 def score_mathvision(preds:list[dict], # prediction records (id, response, [prediction])
                      problems:list[dict], # load_mathvision records
                      timeout:float=5.0, # seconds per comparison
+                     mode:str='official', # 'official': latex2sympy2 1.9.1's verdicts, by rule; 'corrected': math-verify's parser
                     ) -> tuple[dict, list[dict]]:
     "MATH-V accuracy with the official rule-based extraction and comparison; (summary, per-record results)."
+    if mode not in ('official', 'corrected'): raise ValueError(f"score_mathvision: mode must be 'official' or 'corrected', got {mode!r}")
+    off = mode == 'official'
     probs = {r['id']: r for r in problems}
     rows = []
     for p in preds:
@@ -291,14 +392,15 @@ def score_mathvision(preds:list[dict], # prediction records (id, response, [pred
     # a bare-word answer (it never parses to a number) or plain numbers on both sides never reach latex2sympy: judge them here, not in the pool
     simple = lambda x: not x or bool(_PLAIN.fullmatch(x.lower()) or re.fullmatch(r'[{}a-z ]+', x.lower()))
     cheap = lambda gt, gv, ma: simple(ma) and (not _PLAIN.fullmatch(ma.lower()) or (simple(gt) and simple(gv)))
-    verdict = [mathv_correct(gt, gv, ma) if cheap(gt, gv, ma) else None for _, gt, gv, ma, _ in rows]
+    verdict = [mathv_correct(gt, gv, ma, off) if cheap(gt, gv, ma) else None for _, gt, gv, ma, _ in rows]
     todo = [i for i, v in enumerate(verdict) if v is None]
-    for i, v in zip(todo, get_pool().map('vr1_nb.scoring:mathv_correct', [rows[i][1:4] for i in todo], on_timeout=False, on_error=False, timeout=timeout)):
+    for i, v in zip(todo, get_pool().map('vr1_nb.scoring:mathv_correct', [(*rows[i][1:4], off) for i in todo], on_timeout=False, on_error=False, timeout=timeout)):
         verdict[i] = bool(v)
     results = [dict(id=i, correct=v, extracted=ma, answer=gt, answer_value=gv, level=md.get('level'), subject=md.get('subject'))
                for (i, gt, gv, ma, md), v in zip(rows, verdict)]
     s = tally(results, ['level', 'subject'])
     s['breakdowns']['official'] = _official_mathv(results)
+    s['mode'] = mode
     return s, results
 
 # %% ../nbs/03a_scoring.ipynb #cdb7af83
@@ -359,22 +461,52 @@ def judge_answers(items:list, # (question, standard answer, raw response) triple
     return out
 
 # %% ../nbs/03a_scoring.ipynb #f4b74597
-CONVENTIONS = {'clevr': 'integer', 'geoqa': 'multiple_choice', 'mm-math': 'math'}
+CONVENTIONS = {'clevr': 'r1v_counting', 'geoqa': 'r1v_geoqa', 'mm-math': 'math'}
+_R1V_COUNT = re.compile(r'<answer>\s*(\d+)\s*</answer>')
 
+def r1v_count(response) -> int|None:
+    "R1-V's counting answer: the digits of the first `<answer> N </answer>` as an int, else None."
+    m = _R1V_COUNT.search(response) if isinstance(response, str) else None
+    return int(m.group(1)) if m else None
+
+def r1v_geoqa(response:str, # the whole model output
+              ground_truth:str, # e.g. '140°'
+             ) -> tuple:
+    "R1-V's GeoQA verdict, `verify(parse(output), parse(ground_truth)) > 0` (timeouts are the pool's); (correct, extracted)."
+    from math_verify import parse, verify
+    m = parse(str(response or ''), parsing_timeout=None)
+    ok = bool(m) and float(verify(m, parse(str(ground_truth), parsing_timeout=None), timeout_seconds=None)) > 0
+    return ok, (str(m[0]) if m else None)
+
+# %% ../nbs/03a_scoring.ipynb #c3e0c002
 def _convention(rec, forced=None):
     if forced: return forced
     if rec['answer_type'] == 'multiple_choice' or rec['choices']: return 'multiple_choice'
     return 'integer' if rec['answer_type'] == 'integer' else 'math'
 
+def _r1v_rows(rows, conv, ok, timeout):
+    "Fill `ok` (and the extracted answers) for the rows scored with R1-V's conventions."
+    text = lambda p: p.get('response') or p.get('prediction') or ''
+    for i, ((p, r, _), c) in enumerate(zip(rows, conv)):
+        if c == 'r1v_counting':
+            v, g = r1v_count(text(p)), str(r['answer']).strip()
+            ok[i], rows[i] = v is not None and g.isdigit() and v == int(g), (p, r, None if v is None else str(v))
+    geo = [i for i, c in enumerate(conv) if c == 'r1v_geoqa']
+    got = get_pool().map('vr1_nb.scoring:r1v_geoqa', [(text(rows[i][0]), rows[i][1].get('answer_text') or rows[i][1]['answer']) for i in geo],
+                         on_timeout=(False, None), on_error=(False, None), timeout=timeout)
+    for i, (v, e) in zip(geo, got): ok[i], rows[i] = v, (rows[i][0], rows[i][1], e)
+
+# %% ../nbs/03a_scoring.ipynb #c3e0c003
 def score_synth(preds:list[dict], # prediction records (id, response, [prediction])
                 problems:list[dict], # records in our schema (e.g. `load_problems(path)`)
-                convention:str|None=None, # force 'integer', 'multiple_choice' or 'math' for every record
+                convention:str|None=None, # force 'integer', 'multiple_choice', 'math', 'r1v_counting' or 'r1v_geoqa' for every record
                 timeout:float=5.0,
                ) -> tuple[dict, list[dict]]:
     "Accuracy on records in our schema with the per-answer-type convention; breakdowns by source, answer_type and convention."
     rows = _our_preds(preds, {r['id']: r for r in problems}, 'data', 'the problems file')
     conv = [_convention(r, convention) for _, r, _ in rows]
     ok = [None] * len(rows)
+    _r1v_rows(rows, conv, ok, timeout)
     for i, ((p, r, e), c) in enumerate(zip(rows, conv)):
         if c == 'integer':
             v, g = parse_number(e) if e else None, parse_number(r['answer'])
