@@ -136,11 +136,23 @@ def test_search_finds_a_function(base_url, browser_page, visited):
     page.locator('label.md-search__icon, .md-search__input').first.click()
     page.fill('input.md-search__input', 'validate_record')
     page.wait_for_selector('.md-search-result__item', timeout=20_000)
-    assert 'core' in page.locator('.md-search-result__list').inner_text().lower() or page.locator('.md-search-result__item').count()
+    links = [a.get_attribute('href') or '' for a in page.locator('.md-search-result__item a').all()]
+    assert any('00_core' in h for h in links), f"searching 'validate_record' did not offer the core page: {links}"
 
 def test_screenshot_of_index(base_url, browser_page, visited):
     page = browser_page
     page.goto(base_url); _settle(page)
     out = SITE/'screenshot-index.png'
     page.screenshot(path=str(out))
-    assert out.stat().st_size > 10_000
+    from PIL import Image, ImageStat
+    im = Image.open(out).convert('L')
+    assert im.size == (1400, 1000)
+    assert ImageStat.Stat(im).stddev[0] > 10, "the screenshot is (nearly) one colour: nothing rendered"
+    # what a reader sees first: the project's title, in the first screen, drawn (its box is not blank), and the sidebar
+    h1 = page.locator('article h1').first
+    box = h1.bounding_box()
+    assert h1.is_visible() and 'vr1' in h1.inner_text().lower() and box and box['y'] + box['height'] < 1000
+    crop = im.crop((int(box['x']), int(box['y']), int(box['x'] + box['width']), int(box['y'] + box['height'])))
+    assert ImageStat.Stat(crop).stddev[0] > 10, "the title's area of the screenshot is blank"
+    nav = page.locator('.md-sidebar--primary .md-nav__link')
+    assert nav.count() >= 10 and nav.first.is_visible(), "the sidebar is not on the first screen"

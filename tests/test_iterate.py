@@ -42,10 +42,15 @@ def test_curriculum_from_base_error_rates(iterated):
     assert phases == [f'grpo-{k}' for k in ('medium', 'hard') if cur[k]]   # medium before hard, empty phases skipped
     assert sum(p['n'] for p in summ['rounds'][0]['phases']) == 8
 
-def test_resume_reuses_finished_run(iterated):
-    from vr1_nb.iterate import iterate_run
+def test_resume_reuses_finished_run(iterated, monkeypatch):
+    from vr1_nb import iterate
     cfg, run, summ = iterated
-    assert iterate_run(cfg, run, resume=True) == json.loads((run/'summary.json').read_text())
+    files = lambda: {p: p.stat().st_mtime_ns for p in run.rglob('*') if p.is_file()}
+    before = files()
+    def no_work(*a, **k): raise AssertionError('resuming a finished run trained or evaluated again')
+    for name in ('run_step', 'grpo_phases', 'eval_model'): monkeypatch.setattr(iterate, name, no_work)
+    assert iterate.iterate_run(cfg, run, resume=True) == summ
+    assert files() == before                                    # nothing written, nothing removed
 
 def test_bad_settings_are_named():
     from vr1_nb.iterate import iterate_settings

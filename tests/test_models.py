@@ -112,10 +112,20 @@ def test_load_processor_handles_autoprocessor_raising(saved, monkeypatch):
 
 
 def test_load_processor_uses_autoprocessor_when_it_works(saved, built, monkeypatch):
-    import transformers
-    full = built[1]
-    monkeypatch.setattr(transformers.AutoProcessor, 'from_pretrained', lambda *a, **k: full)
-    assert M.load_processor(saved) is full
+    # Here AutoProcessor raises (no torchvision), so this stands in a real full processor for it and checks what
+    # load_processor does with one: pass the caller's kwargs, apply the pixel overrides to it, never take the fallback.
+    # tests/test_torchvision_path.py runs the real AutoProcessor where torchvision imports.
+    import copy, transformers
+    full, calls = copy.deepcopy(built[1]), []
+    monkeypatch.setattr(transformers.AutoProcessor, 'from_pretrained', lambda path, **k: calls.append((path, k)) or full)
+    def no_fallback(*a, **k): raise AssertionError('the image-only fallback was used although AutoProcessor worked')
+    monkeypatch.setattr(M, '_image_only_from_dir', no_fallback)
+    shortest = full.image_processor.size['shortest_edge']
+    p = M.load_processor(saved, max_pixels=112*112, revision='main')
+    assert p is full and calls == [(saved, {'revision': 'main'})]
+    assert p.image_processor.size == {**p.image_processor.size, 'shortest_edge': shortest, 'longest_edge': 112*112}
+    text = p.apply_chat_template([{'role': 'user', 'content': [{'type': 'image'}]}], tokenize=False)
+    assert int((p(text=[text], images=[_image(224)], return_tensors='pt')['input_ids'][0] == p.image_token_id).sum()) == 16
 
 
 def test_text_only_checkpoint_is_an_error(tok, tmp_path):
