@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # One torch/BLAS thread per process in tests: two threads on a busy 2-core box made a GRPO step 50x slower.
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 VR1_THREADS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: install test demo check-clean nbtest pytest readme docs docs-test clean
+.PHONY: install test demo check-clean nbtest pytest readme docs docs-test test-torchvision clean
 
 install:
 	@bash tools/setup_env.sh
@@ -45,3 +45,14 @@ docs: install
 docs-test:
 	bash tools/ensure_chromium.sh
 	$(TEST_ENV) VR1_DOCS_TEST=1 $(BIN)/pytest -q tests/test_docs.py
+
+# The processor path GPU users have (transformers' torchvision image processors), checked on CPU in a second environment:
+# torch 2.14.1 + torchvision 0.29.1 (a CUDA build that runs on CPU, ~5.6 GB; PyPI's torchvision does not import beside
+# .venv's CPU torch 2.13). The fast and fallback processors must agree, and every GPU preset's trainers build and step
+# with the torchvision processor. Not part of `make test` (the environment alone takes minutes to install).
+TV_VENV ?= .venv-tv
+test-torchvision:
+	test -x $(TV_VENV)/bin/python || (python3 -m venv $(TV_VENV) && $(TV_VENV)/bin/pip install torch==2.14.1 torchvision==0.29.1)
+	$(TV_VENV)/bin/pip install -q -e . pytest
+	$(TEST_ENV) $(TV_VENV)/bin/python -m pytest -q tests/test_torchvision_path.py
+	for p in vision-r1-7b openvlthinker-7b othink-mr1-2b; do $(TEST_ENV) $(TV_VENV)/bin/vr1 presets check $$p --steps 1 | tail -1 || exit 1; done
