@@ -26,7 +26,8 @@ def check_sections(cfg:dict) -> dict:
     for k in cfg:
         if k not in SECTIONS:
             hint = difflib.get_close_matches(k, SECTIONS, n=1)
-            raise ConfigError(f"unknown config section {k!r}" + (f" (did you mean {hint[0]!r}?)" if hint else f"; sections are {SECTIONS}"))
+            tail = f" (did you mean {hint[0]!r}?)" if hint else f"; sections are {SECTIONS}"
+            raise ConfigError(f"unknown config section {k!r}" + tail)
     return cfg
 
 # %% ../nbs/13_cli.ipynb #9a8cd8d9
@@ -37,24 +38,31 @@ def _trl_config(cls, section, name, out):
     sec = {k: v for k,v in (section or {}).items() if k not in _CPU_SAFE}
     return trl_args(cls, sec, name, output_dir=out, **_CPU_SAFE)
 
+# %% ../nbs/13_cli.ipynb #743f795f
+def _stage_row(st:dict, n_proc:int, step:int) -> dict:
+    "One PTST stage checked by TRL and against the cluster size; its row of the schedule, starting at `step`."
+    from trl import GRPOConfig
+    i, name = st['index'], st['name']
+    with tempfile.TemporaryDirectory() as d: args = _trl_config(GRPOConfig, st['section'], f"stages[{i}] ({name})", d)
+    spg = args.steps_per_generation or args.gradient_accumulation_steps
+    gen_batch = args.per_device_train_batch_size * n_proc * spg
+    if gen_batch % args.num_generations:
+        raise ConfigError(f"stages[{i}] ({name}): generation batch {args.per_device_train_batch_size} x {n_proc} "
+                          f"GPUs x {spg} = {gen_batch} is not a multiple of num_generations={args.num_generations}")
+    return dict(name=name, first_step=step, last_step=step+args.max_steps-1,
+                max_completion_length=args.max_completion_length, num_generations=args.num_generations,
+                prompts_per_batch=gen_batch // args.num_generations, beta=args.beta)
+
+# %% ../nbs/13_cli.ipynb #f0603af9
 def check_stages(cfg:dict, # a full config
                 ) -> list[dict]:
-    "Validate each PTST stage (or curriculum phase) against TRL and the cluster size; the schedule with cumulative steps."
-    from trl import GRPOConfig
+    "Check each PTST stage (or curriculum phase) against TRL and the cluster size; the schedule with cumulative steps."
     from vr1_nb.grpo import ptst_stages
     n_proc = max(1, (cfg.get('hardware') or {}).get('num_gpus') or 1)
     out, step = [], 0
     for st in ptst_stages(cfg):
-        i, name = st['index'], st['name']
-        with tempfile.TemporaryDirectory() as d: args = _trl_config(GRPOConfig, st['section'], f"stages[{i}] ({name})", d)
-        spg = args.steps_per_generation or args.gradient_accumulation_steps
-        gen_batch = args.per_device_train_batch_size * n_proc * spg
-        if gen_batch % args.num_generations:
-            raise ConfigError(f"stages[{i}] ({name}): generation batch {args.per_device_train_batch_size} x {n_proc} GPUs x {spg} "
-                              f"= {gen_batch} is not a multiple of num_generations={args.num_generations}")
-        out.append(dict(name=name, first_step=step, last_step=step+args.max_steps-1, max_completion_length=args.max_completion_length,
-                        num_generations=args.num_generations, prompts_per_batch=gen_batch // args.num_generations, beta=args.beta))
-        step += args.max_steps
+        out.append(_stage_row(st, n_proc, step))
+        step = out[-1]['last_step'] + 1
     return out
 
 # %% ../nbs/13_cli.ipynb #1dc322d8
@@ -63,29 +71,40 @@ def model_arch(cfg:dict) -> dict:
     m = cfg.get('model') or {}
     p = Path(str(m.get('path', ''))).expanduser()
     if (p/'config.json').is_file():
-        c = json.loads((p/'config.json').read_text()); t = c.get('text_config', c)
+        c = json.loads((p/'config.json').read_text())
+        t = c.get('text_config', c)
         arch = {k: t.get(k) for k in ('hidden_size', 'num_hidden_layers', 'num_key_value_heads', 'vocab_size')}
         arch['head_dim'] = t.get('head_dim') or t['hidden_size'] // t['num_attention_heads']
         return {**(m.get('arch') or {}), **{k: v for k,v in arch.items() if v}}
-    if not m.get('arch'): raise ConfigError(f"model {m.get('path')!r}: no local config.json and no model.arch numbers in the preset")
+    if not m.get('arch'):
+        raise ConfigError(f"model {m.get('path')!r}: no local config.json and no model.arch numbers in the preset")
     return m['arch']
 
 # %% ../nbs/13_cli.ipynb #34925b97
+def _check_bridge(cfg:dict) -> str:
+    "The `teacher`/`bridge` sections as `bridge.bridge_config` reads them (unknown keys are an error); a summary."
+    from vr1_nb.bridge import bridge_config, BRIDGE_DEFAULTS
+    try: b = bridge_config(cfg)
+    except ValueError as e: raise ConfigError(str(e)) from None
+    bad = set(b) - set(BRIDGE_DEFAULTS) - {'problems', 'synth', 'reflection_keywords'}
+    if bad: raise ConfigError(f"section 'bridge': unknown key(s) {sorted(bad)}; known: {sorted(BRIDGE_DEFAULTS)}")
+    teachers = sorted({t.get('backend') for t in b.get('teachers', {}).values()})
+    return f"{b.get('method', BRIDGE_DEFAULTS['method'])}, teachers: {teachers}"
+
+# %% ../nbs/13_cli.ipynb #d568fb50
+def _check_filter(cfg:dict) -> str:
+    "The `filter` section's keys against `filter.FILTER_DEFAULTS`."
+    from vr1_nb.filter import FILTER_DEFAULTS
+    bad = set(cfg['filter']) - set(FILTER_DEFAULTS)
+    if bad: raise ConfigError(f"section 'filter': unknown key(s) {sorted(bad)}; known: {sorted(FILTER_DEFAULTS)}")
+    return 'ok'
+
+# %% ../nbs/13_cli.ipynb #81abcfd3
 def check_stage_sections(cfg:dict) -> dict:
     "Validate the `teacher`/`bridge`, `filter`, `rewards` and `eval` sections with the modules that consume them."
     out = {}
-    if cfg.get('bridge') or cfg.get('teacher'):
-        from vr1_nb.bridge import bridge_config, BRIDGE_DEFAULTS
-        try: b = bridge_config(cfg)
-        except ValueError as e: raise ConfigError(str(e)) from None
-        bad = set(b) - set(BRIDGE_DEFAULTS) - {'problems', 'synth', 'reflection_keywords'}
-        if bad: raise ConfigError(f"section 'bridge': unknown key(s) {sorted(bad)}; known: {sorted(BRIDGE_DEFAULTS)}")
-        out['bridge'] = f"{b.get('method', BRIDGE_DEFAULTS['method'])}, teachers: {sorted({t.get('backend') for t in b.get('teachers', {}).values()})}"
-    if cfg.get('filter'):
-        from vr1_nb.filter import FILTER_DEFAULTS
-        bad = set(cfg['filter']) - set(FILTER_DEFAULTS)
-        if bad: raise ConfigError(f"section 'filter': unknown key(s) {sorted(bad)}; known: {sorted(FILTER_DEFAULTS)}")
-        out['filter'] = 'ok'
+    if cfg.get('bridge') or cfg.get('teacher'): out['bridge'] = _check_bridge(cfg)
+    if cfg.get('filter'): out['filter'] = _check_filter(cfg)
     if cfg.get('rewards') or cfg.get('grpo'):
         from vr1_nb.grpo import reward_setup
         funcs, weights, _ = reward_setup(cfg.get('rewards'), {'enabled': False})
@@ -101,7 +120,14 @@ def _construct_quietly(cfg, steps):
     "`dryrun.construct`, with the trainers' progress bars and log lines kept off the terminal."
     import contextlib, io
     from vr1_nb.dryrun import construct
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()): return construct(cfg, steps)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return construct(cfg, steps)
+
+# %% ../nbs/13_cli.ipynb #1111e3de
+def _built_text(t:dict) -> str:
+    "One built trainer: `name (model class, dtype, N step(s))`."
+    steps = ', %d step(s)' % t['steps_trained'] if 'steps_trained' in t else ''
+    return f"{t['trainer']} ({t['model']}, {t['dtype']}{steps})"
 
 def dry_run_text(report:dict) -> str:
     "The lines `vr1 presets check` prints before the report's JSON: the plan, then what was built."
@@ -109,8 +135,8 @@ def dry_run_text(report:dict) -> str:
     out = [format_plan(report['plan'])]
     c = report.get('construction')
     if c:
-        out.append(f"built on {Path(c['checkpoint']).name} in {c['seconds']} s: " + ', '.join(
-            f"{t['trainer']} ({t['model']}, {t['dtype']}{', %d step(s)' % t['steps_trained'] if 'steps_trained' in t else ''})" for t in c['trainers']))
+        built = ', '.join(map(_built_text, c['trainers']))
+        out.append(f"built on {Path(c['checkpoint']).name} in {c['seconds']} s: {built}")
         out += [f"  changed for the CPU: {o}" for o in c['overrides']] + [f"  warning: {w}" for w in c['warnings'][:10]]
     return '\n'.join(out)
 
@@ -131,7 +157,8 @@ def dry_run(cfg:dict, # a full config (e.g. from `load_config`)
         report['stages'] = check_stages(cfg)
         report['total_grpo_steps'] = report['stages'][-1]['last_step'] + 1
     bs = cfg.get('beta_schedule') or {}
-    if bs and bs.get('kind') not in ('constant', 'grpo_d'): raise ConfigError(f"beta_schedule.kind {bs.get('kind')!r}: use 'constant' or 'grpo_d'")
+    if bs and bs.get('kind') not in ('constant', 'grpo_d'):
+        raise ConfigError(f"beta_schedule.kind {bs.get('kind')!r}: use 'constant' or 'grpo_d'")
     report.update(check_stage_sections(cfg))
     report['plan'] = plan_run(cfg)
     if build and ('sft' in cfg or 'grpo' in cfg): report['construction'] = _construct_quietly(cfg, steps)
@@ -139,16 +166,21 @@ def dry_run(cfg:dict, # a full config (e.g. from `load_config`)
 
 # %% ../nbs/13_cli.ipynb #bf4e6609
 def _config_args(p, out=True):
-    p.add_argument('--config', '-c', default='tiny-cpu', help=f"preset name ({', '.join(list_presets())}) or a YAML file")
+    p.add_argument('--config', '-c', default='tiny-cpu',
+                   help=f"preset name ({', '.join(list_presets())}) or a YAML file")
     p.add_argument('--set', dest='overrides', action='append', default=[], metavar='SECTION.KEY=VALUE',
                    help="override one config value (YAML syntax), repeatable, e.g. --set grpo.learning_rate=1e-5")
     if out:
         p.add_argument('--out', '-o', help="output run directory")
-        p.add_argument('--resume', action='store_true', help="continue an unfinished run in --out (or reuse a finished one)")
+        p.add_argument('--resume', action='store_true',
+                       help="continue an unfinished run in --out (or reuse a finished one)")
         p.add_argument('--overwrite', action='store_true', help="move an existing run in --out aside and start over")
 
+# %% ../nbs/13_cli.ipynb #4d041ee6
 def _load(args) -> dict:
     return check_sections(load_config(args.config, args.overrides))
+
+def _fail(msg): raise SystemExit(f"vr1: {msg}")
 
 # %% ../nbs/13_cli.ipynb #4b6c2288
 _KEY = re.compile(r'^(\s*)(?:-\s+)?([A-Za-z_][\w.-]*)\s*:(?:\s+(.*))?$')
@@ -161,36 +193,7 @@ def _split_comment(v:str) -> tuple[str, str]:
         elif ch == '#' and q is None and (i == 0 or v[i-1] == ' '): return v[:i].rstrip(), v[i+1:].strip()
     return v.rstrip(), ''
 
-def preset_settings(name:str, # a preset name or a YAML path
-                   ) -> list[dict]:
-    "Every setting of a preset file as {key, value, source}: its line's comment, else the comments just above it or on its section."
-    from vr1_nb.core import _find_config
-    rows, stack, above, item = [], [], [], {}
-    for line in _find_config(name).read_text().splitlines():
-        s = line.strip()
-        if not s: above = []; continue
-        if s.startswith('#'): above.append(s.lstrip('# ').strip()); continue
-        if rows and _open(rows[-1]['value']):   # the continuation of an inline mapping or list
-            v, c = _split_comment(s); rows[-1]['value'] += ' ' + v
-            if c and not rows[-1]['source']: rows[-1]['source'] = c
-            continue
-        m = _KEY.match(line)
-        if not m:   # a list item of mappings, or the continuation of an inline mapping
-            if s.startswith('- '):
-                depth = len(line) - len(line.lstrip()); parent = [k for d, k, c in stack if d < depth]
-                n = item.setdefault(tuple(parent), 0); item[tuple(parent)] += 1
-                v, c = _split_comment(s[2:])
-                rows.append(dict(key='.'.join(parent + [str(n)]), value=v, source=c or ' '.join(above) or _inherit(stack, depth)))
-            above = []; continue
-        depth, key, rest = len(m.group(1)), m.group(2), m.group(3) or ''
-        stack = [(d, k, c) for d, k, c in stack if d < depth]
-        v, c = _split_comment(rest)
-        src = c or ("the preset's name (its header comment: the paper, the sources, the RL budget)" if (depth, key) == (0, 'name') else ' '.join(above)) or _inherit(stack, depth)
-        if v: rows.append(dict(key='.'.join([k for _, k, _ in stack] + [key]), value=v, source=src))
-        else: stack.append((depth, key, c or ' '.join(above)))
-        above = []
-    return rows
-
+# %% ../nbs/13_cli.ipynb #57a28707
 def _open(v:str) -> bool: return v.count('{') > v.count('}') or v.count('[') > v.count(']')
 
 def _inherit(stack, depth) -> str:
@@ -199,6 +202,55 @@ def _inherit(stack, depth) -> str:
         if d < depth and c: return f"(section `{k}`) {c}"
     return ''
 
+# %% ../nbs/13_cli.ipynb #78edafca
+def _continued(row:dict, s:str):
+    "Add the line `s` continuing an inline mapping or list to `row` (its comment is the source if `row` has none)."
+    v, c = _split_comment(s)
+    row['value'] += ' ' + v
+    if c and not row['source']: row['source'] = c
+
+# %% ../nbs/13_cli.ipynb #93c08e64
+def _list_item(line:str, stack:list, above:list, item:dict) -> dict:
+    "The row of a `- value` line: keyed by its place in the enclosing list (`item` counts the items of each list)."
+    depth = len(line) - len(line.lstrip())
+    parent = [k for d, k, c in stack if d < depth]
+    n = item.setdefault(tuple(parent), 0)
+    item[tuple(parent)] += 1
+    v, c = _split_comment(line.strip()[2:])
+    return dict(key='.'.join(parent + [str(n)]), value=v, source=c or ' '.join(above) or _inherit(stack, depth))
+
+# %% ../nbs/13_cli.ipynb #08a0482e
+def _key_line(m, stack:list, above:list) -> tuple:
+    "A `key: value` line (`m`, a match of `_KEY`): (its row, or None for a section, and the stack of open sections)."
+    depth, key, rest = len(m.group(1)), m.group(2), m.group(3) or ''
+    stack = [(d, k, c) for d, k, c in stack if d < depth]
+    v, c = _split_comment(rest)
+    if not v: return None, stack + [(depth, key, c or ' '.join(above))]
+    named = "the preset's name (its header comment: the paper, the sources, the RL budget)"
+    src = c or (named if (depth, key) == (0, 'name') else ' '.join(above)) or _inherit(stack, depth)
+    return dict(key='.'.join([k for _, k, _ in stack] + [key]), value=v, source=src), stack
+
+# %% ../nbs/13_cli.ipynb #a3219a72
+def preset_settings(name:str, # a preset name or a YAML path
+                   ) -> list[dict]:
+    "A preset file's settings as {key, value, source}: the line's comment, else the comments above it or its section's."
+    from vr1_nb.core import _find_config
+    rows, stack, above, item = [], [], [], {}
+    for line in _find_config(name).read_text().splitlines():
+        s = line.strip()
+        if not s: above = []
+        elif s.startswith('#'): above.append(s.lstrip('# ').strip())
+        elif rows and _open(rows[-1]['value']): _continued(rows[-1], s)   # an inline mapping or list goes on
+        elif not (m := _KEY.match(line)):   # a list item of mappings, or the continuation of an inline mapping
+            if s.startswith('- '): rows.append(_list_item(line, stack, above, item))
+            above = []
+        else:
+            row, stack = _key_line(m, stack, above)
+            if row: rows.append(row)
+            above = []
+    return rows
+
+# %% ../nbs/13_cli.ipynb #5ed95fd0
 def settings_markdown(name:str) -> str:
     "A preset's settings as a markdown table: key, value, source."
     esc = lambda t: str(t).replace('|', '\\|')
@@ -207,11 +259,13 @@ def settings_markdown(name:str) -> str:
 
 # %% ../nbs/13_cli.ipynb #12c07534
 def _print_dry_run(report:dict):
-    "The plan and construction as text, then the report as one JSON object on the last line; a plan vLLM would refuse exits."
+    "The plan and construction as text, then the report as JSON on the last line; a plan vLLM would refuse exits."
     from vr1_nb.plan import check_plan
-    print(dry_run_text(report)); print(json.dumps(report, default=str), flush=True)
+    print(dry_run_text(report))
+    print(json.dumps(report, default=str), flush=True)
     check_plan(report['plan'])
 
+# %% ../nbs/13_cli.ipynb #08932643
 def cmd_presets(args):
     "List, show or dry-run the shipped presets."
     if args.action == 'list':
@@ -221,15 +275,15 @@ def cmd_presets(args):
         print(settings_markdown(args.name) if args.table else (presets_dir()/f"{args.name}.yaml").read_text())
     else:
         names = list_presets() if args.name in (None, 'all') else [args.name]
-        for n in names: _print_dry_run(dry_run(load_config(n, args.overrides), build=not args.no_build, steps=args.steps))
-
-def _fail(msg): raise SystemExit(f"vr1: {msg}")
+        for n in names:
+            _print_dry_run(dry_run(load_config(n, args.overrides), build=not args.no_build, steps=args.steps))
 
 # %% ../nbs/13_cli.ipynb #dc9bd3cc
 def cmd_score(args):
     "Score a predictions file with a benchmark's official convention; print one JSON object."
     from vr1_nb.scoring import score_file
-    print(json.dumps(score_file(args.benchmark, args.predictions, args.data), indent=None if args.compact else 1, default=str))
+    scores = score_file(args.benchmark, args.predictions, args.data)
+    print(json.dumps(scores, indent=None if args.compact else 1, default=str))
 
 # %% ../nbs/13_cli.ipynb #90ead230
 def _out(args, default):
@@ -237,29 +291,37 @@ def _out(args, default):
 
 def _maybe_dry(args, cfg):
     if getattr(args, 'dry_run', False):
-        _print_dry_run(dry_run(cfg, build=not getattr(args, 'no_build', False))); return True
+        _print_dry_run(dry_run(cfg, build=not getattr(args, 'no_build', False)))
+        return True
 
+# %% ../nbs/13_cli.ipynb #6340a69e
 def cmd_synth(args):
     "Write disjoint synthetic train/test splits."
     from vr1_nb.synth import write_splits
-    cfg = _load(args); d = cfg.get('data') or {}
+    cfg = _load(args)
+    d = cfg.get('data') or {}
     kw = {k: d[k] for k in ('families', 'mc_fraction', 'levels') if k in d}
-    summ = write_splits(_out(args, 'runs/synth'), int(args.n_train or d.get('n_train', 100)), int(args.n_test or d.get('n_test', 100)),
-                        seed=int(cfg.get('seed', 0)), fmt=args.fmt, size=int(d.get('image_size', 112)), **kw)
+    n_train, n_test = int(args.n_train or d.get('n_train', 100)), int(args.n_test or d.get('n_test', 100))
+    summ = write_splits(_out(args, 'runs/synth'), n_train, n_test, seed=int(cfg.get('seed', 0)), fmt=args.fmt,
+                        size=int(d.get('image_size', 112)), **kw)
     print(json.dumps(summ, default=str))
 
+# %% ../nbs/13_cli.ipynb #51275d23
 def cmd_bridge(args):
     "Build raw reasoning chains with the config's teachers (resumable)."
     from vr1_nb.bridge import bridge_run, bridge_config
-    cfg = _load(args); b = bridge_config(cfg)
+    cfg = _load(args)
+    b = bridge_config(cfg)
     if args.problems: b['problems'] = args.problems
     print(bridge_run(b, _out(args, 'runs/bridge'), resume=args.resume, overwrite=args.overwrite))
 
+# %% ../nbs/13_cli.ipynb #f951431e
 def cmd_filter(args):
     "Filter raw chains into a cold-start set, every rejection with its reason."
     from vr1_nb.filter import filter_run
     cfg = _load(args)
-    print(filter_run(cfg.get('filter') or {}, args.input, _out(args, 'runs/filter'), resume=args.resume, overwrite=args.overwrite))
+    out = _out(args, 'runs/filter')
+    print(filter_run(cfg.get('filter') or {}, args.input, out, resume=args.resume, overwrite=args.overwrite))
 
 # %% ../nbs/13_cli.ipynb #d8b76cdd
 def cmd_sft(args):
@@ -271,21 +333,33 @@ def cmd_sft(args):
     train = _stage_data(args, cfg, 'sft', _out(args, 'runs/sft'))
     print(sft_run(cfg, train, _out(args, 'runs/sft'), resume=args.resume, overwrite=args.overwrite))
 
+# %% ../nbs/13_cli.ipynb #15539d0c
+def _grpo_sets(args, cfg:dict, out:Path) -> list:
+    "The GRPO command's training sets (its -t sets, else the curriculum phases' own data), each checked before its run."
+    cur = cfg.get('curriculum') or []
+    srcs = args.train or ([ph.get('data') for ph in cur] if cur and all(ph.get('data') for ph in cur) else [])
+    if not srcs: _fail("grpo: --train is required (or a curriculum: whose phases name their data)")
+    if not cur and len(srcs) > 1:
+        _fail(f"grpo: {len(srcs)} --train sets but no curriculum: section to give them phases")
+    outs = [out if len(srcs) == 1 else out.with_name(f"{out.name}.phase-{i}") for i in range(len(srcs))]
+    return [_stage_data(args, cfg, 'grpo', o, src) for o, src in zip(outs, srcs)]
+
+# %% ../nbs/13_cli.ipynb #373b0761
 def cmd_grpo(args):
-    "GRPO with the config's PTST stages and beta schedule, or its curriculum's phases (one -t per phase, or each phase's data)."
+    ("GRPO with the config's PTST stages and beta schedule, or its curriculum's phases "
+     "(one -t per phase, or each phase's data).")
     cfg = _load(args)
     if _maybe_dry(args, cfg): return
     from vr1_nb.grpo import grpo_run, curriculum_run
     from vr1_nb.core import load_problems
-    out, cur = _out(args, 'runs/grpo'), cfg.get('curriculum') or []
+    out = _out(args, 'runs/grpo')
     ev = _input_or_fail(args, lambda: load_problems(args.eval)) if args.eval else None
-    srcs = args.train or ([ph.get('data') for ph in cur] if cur and all(ph.get('data') for ph in cur) else [])
-    if not srcs: _fail("grpo: --train is required (or a curriculum: whose phases name their data)")
-    if not cur and len(srcs) > 1: _fail(f"grpo: {len(srcs)} --train sets but no curriculum: section to give them phases")
-    sets = [_stage_data(args, cfg, 'grpo', out if len(srcs) == 1 else out.with_name(f"{out.name}.phase-{i}"), src) for i, src in enumerate(srcs)]
-    if cur: print(curriculum_run(cfg, out, sets, resume=args.resume, overwrite=args.overwrite, eval_records=ev))
-    else: print(grpo_run(cfg, sets[0], out, resume=args.resume, overwrite=args.overwrite, eval_records=ev))
+    sets = _grpo_sets(args, cfg, out)
+    kw = dict(resume=args.resume, overwrite=args.overwrite, eval_records=ev)
+    if cfg.get('curriculum'): print(curriculum_run(cfg, out, sets, **kw))
+    else: print(grpo_run(cfg, sets[0], out, **kw))
 
+# %% ../nbs/13_cli.ipynb #8286a384
 def cmd_iterate(args):
     "OpenVLThinker's SFT <-> GRPO rounds."
     cfg = _load(args)
@@ -294,49 +368,60 @@ def cmd_iterate(args):
     print(json.dumps(iterate_run(cfg, _out(args, 'runs/iterate'), resume=args.resume), default=str))
 
 # %% ../nbs/13_cli.ipynb #fb629f0f
+def _not_rank0() -> bool:
+    "True (and a note on stderr) in a launched process other than rank 0: evaluation is one process."
+    from vr1_nb.core import launch_rank
+    if launch_rank() == 0: return False
+    print(f"vr1 eval: rank {launch_rank()} exits; rank 0 evaluates (use eval.backend vllm with tensor_parallel_size "
+          "for more GPUs)", file=sys.stderr)
+    return True
+
+# %% ../nbs/13_cli.ipynb #fb64123a
 def cmd_eval(args):
     "Generate and score answers on a dataset; or, with --contamination, report overlap with a training set."
     from vr1_nb import evaluate as E
-    from vr1_nb.core import launch_rank
-    if launch_rank() != 0:   # evaluation is one process (vLLM spreads over GPUs itself); the other ranks of a launch leave
-        print(f"vr1 eval: rank {launch_rank()} exits; rank 0 evaluates (use eval.backend vllm with tensor_parallel_size for more GPUs)",
-              file=sys.stderr); return
+    if _not_rank0(): return   # vLLM spreads over GPUs itself; the other ranks of a launch leave
     if args.contamination:
         if not args.data: _fail('eval --contamination: --data (the benchmark to compare against) is required')
-        print(json.dumps(E.contamination_run(args.contamination, args.data, out=args.out, benchmark=args.benchmark), default=str)); return
+        print(json.dumps(E.contamination_run(args.contamination, args.data, out=args.out, benchmark=args.benchmark),
+                         default=str))
+        return
     cfg = _load(args)
-    if not args.data:   # the config's own evaluation sets (OThink-MR1: the trained task and the other one)
-        if not (cfg.get('data') or {}).get('test'): _fail("eval: --data is required (or a config whose data.test names its evaluation sets)")
-        print(json.dumps(_input_or_fail(args, lambda: E.eval_suite(cfg, _out(args, 'runs/eval'), model_path=args.model,
-                                                                   resume=args.resume, overwrite=args.overwrite)))); return
-    print(_input_or_fail(args, lambda: E.eval_run(cfg, args.data, _out(args, 'runs/eval'), model_path=args.model, resume=args.resume,
-                                                  overwrite=args.overwrite, benchmark=args.benchmark)))
+    out, kw = _out(args, 'runs/eval'), dict(model_path=args.model, resume=args.resume, overwrite=args.overwrite)
+    if args.data: print(_input_or_fail(args, lambda: E.eval_run(cfg, args.data, out, benchmark=args.benchmark, **kw)))
+    elif not (cfg.get('data') or {}).get('test'):   # the config's own evaluation sets (OThink-MR1: both tasks)
+        _fail("eval: --data is required (or a config whose data.test names its evaluation sets)")
+    else: print(json.dumps(_input_or_fail(args, lambda: E.eval_suite(cfg, out, **kw))))
 
+# %% ../nbs/13_cli.ipynb #03f3f00f
 def cmd_serve(args):
     "Serve a local model as an OpenAI-compatible chat endpoint."
     import os
     from vr1_nb.generate import serve
     key = os.environ.get(args.api_key_env) if args.api_key_env else None
     print(f"serving {args.model} on http://{args.host}:{args.port}/v1", flush=True)
-    serve(args.model, host=args.host, port=args.port, model_name=args.model_name, api_key=key, fail_first=args.fail_first,
-          reasoning_field=args.reasoning_field)
+    serve(args.model, host=args.host, port=args.port, model_name=args.model_name, api_key=key,
+          fail_first=args.fail_first, reasoning_field=args.reasoning_field)
 
+# %% ../nbs/13_cli.ipynb #a679727c
 def cmd_demo(args):
     "The whole pipeline on a preset, ending in a report."
     from vr1_nb.pipeline import demo_run
-    print(demo_run(args.preset, args.out or f"runs/{'demo' if args.preset == 'tiny-cpu' else args.preset}", resume=not args.overwrite,
-                   overrides=args.overrides))
+    out = args.out or f"runs/{'demo' if args.preset == 'tiny-cpu' else args.preset}"
+    print(demo_run(args.preset, out, resume=not args.overwrite, overrides=args.overrides))
 
+# %% ../nbs/13_cli.ipynb #69f76726
 def cmd_replicate(args):
     "The miniature replication grid (resumable; writes results/replication.json and .md)."
     from vr1_nb.pipeline import replicate_run
     res = replicate_run(args.out or 'runs/replicate', seeds=tuple(args.seeds), rows=args.rows, preset=args.preset,
                         overrides=args.overrides, results_dir=args.results, max_cells=args.max_cells)
-    print(json.dumps({k: v for k, v in res.items() if k != 'cells'} if isinstance(res, dict) else res, default=str)[:4000])
+    summary = {k: v for k, v in res.items() if k != 'cells'} if isinstance(res, dict) else res
+    print(json.dumps(summary, default=str)[:4000])
 
 # %% ../nbs/13_cli.ipynb #d4a7b1c3
 def _input_or_fail(args, fn):
-    "Run `fn` (which reads the command's input); bad input ends the command with one line, or a traceback under --debug."
+    "Run `fn` (which reads the command's input); bad input ends the command in one line, or a traceback under --debug."
     from vr1_nb.core import RecordError
     from vr1_nb.data import DataError
     try: return fn()
@@ -344,109 +429,175 @@ def _input_or_fail(args, fn):
         if getattr(args, 'debug', False): raise
         _fail(str(e))
 
+# %% ../nbs/13_cli.ipynb #8231f273
 def _stage_data(args, cfg, stage, out, src=None):
     "A -t set of a training stage: validated, converted once (any released layout) and checked before its run opens."
     from vr1_nb.data import stage_input
     src = src if src is not None else args.train[0] if isinstance(args.train, list) else args.train
-    return _input_or_fail(args, lambda: stage_input(src, cfg, stage, out=out, fmt=args.format, image_root=args.image_root,
-                                                    skip_bad=args.skip_bad))
+    return _input_or_fail(args, lambda: stage_input(src, cfg, stage, out=out, fmt=args.format,
+                                                    image_root=args.image_root, skip_bad=args.skip_bad))
 
+# %% ../nbs/13_cli.ipynb #105c4b7f
+def _data_check(args, D):
+    "`vr1 data check`: the preflight report (a summary, or --json), the bad records to --bad-out; exit 1 on any."
+    cfg = _load(args)
+    rep = _input_or_fail(args, lambda: D.check_dataset(args.src, cfg, args.stage, D.stage_processor(cfg), args.format,
+                                                       args.image_root, args.limit, args.deep))
+    print(json.dumps(rep, default=str) if args.json else D.check_summary(rep))
+    if args.bad_out and rep['bad']: D.write_bad(rep['bad'], args.bad_out)
+    if rep['bad'] or rep['errors']: raise SystemExit(1)
+
+# %% ../nbs/13_cli.ipynb #b224bd4e
 def cmd_data(args):
     "Import, inspect or check a dataset: the papers' released layouts or ours."
     from vr1_nb import data as D
     if args.action == 'import':
-        run = lambda: D.import_dataset(args.src, args.out, args.format, args.image_root, skip_bad=args.skip_bad, limit=args.limit)
-        print(json.dumps(_input_or_fail(args, run), default=str)); return
-    if args.action == 'inspect':
-        print(json.dumps(_input_or_fail(args, lambda: D.inspect_dataset(args.src, args.format, args.image_root, n=args.n)), indent=1, default=str)); return
-    cfg = _load(args)
-    rep = _input_or_fail(args, lambda: D.check_dataset(args.src, cfg, args.stage, D.stage_processor(cfg), args.format, args.image_root, args.limit, args.deep))
-    print(json.dumps(rep, default=str) if args.json else D.check_summary(rep))
-    if args.bad_out and rep['bad']: D.write_bad(rep['bad'], args.bad_out)
-    if rep['bad'] or rep['errors']: raise SystemExit(1)
+        run = lambda: D.import_dataset(args.src, args.out, args.format, args.image_root, skip_bad=args.skip_bad,
+                                       limit=args.limit)
+        print(json.dumps(_input_or_fail(args, run), default=str))
+    elif args.action == 'inspect':
+        run = lambda: D.inspect_dataset(args.src, args.format, args.image_root, n=args.n)
+        print(json.dumps(_input_or_fail(args, run), indent=1, default=str))
+    else: _data_check(args, D)
 
 # %% ../nbs/13_cli.ipynb #d4a7b1c4
 def _input_args(p, skip=True):
     "Options of a command that reads a dataset: its layout, where its images are, bad records, tracebacks."
     from vr1_nb.data import FORMATS
-    p.add_argument('--format', default='auto', choices=['auto', *FORMATS], help="the data's layout (default: detected from the columns)")
-    p.add_argument('--image-root', help="folder the data's relative image paths are under (default: the data file's folder)")
-    if skip: p.add_argument('--skip-bad', action='store_true', help="leave bad records out (listed in <out>.bad_records.jsonl) instead of failing")
+    p.add_argument('--format', default='auto', choices=['auto', *FORMATS],
+                   help="the data's layout (default: detected from the columns)")
+    p.add_argument('--image-root',
+                   help="folder the data's relative image paths are under (default: the data file's folder)")
+    if skip: p.add_argument('--skip-bad', action='store_true',
+                            help="leave bad records out (listed in <out>.bad_records.jsonl) instead of failing")
     p.add_argument('--debug', action='store_true', help="show a traceback for bad input")
 
+# %% ../nbs/13_cli.ipynb #30afc692
+def _data_check_parser(acts):
+    a = acts.add_parser('check',
+                        help="preflight: image tokens and prompt lengths under the preset, bad records with reasons")
+    a.add_argument('src')
+    _config_args(a, out=False)
+    _input_args(a, skip=False)
+    a.add_argument('--stage', choices=['sft', 'grpo', 'eval'], default='grpo', help="the stage the data feeds")
+    a.add_argument('--limit', type=int, help="check at most N rows")
+    a.add_argument('--deep', action='store_true', help="verify every image file")
+    a.add_argument('--bad-out', help="also write the bad records (JSONL) here")
+    a.add_argument('--json', action='store_true', help="print the full report as JSON")
+
+# %% ../nbs/13_cli.ipynb #e72914d2
 def _data_parser(sub):
-    p = sub.add_parser('data', help="import, inspect or check a dataset in a released layout (Vision-R1, OpenVLThinker, EasyR1, R1-V) or ours")
+    p = sub.add_parser('data', help="import, inspect or check a dataset in a released layout "
+                                    "(Vision-R1, OpenVLThinker, EasyR1, R1-V) or ours")
     acts = p.add_subparsers(dest='action', required=True, metavar='ACTION')
     a = acts.add_parser('import', help="convert into a folder the stages read (images referenced, not copied)")
     a.add_argument('src', help="a .json/.jsonl/.parquet file, a folder, or a hub dataset id in the local cache")
-    a.add_argument('--out', '-o', required=True, help="the folder to write"); a.add_argument('--limit', type=int, help="read at most N rows")
+    a.add_argument('--out', '-o', required=True, help="the folder to write")
+    a.add_argument('--limit', type=int, help="read at most N rows")
     _input_args(a)
     a = acts.add_parser('inspect', help="the detected layout, the rows, the bad ones and the first records")
-    a.add_argument('src'); a.add_argument('-n', type=int, default=2, help="records to show"); _input_args(a, skip=False)
-    a = acts.add_parser('check', help="preflight: image tokens and prompt lengths under the preset, bad records with reasons")
-    a.add_argument('src'); _config_args(a, out=False); _input_args(a, skip=False)
-    a.add_argument('--stage', choices=['sft', 'grpo', 'eval'], default='grpo', help="the stage the data feeds")
-    a.add_argument('--limit', type=int, help="check at most N rows"); a.add_argument('--deep', action='store_true', help="verify every image file")
-    a.add_argument('--bad-out', help="also write the bad records (JSONL) here"); a.add_argument('--json', action='store_true', help="print the full report as JSON")
+    a.add_argument('src')
+    a.add_argument('-n', type=int, default=2, help="records to show")
+    _input_args(a, skip=False)
+    _data_check_parser(acts)
     p.set_defaults(func=cmd_data)
 
 # %% ../nbs/13_cli.ipynb #c8ccbaf7
 def _stage(sub, name, func, help, out=True):
     p = sub.add_parser(name, help=help, description=(func.__doc__ or help))
-    _config_args(p, out); p.set_defaults(func=func); return p
+    _config_args(p, out)
+    p.set_defaults(func=func)
+    return p
 
-def build_parser() -> argparse.ArgumentParser:
-    "The `vr1` argument parser."
-    ap = argparse.ArgumentParser(prog='vr1', description="Vision-R1 / OpenVLThinker / OThink-MR1 pipelines: "
-        "synthetic data -> bridging -> filtering -> cold-start SFT -> GRPO (PTST, GRPO-D) -> evaluation.")
-    ap.add_argument('--debug', dest='debug_all', action='store_true', help="show the traceback of a failure instead of one line")
-    sub = ap.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    p = _stage(sub, 'synth', cmd_synth, "write synthetic train/test problems (counting, geometry, charts) with exact answers")
-    p.add_argument('--n-train', type=int); p.add_argument('--n-test', type=int)
+# %% ../nbs/13_cli.ipynb #647aac44
+def _synth_parser(sub):
+    p = _stage(sub, 'synth', cmd_synth,
+               "write synthetic train/test problems (counting, geometry, charts) with exact answers")
+    p.add_argument('--n-train', type=int)
+    p.add_argument('--n-test', type=int)
     p.add_argument('--fmt', choices=['jsonl', 'parquet'], default='jsonl')
-    p = _stage(sub, 'bridge', cmd_bridge, "build raw chains of thought with teachers (Vision-R1 modality bridging, OpenVLThinker caption distillation)")
+
+# %% ../nbs/13_cli.ipynb #0f19002a
+def _bridge_parser(sub):
+    p = _stage(sub, 'bridge', cmd_bridge,
+               "build raw chains of thought with teachers "
+               "(Vision-R1 modality bridging, OpenVLThinker caption distillation)")
     p.add_argument('--problems', help="problems file (default: the config's bridge.problems / bridge.synth)")
-    p = _stage(sub, 'filter', cmd_filter, "filter raw chains: verification, format, length, reflection truncation, dedup")
+
+# %% ../nbs/13_cli.ipynb #1193403f
+def _filter_parser(sub):
+    p = _stage(sub, 'filter', cmd_filter,
+               "filter raw chains: verification, format, length, reflection truncation, dedup")
     p.add_argument('--input', '-i', required=True, help="raw chains (.jsonl/.parquet) or a bridge run directory")
+
+# %% ../nbs/13_cli.ipynb #0ea2a7bb
+def _train_parser(sub, name, func, help):
+    "`vr1 sft`, `vr1 grpo` or `vr1 iterate`: the config options, the dry run, and the training set(s)."
+    p = _stage(sub, name, func, help)
+    p.add_argument('--dry-run', action='store_true',
+                   help="validate, plan and build the trainers on a tiny checkpoint, then exit")
+    p.add_argument('--no-build', action='store_true', help="with --dry-run: validate and plan only")
+    if name != 'iterate':
+        p.add_argument('--train', '-t', action='append' if name == 'grpo' else 'store',
+                       help="training set: ours (.jsonl/.parquet/folder) or a released layout (see vr1 data)"
+                            + ("; with a curriculum: one per phase, in order" if name == 'grpo' else ''))
+        _input_args(p)
+    if name == 'grpo': p.add_argument('--eval', help="held-out problems evaluated during GRPO")
+
+# %% ../nbs/13_cli.ipynb #60b7f9d8
+def _train_parsers(sub):
     for name, func, help in (('sft', cmd_sft, "cold-start SFT (TRL SFTTrainer, full or LoRA)"),
                              ('grpo', cmd_grpo, "GRPO with PTST stages and a constant or GRPO-D beta schedule"),
                              ('iterate', cmd_iterate, "OpenVLThinker SFT <-> GRPO rounds with rejection sampling")):
-        p = _stage(sub, name, func, help)
-        p.add_argument('--dry-run', action='store_true', help="validate, plan and build the trainers on a tiny checkpoint, then exit")
-        p.add_argument('--no-build', action='store_true', help="with --dry-run: validate and plan only")
-        if name != 'iterate':
-            p.add_argument('--train', '-t', action='append' if name == 'grpo' else 'store',
-                           help="training set: ours (.jsonl/.parquet/folder) or a released layout (see vr1 data)"
-                                + ("; with a curriculum: one per phase, in order" if name == 'grpo' else ''))
-            _input_args(p)
-        if name == 'grpo': p.add_argument('--eval', help="held-out problems evaluated during GRPO")
+        _train_parser(sub, name, func, help)
+
+# %% ../nbs/13_cli.ipynb #7f9e5bb8
+def _eval_parser(sub):
     p = _stage(sub, 'eval', cmd_eval, "generate + score on a dataset (predictions.jsonl, scores.json, plots)")
-    p.add_argument('--data', '-d', help="problems: our JSONL/Parquet or a benchmark file (default: every set of the config's data.test)")
+    p.add_argument('--data', '-d',
+                   help="problems: our JSONL/Parquet or a benchmark file "
+                        "(default: every set of the config's data.test)")
     p.add_argument('--model', '-m', help="checkpoint directory or tiny:<size> (default: model.path of the config)")
     p.add_argument('--benchmark', '-b', help="scoring convention (default: inferred)")
-    p.add_argument('--contamination', metavar='TRAIN', help="instead: report overlap between TRAIN and --data (question text, image hash)")
+    p.add_argument('--contamination', metavar='TRAIN',
+                   help="instead: report overlap between TRAIN and --data (question text, image hash)")
     p.add_argument('--debug', action='store_true', help="show a traceback for bad input")
-    _data_parser(sub)
+
+# %% ../nbs/13_cli.ipynb #973d8555
+def _score_parser(sub):
     p = sub.add_parser('score', help="score predictions with a benchmark's official convention (prints JSON)")
     p.add_argument('--benchmark', '-b', required=True, choices=['mathvista', 'mathvision', 'mathverse', 'synth'])
     p.add_argument('--predictions', '-p', required=True, help="official prediction file or our predictions JSONL")
-    p.add_argument('--data', '-d', help="the benchmark's problems (testmini.json, test.jsonl, ...) or our problems JSONL")
+    p.add_argument('--data', '-d',
+                   help="the benchmark's problems (testmini.json, test.jsonl, ...) or our problems JSONL")
     p.add_argument('--compact', action='store_true', help="one-line JSON")
     p.set_defaults(func=cmd_score)
+
+# %% ../nbs/13_cli.ipynb #4b715807
+def _serve_parser(sub):
     p = sub.add_parser('serve', help="serve a local model as an OpenAI-compatible endpoint on localhost")
     p.add_argument('--model', '-m', default='tiny', help="'tiny' or a local model directory")
-    p.add_argument('--host', default='127.0.0.1'); p.add_argument('--port', type=int, default=8000)
+    p.add_argument('--host', default='127.0.0.1')
+    p.add_argument('--port', type=int, default=8000)
     p.add_argument('--model-name', help="name clients send (default: the backend's)")
     p.add_argument('--api-key-env', help="require the key held in this environment variable")
-    p.add_argument('--fail-first', type=int, default=0, help="fault injection: answer the first N requests with HTTP 500")
-    p.add_argument('--reasoning-field', choices=['reasoning', 'reasoning_content'], help="return each answer's <think> chain in this field")
+    p.add_argument('--fail-first', type=int, default=0,
+                   help="fault injection: answer the first N requests with HTTP 500")
+    p.add_argument('--reasoning-field', choices=['reasoning', 'reasoning_content'],
+                   help="return each answer's <think> chain in this field")
     p.set_defaults(func=cmd_serve)
+
+# %% ../nbs/13_cli.ipynb #fa3f710b
+def _demo_parser(sub):
     p = sub.add_parser('demo', help="the whole pipeline on a CPU preset, ending in a report (the README's main job)")
     p.add_argument('--preset', default='tiny-cpu', help="tiny-cpu (<= 15 min on 2 cores) or smoke (<= 2 min)")
     p.add_argument('--out', '-o', help="output directory (default runs/<demo|preset>); reruns resume")
     p.add_argument('--overwrite', action='store_true', help="move an existing demo run aside and start over")
     p.add_argument('--set', dest='overrides', action='append', default=[], metavar='SECTION.KEY=VALUE')
     p.set_defaults(func=cmd_demo)
+
+# %% ../nbs/13_cli.ipynb #c9f8ecee
+def _replicate_parser(sub):
     p = sub.add_parser('replicate', help="the miniature replication of the papers' tables (hours of CPU; resumable)")
     p.add_argument('--out', '-o', help="grid directory (default runs/replicate)")
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
@@ -456,30 +607,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--max-cells', type=int, help="stop after this many new cells")
     p.add_argument('--set', dest='overrides', action='append', default=[], metavar='SECTION.KEY=VALUE')
     p.set_defaults(func=cmd_replicate)
+
+# %% ../nbs/13_cli.ipynb #92cf59dd
+def _presets_parser(sub):
     p = sub.add_parser('presets', help="list, show or validate (dry-run) the shipped presets")
-    p.add_argument('action', choices=['list', 'show', 'check'], help="check: validate config shape, PTST stages, group sizes and memory without weights or network")
+    p.add_argument('action', choices=['list', 'show', 'check'],
+                   help="check: validate config shape, PTST stages, group sizes and memory without weights or network")
     p.add_argument('name', nargs='?', help="preset name (check: default all)")
-    p.add_argument('--no-build', action='store_true', help="check: validate and plan only, without building the trainers")
+    p.add_argument('--no-build', action='store_true',
+                   help="check: validate and plan only, without building the trainers")
     p.add_argument('--table', action='store_true', help="show: every setting with its source, as a markdown table")
-    p.add_argument('--steps', type=int, default=0, help="check: also train every trainer this many steps on the tiny checkpoint")
+    p.add_argument('--steps', type=int, default=0,
+                   help="check: also train every trainer this many steps on the tiny checkpoint")
     p.add_argument('--set', dest='overrides', action='append', default=[], metavar='SECTION.KEY=VALUE')
     p.set_defaults(func=cmd_presets)
+
+# %% ../nbs/13_cli.ipynb #6d9ece09
+def build_parser() -> argparse.ArgumentParser:
+    "The `vr1` argument parser."
+    ap = argparse.ArgumentParser(prog='vr1', description="Vision-R1 / OpenVLThinker / OThink-MR1 pipelines: "
+        "synthetic data -> bridging -> filtering -> cold-start SFT -> GRPO (PTST, GRPO-D) -> evaluation.")
+    ap.add_argument('--debug', dest='debug_all', action='store_true',
+                    help="show the traceback of a failure instead of one line")
+    sub = ap.add_subparsers(dest='command', required=True, metavar='COMMAND')
+    for add in (_synth_parser, _bridge_parser, _filter_parser, _train_parsers, _eval_parser, _data_parser,
+                _score_parser, _serve_parser, _demo_parser, _replicate_parser, _presets_parser):
+        add(sub)
     return ap
 
 # %% ../nbs/13_cli.ipynb #fe442376
+def _first_line(e) -> str: return ' '.join(str(e).split('\n')[0].split())
+
 def main(argv:list[str]|None=None):
-    "Entry point of the `vr1` command: a failure is one line on stderr and exit code 1 (`vr1 --debug ...`: the traceback)."
+    "The `vr1` command: a failure is one line on stderr and exit code 1 (`vr1 --debug ...` shows the traceback)."
     import os
     args = build_parser().parse_args(argv)
     debug = args.debug_all or getattr(args, 'debug', False) or os.environ.get('VR1_DEBUG', '').lower() in ('1', 'true')
     try: return args.func(args)
     except (ConfigError, RunExistsError, FileNotFoundError) as e:
         if debug: raise
-        _fail(' '.join(str(e).split('\n')[0].split()))
+        _fail(_first_line(e))
     except (KeyboardInterrupt, SystemExit): raise
     except Exception as e:
         if debug: raise
-        _fail(f"{' '.join(str(e).split(chr(10))[0].split())} ({type(e).__name__}; vr1 --debug {args.command} ... shows the traceback)")
+        _fail(f"{_first_line(e)} ({type(e).__name__}; vr1 --debug {args.command} ... shows the traceback)")
 
 # %% ../nbs/13_cli.ipynb #64ae000f
 if __name__ == '__main__': main()

@@ -30,7 +30,7 @@ def _cap(sec:dict, where:str, cap:int, changes:list):
 MAX_CPU_GENERATION = 96   # completions one process generates per batch in a dry run (CPU time)
 
 def _shrink_generation(g:dict, ch:list):
-    "Scale a large generation batch down for the CPU, keeping updates per generation and divisibility by num_generations."
+    "Shrink a large generation batch for the CPU, keeping updates per generation and divisibility by num_generations."
     from trl import GRPOConfig
     per, ga = int(g.get('per_device_train_batch_size', 8)), int(g.get('gradient_accumulation_steps', 1))
     spg, n = int(g.get('steps_per_generation') or ga), int(g.get('num_generations', GRPOConfig.num_generations))
@@ -43,35 +43,50 @@ def _shrink_generation(g:dict, ch:list):
             return
 
 # %% ../nbs/12b_dryrun.ipynb #30db727c
+def _cpu_model(m:dict, cache_dir, ch:list):
+    "Point the `model:` section `m` at a tiny checkpoint of its family, with an attention a CPU runs."
+    from vr1_nb.models import model_family, tiny_checkpoint
+    fam = model_family(m.get('path', '')) or 'qwen2_vl'
+    _set(m, 'model', 'path', str(tiny_checkpoint(fam, cache_dir=cache_dir)), f'tiny {fam} checkpoint', ch)
+    if m.get('attn_implementation') == 'flash_attention_2':
+        _set(m, 'model', 'attn_implementation', 'sdpa', 'device', ch)
+
+# %% ../nbs/12b_dryrun.ipynb #d0e1e90a
+def _cpu_section(sec:dict, name:str, cap:int, ch:list):
+    "Device, precision, vLLM and completion length of the trainer section `sec` (`sft:` or `grpo:`) for a CPU."
+    _set(sec, name, 'use_cpu', True, 'device', ch)
+    for k in ('bf16', 'fp16'):
+        if sec.get(k): _set(sec, name, k, False, 'precision', ch)
+    if sec.get('use_vllm'): _set(sec, name, 'use_vllm', False, 'vLLM', ch)
+    _cap(sec, name, cap, ch)
+
+# %% ../nbs/12b_dryrun.ipynb #bc2eb779
+def _cpu_steps(out:dict, steps:int, cap:int, ch:list):
+    "`steps` optimizer steps for every PTST stage and curriculum phase, else for the one GRPO run; lengths capped."
+    for i, st in enumerate(out.get('stages') or []):
+        _set(st, f'stages[{i}]', 'max_steps', steps, 'length', ch)
+        _cap(st, f'stages[{i}]', cap, ch)
+    for i, ph in enumerate(out.get('curriculum') or []):   # OpenVLThinker's phases: steps, not episodes
+        if ph.pop('episodes', None) is not None: ch.append(f"curriculum[{i}].episodes: removed (length)")
+        _set(ph, f'curriculum[{i}]', 'max_steps', steps, 'length', ch)
+        if ph.get('grpo'): _cap(ph['grpo'], f'curriculum[{i}].grpo', cap, ch)
+    if 'grpo' in out and not out.get('stages') and not out.get('curriculum'):
+        _set(out['grpo'], 'grpo', 'max_steps', steps, 'length', ch)
+
+# %% ../nbs/12b_dryrun.ipynb #a15d098c
 def cpu_config(cfg:dict, # a full config (e.g. `load_config('vision-r1-7b')`)
                steps:int=1, # optimizer steps per trainer
                max_completion_length:int=16, # cap on completion lengths
                cache_dir=None, # where the tiny checkpoint is cached (default: `models.default_cache_dir()`)
               ) -> tuple[dict, list[str]]:
     "A copy of `cfg` a CPU can build and step, and the list of what was changed (`section.key: old -> new (why)`)."
-    from vr1_nb.models import model_family, tiny_checkpoint
     out, ch = copy.deepcopy(cfg), []
-    m = out.setdefault('model', {})
-    fam = model_family(m.get('path', '')) or 'qwen2_vl'
-    _set(m, 'model', 'path', str(tiny_checkpoint(fam, cache_dir=cache_dir)), f'tiny {fam} checkpoint', ch)
-    if m.get('attn_implementation') == 'flash_attention_2': _set(m, 'model', 'attn_implementation', 'sdpa', 'device', ch)
+    _cpu_model(out.setdefault('model', {}), cache_dir, ch)
     for name in ('sft', 'grpo'):
-        if name not in out: continue
-        sec = out[name]
-        _set(sec, name, 'use_cpu', True, 'device', ch)
-        for k in ('bf16', 'fp16'):
-            if sec.get(k): _set(sec, name, k, False, 'precision', ch)
-        if sec.get('use_vllm'): _set(sec, name, 'use_vllm', False, 'vLLM', ch)
-        _cap(sec, name, max_completion_length, ch)
+        if name in out: _cpu_section(out[name], name, max_completion_length, ch)
     if 'sft' in out: _set(out['sft'], 'sft', 'max_steps', steps, 'length', ch)
     if 'grpo' in out: _shrink_generation(out['grpo'], ch)
-    for i, st in enumerate(out.get('stages') or []):
-        _set(st, f'stages[{i}]', 'max_steps', steps, 'length', ch); _cap(st, f'stages[{i}]', max_completion_length, ch)
-    for i, ph in enumerate(out.get('curriculum') or []):   # OpenVLThinker's phases: a few steps each instead of their episodes
-        if ph.pop('episodes', None) is not None: ch.append(f"curriculum[{i}].episodes: removed (length)")
-        _set(ph, f'curriculum[{i}]', 'max_steps', steps, 'length', ch)
-        if ph.get('grpo'): _cap(ph['grpo'], f'curriculum[{i}].grpo', max_completion_length, ch)
-    if 'grpo' in out and not out.get('stages') and not out.get('curriculum'): _set(out['grpo'], 'grpo', 'max_steps', steps, 'length', ch)
+    _cpu_steps(out, steps, max_completion_length, ch)
     return out, ch
 
 # %% ../nbs/12b_dryrun.ipynb #dd8c63c9
@@ -82,20 +97,25 @@ def dry_data(n:int=8, # SFT problems
     from vr1_nb.synth import red_squares
     return red_squares(n, 'dry-sft', response=True), red_squares(n_rl or n, 'dry-rl')
 
+# %% ../nbs/12b_dryrun.ipynb #de6ffd2f
+def _prompts_per_generation(sec:dict) -> int:
+    "Prompts one generation batch of the GRPO section `sec` takes in one process."
+    from trl import GRPOConfig
+    spg = sec.get('steps_per_generation') or sec.get('gradient_accumulation_steps', 1)
+    completions = int(sec.get('per_device_train_batch_size', 8)) * int(spg)
+    return -(-completions // int(sec.get('num_generations', GRPOConfig.num_generations)))
+
 def rl_prompts_needed(cfg:dict) -> int:
     "Prompts one generation batch of the largest stage takes in one process (a dry run needs at least that many)."
-    from trl import GRPOConfig
     from vr1_nb.grpo import ptst_stages
     if not (cfg.get('grpo') or cfg.get('stages') or cfg.get('curriculum')): return 0
-    def need(sec):
-        spg = sec.get('steps_per_generation') or sec.get('gradient_accumulation_steps', 1)
-        return -(-int(sec.get('per_device_train_batch_size', 8)) * int(spg) // int(sec.get('num_generations', GRPOConfig.num_generations)))
-    return max(need(st['section']) for st in ptst_stages(cfg))
+    return max(_prompts_per_generation(st['section']) for st in ptst_stages(cfg))
 
 # %% ../nbs/12b_dryrun.ipynb #7d6ed4d7
-_SHOWN = ('per_device_train_batch_size', 'gradient_accumulation_steps', 'gradient_checkpointing', 'report_to', 'learning_rate',
-          'save_steps', 'save_total_limit', 'num_generations', 'max_completion_length', 'loss_type', 'beta', 'epsilon',
-          'epsilon_high', 'temperature', 'use_vllm', 'vllm_mode', 'vllm_gpu_memory_utilization', 'vllm_max_model_length')
+_SHOWN = ('per_device_train_batch_size', 'gradient_accumulation_steps', 'gradient_checkpointing', 'report_to',
+          'learning_rate', 'save_steps', 'save_total_limit', 'num_generations', 'max_completion_length', 'loss_type',
+          'beta', 'epsilon', 'epsilon_high', 'temperature', 'use_vllm', 'vllm_mode', 'vllm_gpu_memory_utilization',
+          'vllm_max_model_length')
 
 def describe_trainer(args, # the trainer's `TrainingArguments` (SFTConfig / GRPOConfig)
                      model=None, # its model
@@ -103,11 +123,13 @@ def describe_trainer(args, # the trainer's `TrainingArguments` (SFTConfig / GRPO
     "The settings a trainer was built with (those the presets set) and its model's class, dtype and trainable share."
     d = {k: getattr(args, k) for k in _SHOWN if hasattr(args, k)}
     if model is not None:
-        ps = list(model.parameters()); n = sum(p.numel() for p in ps)
+        ps = list(model.parameters())
+        n = sum(p.numel() for p in ps)
         d.update(model=type(model).__name__, dtype=str(ps[0].dtype).replace('torch.', ''),
                  trainable=round(sum(p.numel() for p in ps if p.requires_grad) / n, 3))
     return d
 
+# %% ../nbs/12b_dryrun.ipynb #89e610ec
 class _Probe(TrainerCallback):
     "Records each trainer's settings when it starts training, and the optimizer steps it took."
     def __init__(self): self.rows = []
@@ -127,21 +149,31 @@ class _Warnings(logging.Handler):
         for n in self.LOGGERS: logging.getLogger(n).removeHandler(self)
 
 # %% ../nbs/12b_dryrun.ipynb #d43c2357
+def _released_row(name:str, t) -> dict:
+    "What trainer `t` (called `name` in the report) was built with; `t` is released."
+    from vr1_nb.runs import release_trainer
+    row = dict(trainer=name, **describe_trainer(t.args, t.model))
+    release_trainer(t)
+    return row
+
+def _phases(cfg:dict, rl_recs) -> list:
+    "OpenVLThinker's curriculum phases (each with its own config), or the one GRPO run."
+    from vr1_nb.grpo import curriculum_phases
+    if not cfg.get('curriculum'): return [{'config': cfg}]
+    return curriculum_phases(cfg, sizes={p.get('name'): len(rl_recs) for p in cfg['curriculum']})
+
+# %% ../nbs/12b_dryrun.ipynb #0ce6e9b5
 def _build_only(cfg, sft_recs, rl_recs, wd) -> list:
     from vr1_nb.sft import build_sft_trainer
-    from vr1_nb.runs import release_trainer
     from vr1_nb import grpo as G
     rows = []
-    if 'sft' in cfg:
-        t = build_sft_trainer(cfg, sft_recs, wd/'sft')
-        rows.append(dict(trainer='sft', **describe_trainer(t.args, t.model))); release_trainer(t)
+    if 'sft' in cfg: rows.append(_released_row('sft', build_sft_trainer(cfg, sft_recs, wd/'sft')))
     if 'grpo' in cfg or 'stages' in cfg:
-        phases = G.curriculum_phases(cfg, sizes={p.get('name'): len(rl_recs) for p in cfg['curriculum']}) if cfg.get('curriculum') else [{'config': cfg}]
-        for ph in phases:
-            c = ph['config']; ctx = G.stage_context(c, rl_recs, wd/'grpo'); ctx.run = RunDir(wd/'grpo'/ph.get('name', 'grpo'), 'grpo', config=c)
-            for st in G.ptst_stages(c):
-                t = G.build_stage_trainer(ctx, st)
-                rows.append(dict(trainer=st['name'], **describe_trainer(t.args, t.model))); release_trainer(t)
+        for ph in _phases(cfg, rl_recs):
+            c = ph['config']
+            ctx = G.stage_context(c, rl_recs, wd/'grpo')
+            ctx.run = RunDir(wd/'grpo'/ph.get('name', 'grpo'), 'grpo', config=c)
+            rows += [_released_row(st['name'], G.build_stage_trainer(ctx, st)) for st in G.ptst_stages(c)]
     return rows
 
 # %% ../nbs/12b_dryrun.ipynb #28ddb318
@@ -149,11 +181,14 @@ def _run_steps(cfg, sft_recs, rl_recs, wd) -> list:
     from vr1_nb.sft import sft_run
     from vr1_nb import grpo as G
     probe, names, start = _Probe(), [], None
-    if 'sft' in cfg: start = sft_run(cfg, sft_recs, wd/'sft', callbacks=[probe]); names.append('sft')
+    if 'sft' in cfg:
+        start = sft_run(cfg, sft_recs, wd/'sft', callbacks=[probe])
+        names.append('sft')
     if 'grpo' in cfg or 'stages' in cfg:
         c = copy.deepcopy(cfg)
-        if start is not None: c['model']['path'] = str(start)     # GRPO starts from the SFT run's model, as a pipeline does
-        if c.get('curriculum'): G.curriculum_run(c, wd/'grpo', train=[rl_recs] * len(c['curriculum']), callbacks=[probe])
+        if start is not None: c['model']['path'] = str(start)  # GRPO starts from the SFT model, as a pipeline does
+        if c.get('curriculum'):
+            G.curriculum_run(c, wd/'grpo', train=[rl_recs] * len(c['curriculum']), callbacks=[probe])
         else: G.grpo_run(c, rl_recs, wd/'grpo', callbacks=[probe])
         names += [s['name'] for s in G.ptst_stages(c)]
     return [dict(trainer=n, **row) for n, row in zip(names, probe.rows)]
@@ -180,11 +215,11 @@ def construct(cfg:dict, # a full config (a preset from `load_config`)
 def launch_env(path, # an accelerate config file
                num_processes:int=8, # as `--num_processes`
               ) -> dict:
-    "The environment `accelerate launch --config_file path` gives each process, from accelerate's own parser and checks."
+    "The environment `accelerate launch --config_file path` gives each process, from accelerate's parser and checks."
     from accelerate.commands.launch import launch_command_parser, _validate_launch_command
     from accelerate.utils.launch import prepare_multi_gpu_env, prepare_deepspeed_cmd_env
-    args = launch_command_parser().parse_args(['--config_file', str(path), '--num_processes', str(num_processes), 'train.py'])
-    args, defaults, _ = _validate_launch_command(args)
+    argv = ['--config_file', str(path), '--num_processes', str(num_processes), 'train.py']
+    args, defaults, _ = _validate_launch_command(launch_command_parser().parse_args(argv))
     if args.use_deepspeed:
         args.deepspeed_fields_from_accelerate_config = list(defaults.deepspeed_config) if defaults else []
         return prepare_deepspeed_cmd_env(args)[1]
@@ -195,9 +230,12 @@ def _fsdp_wraps(plugin, model) -> list[str]:
     "The module classes FSDP would wrap in `model` (raises like accelerate when a named class is missing)."
     from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
     if plugin.fsdp_version == 2: policy = fsdp2_prepare_auto_wrap_policy(plugin, model)
-    else: plugin.set_auto_wrap_policy(model); policy = lambda m: False
+    else:
+        plugin.set_auto_wrap_policy(model)
+        policy = lambda m: False
     return sorted({type(m).__name__ for m in model.modules() if policy and policy(m)})
 
+# %% ../nbs/12b_dryrun.ipynb #9e2aea42
 def check_launch_config(path, # an accelerate config file
                         family:str='qwen2_5_vl', # the model family it must serve
                        ) -> dict:
@@ -210,8 +248,10 @@ def check_launch_config(path, # an accelerate config file
     out = dict(config=Path(path).name, family=family, mixed_precision=env.get('ACCELERATE_MIXED_PRECISION'))
     with mock.patch.dict(os.environ, env):
         if env.get('ACCELERATE_USE_FSDP') == 'true':
-            out.update(kind='fsdp', wraps=_fsdp_wraps(FullyShardedDataParallelPlugin(), build_tiny_model(family=family)[0]))
+            plugin = FullyShardedDataParallelPlugin()
+            out.update(kind='fsdp', wraps=_fsdp_wraps(plugin, build_tiny_model(family=family)[0]))
         elif env.get('ACCELERATE_USE_DEEPSPEED') == 'true':
-            ds = DeepSpeedPlugin(); out.update(kind='deepspeed', zero_stage=ds.zero_stage, zero3_save_16bit_model=ds.zero3_save_16bit_model)
+            ds = DeepSpeedPlugin()
+            out.update(kind='deepspeed', zero_stage=ds.zero_stage, zero3_save_16bit_model=ds.zero3_save_16bit_model)
         else: out.update(kind='ddp')
     return out

@@ -7,6 +7,7 @@ Docs: https://vr1-nb.github.io/vr1_nb/iterate.html.md"""
 # %% ../nbs/11_iterate.ipynb #f12874aa
 from __future__ import annotations
 import copy, json, math, os, re, subprocess, sys, tempfile, time
+from dataclasses import dataclass
 from pathlib import Path
 from .core import (RunDir, load_config, load_problems, save_jsonl, load_jsonl, format_question, derive_seed,
                          set_threads, thread_env, atomic_write_text, deep_merge, R1_INSTRUCTION, stage_prompt)
@@ -21,7 +22,7 @@ __all__ = ['RATING_PROMPT', 'ITERATE_DEFAULTS', 'eval_model', 'read_predictions'
 def eval_model(model_dir, # the checkpoint to evaluate
                records, # held-out records, or a path `core.load_problems` reads
                out_dir, # run directory for this evaluation
-               instruction:str|None=R1_INSTRUCTION, # prompt suffix (None: the bare question, for a direct-answer base model)
+               instruction:str|None=R1_INSTRUCTION, # prompt suffix (None: the bare question, for a direct-answer model)
                max_new_tokens:int=96, # generation budget
                batch_size:int=32, # greedy requests per forward batch
                resume:bool=True, # reuse a finished evaluation / continue an unfinished one
@@ -32,13 +33,14 @@ def eval_model(model_dir, # the checkpoint to evaluate
     from vr1_nb.evaluate import evaluate, make_eval_backend
     recs = load_problems(records) if isinstance(records, (str, Path)) else list(records)
     proto = dict(protocol='greedy', max_new_tokens=max_new_tokens, instruction=instruction or '')
-    be = make_eval_backend(str(model_dir), dict(proto, batch_size=batch_size, **({'backend': backend} if backend else {})))
+    opts = dict(proto, batch_size=batch_size, **({'backend': backend} if backend else {}))
+    be = make_eval_backend(str(model_dir), opts)
     return evaluate(recs, be, proto, out_dir, benchmark='synth', resume=resume, progress=progress, plots=False)
 
 # %% ../nbs/11_iterate.ipynb #224c4b36
 def read_predictions(path) -> list[dict]:
     "The rows of a predictions JSONL, with a clear error for a row that lacks what scoring needs."
-    path = Path(path); rows = []
+    path, rows = Path(path), []
     for i, l in enumerate(path.read_text(encoding='utf-8').splitlines(), 1):
         if not l.strip(): continue
         r = json.loads(l)
@@ -48,11 +50,13 @@ def read_predictions(path) -> list[dict]:
     if not rows: raise ValueError(f"{path}: no predictions")
     return rows
 
+# %% ../nbs/11_iterate.ipynb #6bb6c586
 def score_predictions(path, # a predictions JSONL written by the harness (a run dir holding one is accepted too)
                      ) -> dict:
     "Accuracy (overall and per source) and mean completion length, recomputed from the predictions' texts."
     from vr1_nb.evaluate import score_samples
-    path = Path(path); path = path/'predictions.jsonl' if path.is_dir() else path
+    path = Path(path)
+    if path.is_dir(): path = path/'predictions.jsonl'
     rows = read_predictions(path)
     _, ok = score_samples(rows, [r['response'] for r in rows], 'synth')
     per = {}
@@ -72,13 +76,15 @@ def difficulty_key(rec:dict, # a record (or prediction row)
         return f"{rec.get('source', '')}/L{lvl}"
     raise ValueError(f"difficulty_by={by!r}: use 'source' or 'source_level'")
 
+# %% ../nbs/11_iterate.ipynb #4f4b0870
 def error_rates(predictions, # the base model's predictions JSONL (or its eval run directory)
                 by:str='source', # grouping, see `difficulty_key`
                 records:list|None=None, # the evaluated records (their metadata gives the level for 'source_level')
                ) -> dict:
     "Error rate of the base model per group, from its predictions."
     from vr1_nb.evaluate import score_samples
-    p = Path(predictions); rows = read_predictions(p/'predictions.jsonl' if p.is_dir() else p)
+    p = Path(predictions)
+    rows = read_predictions(p/'predictions.jsonl' if p.is_dir() else p)
     _, ok = score_samples(rows, [r['response'] for r in rows], 'synth')
     g = {}
     meta = {r['id']: r for r in records or []}
@@ -102,28 +108,33 @@ def curriculum(records:list, # the RL problems
     return out
 
 # %% ../nbs/11_iterate.ipynb #39de47a5
+# ours: OpenVLThinker did not publish its prompt
 RATING_PROMPT = ("Rate how difficult the following problem is to solve correctly, on a scale from 1 (very easy) to 10 "
-                 "(very hard). Answer with the number only.\n\n{question}")   # ours: OpenVLThinker did not publish its prompt
+                 "(very hard). Answer with the number only.\n\n{question}")
 
+# %% ../nbs/11_iterate.ipynb #0938ece5
 def kmeans_1d(xs:list, # values
               k:int=3, # clusters
               iters:int=100, # Lloyd iterations at most
              ) -> list[int]:
     "Cluster labels 0..k-1 of `xs` by one-dimensional k-means, ordered by centre (0: lowest); starts at the quantiles."
-    v = sorted(xs); c = [v[min(len(v) - 1, int((i + .5) * len(v) / k))] for i in range(k)]
+    v = sorted(xs)
+    c = [v[min(len(v) - 1, int((i + .5) * len(v) / k))] for i in range(k)]
     for _ in range(iters):
         lab = [min(range(k), key=lambda j: abs(x - c[j])) for x in xs]
         new = [sum(x for x, l in zip(xs, lab) if l == j) / max(1, lab.count(j)) if j in lab else c[j] for j in range(k)]
         if new == c: break
         c = new
-    order = sorted(range(k), key=lambda j: c[j]); rank = {j: r for r, j in enumerate(order)}
+    rank = {j: r for r, j in enumerate(sorted(range(k), key=lambda j: c[j]))}
     return [rank[l] for l in lab]
 
 # %% ../nbs/11_iterate.ipynb #866454f8
 def _z(xs):
-    m = sum(xs) / len(xs); s = (sum((x - m) ** 2 for x in xs) / len(xs)) ** .5
+    m = sum(xs) / len(xs)
+    s = (sum((x - m) ** 2 for x in xs) / len(xs)) ** .5
     return [(x - m) / s if s else 0.0 for x in xs]
 
+# %% ../nbs/11_iterate.ipynb #3d19dfd4
 def paper_difficulty(records:list, # the RL problems
                      errors:dict, # id -> the base model's error on it (0..1)
                      ratings:dict, # id -> a difficulty rating (any scale)
@@ -132,7 +143,8 @@ def paper_difficulty(records:list, # the RL problems
     "OpenVLThinker v3's split: z(rating) and z(error) averaged, then 1-D k-means into easy / medium / hard."
     miss = [r['id'] for r in records if r['id'] not in errors or r['id'] not in ratings]
     if miss: raise KeyError(f"no error rate or rating for {len(miss)} problem(s), e.g. {miss[:3]}")
-    score = [(a + b) / 2 for a, b in zip(_z([ratings[r['id']] for r in records]), _z([errors[r['id']] for r in records]))]
+    zr, ze = _z([ratings[r['id']] for r in records]), _z([errors[r['id']] for r in records])
+    score = [(a + b) / 2 for a, b in zip(zr, ze)]
     names = ['easy', 'medium', 'hard'] if k == 3 else [f'level{i}' for i in range(k)]
     out = {n: [] for n in names}
     for r, lab in zip(records, kmeans_1d(score, k)): out[names[lab]].append(r)
@@ -143,37 +155,49 @@ def record_errors(predictions, # the base model's predictions JSONL (or its eval
                  ) -> dict:
     "id -> the base model's error on that problem (the share of its samples that were wrong)."
     from vr1_nb.evaluate import score_samples
-    p = Path(predictions); rows = read_predictions(p/'predictions.jsonl' if p.is_dir() else p)
+    p = Path(predictions)
+    rows = read_predictions(p/'predictions.jsonl' if p.is_dir() else p)
     _, ok = score_samples(rows, [r['response'] for r in rows], 'synth')
     err = {}
     for r, v in zip(rows, ok): err.setdefault(r['id'], []).append(0.0 if v else 1.0)
     return {i: sum(v) / len(v) for i, v in err.items()}
 
+# %% ../nbs/11_iterate.ipynb #7467e71c
+def _read_ratings(path) -> dict:
+    "id -> rating, from a JSONL file of {id, rating}."
+    lines = Path(path).read_text().splitlines()
+    return {d['id']: float(d['rating']) for d in (json.loads(l) for l in lines if l.strip())}
+
+# %% ../nbs/11_iterate.ipynb #85b7116f
+def _rating(q, st) -> float:
+    "The first number in the rater's answer to request `q` in store `st`; an error naming the record when it has none."
+    texts = (st.get(q.key) or {}).get('texts')
+    m = re.search(r'\d+(?:\.\d+)?', ' '.join(texts or []))
+    if not m: raise ValueError(f"record {q.id!r}: the rater's answer holds no number: {texts}")
+    return float(m.group())
+
+# %% ../nbs/11_iterate.ipynb #e4a4297d
 def rate_difficulty(records:list, # problems to rate
                     ratings, # a JSONL file of {id, rating}, or a `generate.Backend` (an OpenAI-compatible rater)
                     store=None, # a `generate.Store` for the rater's answers (resumable)
                    ) -> dict:
-    "id -> difficulty rating, read from a file or asked of a rater (the first number in its answer; unparsable: an error)."
-    if isinstance(ratings, (str, Path)):
-        return {d['id']: float(d['rating']) for d in (json.loads(l) for l in Path(ratings).read_text().splitlines() if l.strip())}
+    "id -> difficulty rating, read from a file or asked of a rater (the first number of its answer, else an error)."
+    if isinstance(ratings, (str, Path)): return _read_ratings(ratings)
     from vr1_nb.generate import Request, Store, run_requests
     st = store or Store(Path(tempfile.mkdtemp())/'ratings.jsonl')
-    reqs = [Request(r['id'], 'difficulty', ratings.name, [{'role': 'user', 'content': RATING_PROMPT.format(question=format_question(r))}],
-                    params={'temperature': 0.0, 'max_tokens': 8}) for r in records]
+    msgs = lambda r: [{'role': 'user', 'content': RATING_PROMPT.format(question=format_question(r))}]
+    reqs = [Request(r['id'], 'difficulty', ratings.name, msgs(r), params={'temperature': 0.0, 'max_tokens': 8})
+            for r in records]
     run_requests(ratings, reqs, st, progress=False)
-    out = {}
-    for q in reqs:
-        m = re.search(r'\d+(?:\.\d+)?', ' '.join((st.get(q.key) or {}).get('texts') or []))
-        if not m: raise ValueError(f"record {q.id!r}: the rater's answer holds no number: {(st.get(q.key) or {}).get('texts')}")
-        out[q.id] = float(m.group())
-    return out
+    return {q.id: _rating(q, st) for q in reqs}
 
 # %% ../nbs/11_iterate.ipynb #c2cd4cb6
-ITERATE_DEFAULTS = dict(rounds=2, sft_from='base', curriculum=True, difficulty_by='source', medium_max=0.7, easy_max=None,
-                        samples=4, select='shortest', temperature=1.0, rs_from='train', eval_n=None, max_new_tokens=None,
-                        instruction=R1_INSTRUCTION, base_instruction=None, launch=None,
+ITERATE_DEFAULTS = dict(rounds=2, sft_from='base', curriculum=True, difficulty_by='source', medium_max=0.7,
+                        easy_max=None, samples=4, select='shortest', temperature=1.0, rs_from='train', eval_n=None,
+                        max_new_tokens=None, instruction=R1_INSTRUCTION, base_instruction=None, launch=None,
                         difficulty={'rule': 'source'}, round_sizes=None)
 
+# %% ../nbs/11_iterate.ipynb #083b635b
 def iterate_settings(cfg:dict) -> dict:
     "The `iterate:` section with its defaults, naming unknown keys."
     it = dict(cfg.get('iterate') or {})
@@ -193,12 +217,28 @@ def launch_command(kind:str, # 'sft' or 'grpo'
     cmd = [sys.executable, '-m', 'accelerate.commands.launch']
     if launch.get('config_file'): cmd += ['--config_file', str(launch['config_file'])]
     cmd += ['--num_processes', str(int(launch.get('num_processes', 1)))] + [str(a) for a in launch.get('args') or []]
-    return cmd + ['-m', 'vr1_nb.cli', kind, '--config', str(config_path), *(['--train', str(train_path)] if train_path else []),
-                  '--out', str(out_dir), '--resume']
+    train = ['--train', str(train_path)] if train_path else []
+    return cmd + ['-m', 'vr1_nb.cli', kind, '--config', str(config_path), *train, '--out', str(out_dir), '--resume']
 
 # %% ../nbs/11_iterate.ipynb #3d671912
 def _tail(path, n=40): return ''.join(Path(path).read_text(errors='replace').splitlines(True)[-n:])
 
+def _launched_step(kind, cfg, train, out_dir:Path, launch:dict) -> Path:
+    "`run_step` as an `accelerate launch` job: its config, data and console log under `<round>/inputs/`."
+    import yaml
+    inputs = out_dir.parent/'inputs'
+    inputs.mkdir(parents=True, exist_ok=True)
+    step_cfg = {k: v for k, v in cfg.items() if k != 'iterate'}
+    conf = atomic_write_text(inputs/f'{out_dir.name}.yaml', yaml.safe_dump(step_cfg))
+    data = None if train is None else Path(train) if isinstance(train, (str, Path)) else inputs/f'{out_dir.name}.jsonl'
+    if isinstance(train, list) and not data.exists(): save_jsonl(train, data, copy_images=False)
+    log, cmd = inputs/f'{out_dir.name}.log', launch_command(kind, conf, data, out_dir, launch)
+    with open(log, 'a') as f: rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=thread_env()).returncode
+    if rc or not (out_dir/RunDir.DONE).exists():
+        raise RuntimeError(f"{kind} step {out_dir} failed (exit code {rc}); the end of its log {log}:\n{_tail(log)}")
+    return out_dir/'final'
+
+# %% ../nbs/11_iterate.ipynb #7ad0ebd0
 def run_step(kind:str, # 'sft' or 'grpo'
              cfg:dict, # the step's full config
              train, # records, a path the stage commands read, or None (a curriculum config names its data)
@@ -208,21 +248,10 @@ def run_step(kind:str, # 'sft' or 'grpo'
             ) -> Path:
     "One SFT or GRPO step, in this process or as its own `accelerate launch` job; the directory of its final model."
     out_dir = Path(out_dir)
-    if not launch:
-        from vr1_nb.sft import sft_run
-        from vr1_nb.grpo import grpo_run
-        return Path((sft_run if kind == 'sft' else grpo_run)(cfg, train, out_dir, resume=resume))
-    import yaml
-    inputs = out_dir.parent/'inputs'; inputs.mkdir(parents=True, exist_ok=True)
-    conf = atomic_write_text(inputs/f'{out_dir.name}.yaml', yaml.safe_dump({k: v for k, v in cfg.items() if k != 'iterate'}))
-    data = None if train is None else Path(train) if isinstance(train, (str, Path)) else inputs/f'{out_dir.name}.jsonl'
-    if isinstance(train, list) and not data.exists(): save_jsonl(train, data, copy_images=False)
-    log = inputs/f'{out_dir.name}.log'
-    with open(log, 'a') as f:
-        rc = subprocess.run(launch_command(kind, conf, data, out_dir, launch), stdout=f, stderr=subprocess.STDOUT, env=thread_env()).returncode
-    if rc or not (out_dir/RunDir.DONE).exists():
-        raise RuntimeError(f"{kind} step {out_dir} failed (exit code {rc}); the end of its log {log}:\n{_tail(log)}")
-    return out_dir/'final'
+    if launch: return _launched_step(kind, cfg, train, out_dir, launch)
+    from vr1_nb.sft import sft_run
+    from vr1_nb.grpo import grpo_run
+    return Path((sft_run if kind == 'sft' else grpo_run)(cfg, train, out_dir, resume=resume))
 
 # %% ../nbs/11_iterate.ipynb #b711f43b
 def _with_model(cfg, path, stages=None):
@@ -230,6 +259,7 @@ def _with_model(cfg, path, stages=None):
     if stages is not None: c['stages'] = copy.deepcopy(stages)
     return c
 
+# %% ../nbs/11_iterate.ipynb #c651b2c5
 def _count(data, cfg) -> int:
     "Problems in a phase's data: a list's length, or the rows of the training set a path or hub id builds."
     if isinstance(data, list): return len(data)
@@ -237,6 +267,7 @@ def _count(data, cfg) -> int:
     from vr1_nb.data import pixel_caps
     return len(grpo_dataset(data, stage_prompt(cfg, 'rl'), **pixel_caps(cfg)))
 
+# %% ../nbs/11_iterate.ipynb #5c938a1a
 def phase_config(cfg:dict, # the round's config
                  name:str, # the phase: a `curriculum:` entry's name, or any other (then the preset's stages apply)
                  data, # the phase's problems (records, a path or a hub id), counted for `episodes`
@@ -249,6 +280,14 @@ def phase_config(cfg:dict, # the round's config
     return curriculum_phases(dict(cfg, curriculum=entry), sizes={name: _count(data, cfg)})[0]['config']
 
 # %% ../nbs/11_iterate.ipynb #93611f4b
+def _phase_parts(cfg:dict, problems:list, split:dict|None) -> list:
+    "(name, data) of a round's GRPO phases: the curriculum's on their own data, or medium then hard, or one on all."
+    cur = cfg.get('curriculum') or []
+    if cur and all(ph.get('data') for ph in cur): return [(ph['name'], ph['data']) for ph in cur]
+    if split is not None: return [(k, split[k]) for k in ('medium', 'hard') if split[k]]
+    return [('grpo', problems)]
+
+# %% ../nbs/11_iterate.ipynb #67a86d5f
 def grpo_phases(cfg:dict, # the round's config (model.path = the SFT model)
                 problems:list, # RL problems (`iterate.rl`)
                 out_dir, # the round directory
@@ -256,16 +295,14 @@ def grpo_phases(cfg:dict, # the round's config (model.path = the SFT model)
                 it:dict, # the iterate settings
                 resume:bool=False, # resume unfinished phases
                ) -> tuple[Path, list]:
-    "A round's GRPO: the curriculum's phases on their own data, or medium then hard `problems`, or one run on all; (model, phases)."
-    cur = cfg.get('curriculum') or []
-    if cur and all(ph.get('data') for ph in cur): parts = [(ph['name'], ph['data']) for ph in cur]
-    elif split is not None: parts = [(k, split[k]) for k in ('medium', 'hard') if split[k]]
-    else: parts = [('grpo', problems)]
+    "A round's GRPO phases (see `_phase_parts`), each from the previous one's model; (final model, phases run)."
     model, done = cfg['model']['path'], []
-    for name, data in parts:
-        c, d = phase_config(cfg, name, data, it.get('stages')), Path(out_dir)/('grpo' if name == 'grpo' else f'grpo-{name}')
+    for name, data in _phase_parts(cfg, problems, split):
+        c = phase_config(cfg, name, data, it.get('stages'))
+        d = Path(out_dir)/('grpo' if name == 'grpo' else f'grpo-{name}')
         model = run_step('grpo', _with_model(c, model), data, d, it.get('launch'), resume)
-        done.append(dict(phase=d.name, n=_count(data, cfg), steps=sum(s['max_steps'] for s in c.get('stages') or [{'max_steps': 0}]), dir=str(d)))
+        n, steps = _count(data, cfg), sum(s['max_steps'] for s in c.get('stages') or [{'max_steps': 0}])
+        done.append(dict(phase=d.name, n=n, steps=steps, dir=str(d)))
     return Path(model), done
 
 # %% ../nbs/11_iterate.ipynb #3bd71fdc
@@ -278,6 +315,7 @@ def round_size(it:dict, # the iterate settings
         raise ValueError(f"iterate.round_sizes: a list of {{sft: N, rl: N}} per round, got {sizes!r}")
     return sizes[min(r, len(sizes)) - 1] if sizes else {}
 
+# %% ../nbs/11_iterate.ipynb #935f90f2
 def sample_n(recs:list, n:int|None, cfg:dict, r:int) -> list:
     "A seeded sample of `n` of `recs` for round `r` (all of them when `n` is unset or not smaller)."
     if not n or n >= len(recs): return recs
@@ -285,24 +323,29 @@ def sample_n(recs:list, n:int|None, cfg:dict, r:int) -> list:
     return random.Random(derive_seed(cfg.get('seed', 0), 'round', r, len(recs))).sample(recs, n)
 
 # %% ../nbs/11_iterate.ipynb #7b50518f
+def _ratings(rl, diff_dir, src) -> dict:
+    "The RL problems' ratings for the paper's rule, from `iterate.difficulty.ratings`: a file, or a rater's config."
+    if src is None:
+        raise ValueError("iterate.difficulty.rule 'paper' needs ratings: a JSONL file of {id, rating}, "
+                         "or a rater backend")
+    if not isinstance(src, dict): return rate_difficulty(rl, src)
+    from vr1_nb.generate import OpenAIBackend, Store
+    rater = OpenAIBackend(**src)
+    with Store(diff_dir/'ratings_store.jsonl') as st: return rate_difficulty(rl, rater, st)
+
+# %% ../nbs/11_iterate.ipynb #80610594
 def _split(rl, diff_dir, it, cfg):
-    "The RL problems' medium / hard split by `iterate.difficulty` (source-level rule, or the paper's); (split, rates) logged."
+    "The RL problems' medium / hard split by `iterate.difficulty` (source-level rule, or the paper's); (split, rates)."
     rule = dict(it['difficulty'] or {}).get('rule', 'source')
     if rule == 'source':
         rates = error_rates(diff_dir, it['difficulty_by'], rl)
         atomic_write_text(diff_dir/'error_rates.json', json.dumps(rates, indent=1))
         return curriculum(rl, rates, it['medium_max'], it['easy_max'], it['difficulty_by']), rates
     if rule != 'paper': raise ValueError(f"iterate.difficulty.rule {rule!r}: use 'source' or 'paper'")
-    src = it['difficulty'].get('ratings')
-    if src is None: raise ValueError("iterate.difficulty.rule 'paper' needs ratings: a JSONL file of {id, rating}, or a rater backend")
-    if isinstance(src, dict):
-        from vr1_nb.generate import OpenAIBackend, Store
-        src = OpenAIBackend(**src)
-        with Store(diff_dir/'ratings_store.jsonl') as st: ratings = rate_difficulty(rl, src, st)
-    else: ratings = rate_difficulty(rl, src)
-    errors = record_errors(diff_dir)
-    split = paper_difficulty(rl, errors, ratings)
-    atomic_write_text(diff_dir/'paper_split.json', json.dumps({k: [r['id'] for r in v] for k, v in split.items()}, indent=1))
+    ratings = _ratings(rl, diff_dir, it['difficulty'].get('ratings'))
+    split = paper_difficulty(rl, record_errors(diff_dir), ratings)
+    ids = {k: [r['id'] for r in v] for k, v in split.items()}
+    atomic_write_text(diff_dir/'paper_split.json', json.dumps(ids, indent=1))
     return split, {'rule': 'paper', **{k: len(v) for k, v in split.items()}}
 
 # %% ../nbs/11_iterate.ipynb #fea234ab
@@ -312,66 +355,121 @@ def _load(p):
     from vr1_nb.data import records_of
     return list(records_of(p))
 
+# %% ../nbs/11_iterate.ipynb #f5b254b5
 def _problem_only(rec):
     drop = {'response', 'reasoning', 'pred', 'verdict', 'reject_reason', 'description', 'pseudo_cot', 'caption'}
     return {k: v for k, v in rec.items() if k not in drop}
 
+# %% ../nbs/11_iterate.ipynb #4475452b
+def _check_inputs(cfg:dict, it:dict) -> bool:
+    "Whether the curriculum's phases name their own data; a clear error when a set the run needs is not given."
+    own_data = bool(cfg.get('curriculum')) and all(ph.get('data') for ph in cfg['curriculum'])
+    for k in ('sft_set', 'test') + (() if own_data else ('rl',)):
+        if not it.get(k): raise ValueError(f"iterate.{k} is required (a .jsonl/.parquet path or a list of records)")
+    return own_data
+
+# %% ../nbs/11_iterate.ipynb #43fb9e22
+def _read_sets(it:dict) -> tuple:
+    "(sft_set, test, rl, train) of the iterate settings (`train`: the SFT set's problems unless given)."
+    sft_set, test = _load(it['sft_set']), _load(it['test'])
+    rl = _load(it['rl']) if it.get('rl') else []
+    train = _load(it['train']) if it.get('train') else [_problem_only(r) for r in sft_set]
+    return sft_set, test, rl, train
+
+# %% ../nbs/11_iterate.ipynb #cf358e22
+@dataclass
+class _Rounds:
+    "What the rounds of one `iterate_run` share: config, iterate settings, data, generation budget, resume."
+    cfg:dict; it:dict; test:list; rl:list; train:list; mnt:int; resume:bool
+    split:dict|None=None # the RL problems' medium / hard split, when the curriculum measured one
+
+    def evaluate(self, model, out_dir, base:bool=False, recs=None) -> dict:
+        "`eval_model` of `model` on the test records (or `recs`), with the base model's instruction when `base`."
+        instr = self.it['base_instruction'] if base else self.it['instruction']
+        return eval_model(model, self.test if recs is None else recs, out_dir, instr, self.mnt, resume=True,
+                          progress=False, backend=(self.cfg.get('eval') or {}).get('backend'))
+
+# %% ../nbs/11_iterate.ipynb #9511007a
+def _measure_difficulty(R:_Rounds, base, diff_dir:Path) -> tuple:
+    "The base model evaluated on the RL problems, and the medium / hard split its errors give; (split, rates)."
+    if str(base).startswith('tiny:'):
+        raise ValueError("iterate.curriculum needs a saved base model directory (model.path), not a 'tiny:' spec")
+    R.evaluate(base, diff_dir, base=True, recs=R.rl)
+    return _split(R.rl, diff_dir, R.it, R.cfg)
+
+# %% ../nbs/11_iterate.ipynb #a2c9e92f
+def _rejection_step(R:_Rounds, r:int, rl_model, rd:Path) -> tuple[list, list]:
+    "Rejection sampling from round `r`'s RL model: (the verified chains kept, the problems it answered)."
+    from vr1_nb.bridge import rejection_sample
+    from vr1_nb.generate import Store
+    from vr1_nb.evaluate import make_eval_backend
+    cfg, it = R.cfg, R.it
+    be = make_eval_backend(str(rl_model), dict(cfg.get('eval') or {}, max_new_tokens=R.mnt), cfg.get('model'))
+    with Store(rd/'rejection_store.jsonl') as st:
+        pool = R.train if it['rs_from'] == 'train' or not R.rl else R.rl if it['rs_from'] == 'rl' else R.train + R.rl
+        kept = rejection_sample(be, pool, st, k=it['samples'],
+                                select=it['select'], params={'temperature': it['temperature'], 'max_tokens': R.mnt},
+                                round=r, seed=derive_seed(cfg.get('seed', 0), 'rs', r), progress=False,
+                                layout=(cfg.get('bridge') or {}).get('layout', 'r1'))  # the cold start's answer layout
+    return kept, pool
+
+# %% ../nbs/11_iterate.ipynb #0239625d
+def _run_round(R:_Rounds, r:int, start, sft_set:list, rd:Path) -> tuple[dict, list, Path]:
+    "Round `r`: SFT from `start`, GRPO phases, both models evaluated, rejection sampling; (log row, kept, RL model)."
+    cfg, it = R.cfg, R.it
+    n = round_size(it, r)   # OpenVLThinker v1's per-round data sizes, when set
+    sft_r, rl_r = sample_n(sft_set, n.get('sft'), cfg, r), sample_n(R.rl, n.get('rl'), cfg, r)
+    split_r = {k: sample_n(v, n.get('rl'), cfg, r) for k, v in R.split.items()} if R.split else None
+    sft_model = run_step('sft', _with_model(cfg, start), sft_r, rd/'sft', it['launch'], R.resume)
+    rl_model, phases = grpo_phases(_with_model(cfg, sft_model), rl_r, rd, split_r, it, resume=R.resume)
+    s_sft, s_rl = R.evaluate(sft_model, rd/'eval-sft'), R.evaluate(rl_model, rd/'eval-grpo')
+    kept, pool = _rejection_step(R, r, rl_model, rd)
+    fallback = not kept  # the RL model solved nothing: the next round keeps this round's SFT set (logged)
+    save_jsonl(kept or sft_set, rd/'next_sft.jsonl')
+    row = dict(round=r, sft_start=str(start), sft_model=str(sft_model), rl_model=str(rl_model), phases=phases,
+               sft_examples=len(sft_r), acc_sft=s_sft['accuracy'], acc_grpo=s_rl['accuracy'],
+               len_sft=s_sft['length']['mean'], len_grpo=s_rl['length']['mean'],
+               rs_problems=len(pool), rs_kept=len(kept), rs_fallback=fallback)
+    return row, kept, rl_model
+
+# %% ../nbs/11_iterate.ipynb #389178d8
+def _rounds(R:_Rounds, run, base, sft_set:list) -> list:
+    "Rounds 1..N, each SFT from the base model or the last RL model (`sft_from`); the log's rows, a new row logged."
+    log = run/'rounds.jsonl'
+    rows = [json.loads(l) for l in log.read_text().splitlines()] if log.exists() else []
+    last, it = None, R.it
+    for r in range(1, it['rounds'] + 1):
+        start = base if (it['sft_from'] == 'base' or last is None) else last
+        if it['sft_from'] not in ('base', 'last'):
+            raise ValueError(f"iterate.sft_from={it['sft_from']!r}: use 'base' or 'last'")
+        row, kept, last = _run_round(R, r, start, sft_set, run/f'round{r}')
+        if not any(x['round'] == r for x in rows):
+            run.log('rounds.jsonl', row)
+            rows.append(row)
+        sft_set = kept or sft_set
+    return rows
+
+# %% ../nbs/11_iterate.ipynb #8c2902b0
 def iterate_run(config, # a preset name, YAML path or dict (sections model, sft, grpo, stages, iterate)
                 out_dir, # the run directory (one sub-directory per round and step)
                 resume:bool=False, # continue an unfinished run
                ) -> dict:
-    "OpenVLThinker rounds: SFT → GRPO (medium→hard) → evaluation → rejection sampling → next round; returns the summary."
-    from vr1_nb.bridge import rejection_sample
-    from vr1_nb.generate import Store
-    from vr1_nb.evaluate import make_eval_backend
-    cfg = load_config(config); it = iterate_settings(cfg); set_threads()
-    own_data = bool(cfg.get('curriculum')) and all(ph.get('data') for ph in cfg['curriculum'])   # the phases name their data
-    for k in ('sft_set', 'test') + (() if own_data else ('rl',)):
-        if not it.get(k): raise ValueError(f"iterate.{k} is required (a .jsonl/.parquet path or a list of records)")
+    "OpenVLThinker rounds: SFT → GRPO (medium→hard) → evaluation → rejection sampling → next round; the summary."
+    cfg = load_config(config)
+    it = iterate_settings(cfg)
+    set_threads()
+    own_data = _check_inputs(cfg, it)   # the curriculum's phases name their data
     out = Path(out_dir)
     RunDir.check(out, resume)
     if resume and (out/RunDir.DONE).exists(): return json.loads((out/'summary.json').read_text())
-    base, sft_set, test = cfg['model']['path'], _load(it['sft_set']), _load(it['test'])   # bad input fails before the run opens
-    rl = _load(it['rl']) if it.get('rl') else []
-    train = _load(it['train']) if it.get('train') else [_problem_only(r) for r in sft_set]
+    base, (sft_set, test, rl, train) = cfg['model']['path'], _read_sets(it)   # bad input fails before the run opens
     run = RunDir(out, 'iterate', config=cfg, seed=cfg.get('seed', 0), resume=resume)
-    if it['eval_n']: test = test[:it['eval_n']]
     mnt = it['max_new_tokens'] or (cfg.get('eval') or {}).get('max_new_tokens', 96)
-    backend = (cfg.get('eval') or {}).get('backend')
-    ev = lambda model, d, instr=it['instruction'], recs=test: eval_model(model, recs, d, instr, mnt, resume=True, progress=False, backend=backend)
-    rows = [json.loads(l) for l in (run/'rounds.jsonl').read_text().splitlines()] if (run/'rounds.jsonl').exists() else []
-    base_scores = ev(base, out/'eval-base', it['base_instruction']) if not (str(base).startswith('tiny:')) else None
-    rates = split = None
-    if it['curriculum'] and not own_data:   # measure difficulty on the RL problems with the base model
-        if str(base).startswith('tiny:'): raise ValueError("iterate.curriculum needs a saved base model directory (model.path), not a 'tiny:' spec")
-        ev(base, out/'difficulty', it['base_instruction'], rl)
-        split, rates = _split(rl, out/'difficulty', it, cfg)
-    last = None
-    for r in range(1, it['rounds'] + 1):
-        rd = out/f'round{r}'
-        start = base if (it['sft_from'] == 'base' or last is None) else last
-        if it['sft_from'] not in ('base', 'last'): raise ValueError(f"iterate.sft_from={it['sft_from']!r}: use 'base' or 'last'")
-        n = round_size(it, r)   # OpenVLThinker v1's per-round data sizes, when set
-        sft_r, rl_r = sample_n(sft_set, n.get('sft'), cfg, r), sample_n(rl, n.get('rl'), cfg, r)
-        split_r = {k: sample_n(v, n.get('rl'), cfg, r) for k, v in split.items()} if split else None
-        sft_model = run_step('sft', _with_model(cfg, start), sft_r, rd/'sft', it['launch'], resume)
-        rl_model, phases = grpo_phases(_with_model(cfg, sft_model), rl_r, rd, split_r, it, resume=resume)
-        s_sft, s_rl = ev(sft_model, rd/'eval-sft'), ev(rl_model, rd/'eval-grpo')
-        be = make_eval_backend(str(rl_model), dict(cfg.get('eval') or {}, max_new_tokens=mnt), cfg.get('model'))
-        with Store(rd/'rejection_store.jsonl') as st:
-            pool = train if it['rs_from'] == 'train' or not rl else rl if it['rs_from'] == 'rl' else train + rl
-            kept = rejection_sample(be, pool, st, k=it['samples'],
-                                    select=it['select'], params={'temperature': it['temperature'], 'max_tokens': mnt},
-                                    round=r, seed=derive_seed(cfg.get('seed', 0), 'rs', r), progress=False,
-                                    layout=(cfg.get('bridge') or {}).get('layout', 'r1'))  # the cold start's answer layout
-        fallback = not kept  # the RL model solved nothing: the next round keeps this round's SFT set (logged)
-        save_jsonl(kept or sft_set, rd/'next_sft.jsonl')
-        row = dict(round=r, sft_start=str(start), sft_model=str(sft_model), rl_model=str(rl_model), phases=phases,
-                   sft_examples=len(sft_r), acc_sft=s_sft['accuracy'], acc_grpo=s_rl['accuracy'],
-                   len_sft=s_sft['length']['mean'], len_grpo=s_rl['length']['mean'],
-                   rs_problems=len(pool), rs_kept=len(kept), rs_fallback=fallback)
-        if not any(x['round'] == r for x in rows): run.log('rounds.jsonl', row); rows.append(row)
-        sft_set, last = kept or sft_set, rl_model
+    R = _Rounds(cfg, it, test[:it['eval_n']] if it['eval_n'] else test, rl, train, mnt, resume)
+    base_scores = R.evaluate(base, out/'eval-base', base=True) if not str(base).startswith('tiny:') else None
+    rates = None
+    if it['curriculum'] and not own_data: R.split, rates = _measure_difficulty(R, base, out/'difficulty')
+    rows = _rounds(R, run, base, sft_set)
     summary = dict(base=base_scores and base_scores['accuracy'], rounds=rows, curriculum=rates)
     atomic_write_text(run/'summary.json', json.dumps(summary, indent=1, default=str))
     run.complete(rounds=len(rows), final_accuracy=rows[-1]['acc_grpo'])

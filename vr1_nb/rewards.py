@@ -37,6 +37,7 @@ class Parsed(NamedTuple):
     "A target read back by `Layout.parse`: its parts, or (parts None) the reason it is malformed."
     think:str|None; summary:str|None; answer:str|None; error:str|None
 
+# %% ../nbs/04_rewards.ipynb #5562668e
 @dataclass(frozen=True)
 class Layout:
     "One paper's answer layout: `write` builds a training target, `parse` reads a target or a completion back."
@@ -88,6 +89,7 @@ LAYOUTS = {'r1': Layout('r1'), 'vision-r1': Layout('vision-r1', answer_prefix='F
            'openvlthinker': Layout('openvlthinker', summary=True)}
 FORMATS, ThinkAnswerFormat = LAYOUTS, Layout  # the names the rewards' `fmt` and `rewards.format` used first
 
+# %% ../nbs/04_rewards.ipynb #8f53576b
 def get_layout(layout, # a name of `LAYOUTS` or a `Layout`
               ) -> Layout:
     "The layout `layout` names."
@@ -109,8 +111,8 @@ REFLECTION_KEYWORD_SETS = {
     'openvlthinker': ('Wait', 'But wait', 'But the question'),
     'vision-r1': ('Wait', 'Hmm', 'Mistake', 'Alternatively', 'Check'),
     'extended': ('But wait', 'Wait', 'But the question', 'Hmm', 'Alternatively', 'Let me double-check', 'Double-check',
-                 'Let me check', 'Let me verify', 'Let me re-check', 'Let me recheck', 'Re-check', 'Recheck', 'Check again',
-                 'On second thought', 'Hold on', 'Check', 'Verify', 'Mistake', 'However'),
+                 'Let me check', 'Let me verify', 'Let me re-check', 'Let me recheck', 'Re-check', 'Recheck',
+                 'Check again', 'On second thought', 'Hold on', 'Check', 'Verify', 'Mistake', 'However'),
 }
 REFLECTION_KEYWORDS = list(REFLECTION_KEYWORD_SETS['openvlthinker'])  # the default of every user of the list
 
@@ -121,7 +123,8 @@ def reflection_keywords(spec=None, # a name of `REFLECTION_KEYWORD_SETS`, a list
     if spec is None: return list(REFLECTION_KEYWORDS)
     if not isinstance(spec, str): return [str(w) for w in spec]
     if spec not in REFLECTION_KEYWORD_SETS:
-        raise ValueError(f"unknown reflection keyword set {spec!r}; known: {sorted(REFLECTION_KEYWORD_SETS)} (or give a list)")
+        known = sorted(REFLECTION_KEYWORD_SETS)
+        raise ValueError(f"unknown reflection keyword set {spec!r}; known: {known} (or give a list)")
     return list(REFLECTION_KEYWORD_SETS[spec])
 
 # %% ../nbs/04_rewards.ipynb #c31f9da0
@@ -135,6 +138,7 @@ def _log(name, kwargs, **stats):
         for k, v in stats.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool) and k != 'n': log_metric(f'{name}/{k}', float(v))
 
+# %% ../nbs/04_rewards.ipynb #8a871866
 def _mean(xs):
     xs = [x for x in xs if x is not None]
     return sum(xs) / len(xs) if xs else float('nan')
@@ -156,16 +160,21 @@ format_reward = FormatReward('r1')
 openvlthinker_format_reward = FormatReward('openvlthinker')
 
 # %% ../nbs/04_rewards.ipynb #45f37980
+def _tagged_answer(t):
+    "The cleaned `<answer>` block of text `t`, or None (no text, or unbalanced answer tags)."
+    return clean_answer(answer_block(t)) if isinstance(t, str) and t.count('<answer>') == t.count('</answer>') else None
+
 def _answers(completions, kwargs):
     "Texts, tagged answers, golds and choices for a batch; a clear error when the `answer` column is missing."
     if 'answer' not in kwargs: raise ValueError("accuracy rewards need the gold in a dataset column named 'answer'")
     golds, n = list(kwargs['answer']), len(completions)
     choices = kwargs.get('choices') or [None]*n
-    if len(golds) != n or len(choices) != n: raise ValueError(f"{n} completions but {len(golds)} answers / {len(choices)} choices")
+    if len(golds) != n or len(choices) != n:
+        raise ValueError(f"{n} completions but {len(golds)} answers / {len(choices)} choices")
     texts = [completion_text(c) for c in completions]
-    preds = [clean_answer(answer_block(t)) if isinstance(t, str) and t.count('<answer>') == t.count('</answer>') else None for t in texts]
-    return texts, preds, golds, [list(c) if c else None for c in choices]
+    return texts, [_tagged_answer(t) for t in texts], golds, [list(c) if c else None for c in choices]
 
+# %% ../nbs/04_rewards.ipynb #846c79dc
 def _accuracy(completions, kwargs, timeout=5.0):
     "Per completion: 1.0 / 0.0 / None (gold unusable), plus the texts and extracted answers."
     texts, preds, golds, choices = _answers(completions, kwargs)
@@ -174,13 +183,14 @@ def _accuracy(completions, kwargs, timeout=5.0):
 
 # %% ../nbs/04_rewards.ipynb #7ed500d1
 class AccuracyReward:
-    "TRL reward: 1.0 when the `<answer>` block verifies against column `answer` (with `choices`), 0.0 otherwise, None when the gold is unusable."
+    "TRL reward: 1.0 when the `<answer>` block verifies against column `answer`, else 0.0; None for an unusable gold."
     __name__ = 'accuracy_reward'
     def __init__(self, timeout:float=5.0): self.timeout = timeout # seconds per verification
     def __call__(self, prompts=None, completions=(), **kwargs) -> list:
         r, texts, preds = _accuracy(completions, kwargs, self.timeout)
         if callable(kwargs.get('log_extra')): kwargs['log_extra']('extracted_answer', [p or '' for p in preds])
-        _log(self.__name__, kwargs, n=len(r), mean=_mean(r), no_answer_frac=_mean([float(p is None) for p in preds]) if r else 0.0,
+        no_answer = _mean([float(p is None) for p in preds]) if r else 0.0
+        _log(self.__name__, kwargs, n=len(r), mean=_mean(r), no_answer_frac=no_answer,
              skipped=sum(x is None for x in r), timeouts=VERIFY_STATS.get('timeouts', 0))
         return r
 
@@ -188,7 +198,7 @@ accuracy_reward = AccuracyReward()
 
 # %% ../nbs/04_rewards.ipynb #f6adbe72
 class HardFormatReward:
-    "TRL reward (Vision-R1 HFRRF): 1.0 only when the format holds and the answer verifies; None when the gold is unusable."
+    "TRL reward (Vision-R1 HFRRF): 1.0 only when the format holds and the answer verifies; None for an unusable gold."
     def __init__(self, fmt='r1', timeout:float=5.0):
         self.fmt, self.timeout = get_layout(fmt), timeout
         self.__name__ = 'hard_format_reward' if self.fmt.name == 'r1' else f'hard_format_reward_{self.fmt.name}'
@@ -196,7 +206,8 @@ class HardFormatReward:
         acc, texts, _ = _accuracy(completions, kwargs, self.timeout)
         fmt_ok = [format_error(t, self.fmt) is None for t in texts]
         r = [None if a is None else float(a == 1.0 and f) for a, f in zip(acc, fmt_ok)]
-        _log(self.__name__, kwargs, n=len(r), mean=_mean(r), malformed_frac=_mean([float(not f) for f in fmt_ok]) if r else 0.0,
+        malformed = _mean([float(not f) for f in fmt_ok]) if r else 0.0
+        _log(self.__name__, kwargs, n=len(r), mean=_mean(r), malformed_frac=malformed,
              correct_but_malformed=sum(a == 1.0 and not f for a, f in zip(acc, fmt_ok)))
         return r
 
@@ -212,9 +223,11 @@ class FormatAccuracyReward:
         acc, texts, _ = _accuracy(completions, kwargs, self.timeout)
         fmt = [0.0 if format_error(t, self.fmt) else 1.0 for t in texts]
         r = [None if a is None else a + self.alpha * f for a, f in zip(acc, fmt)]
-        _log(self.__name__, kwargs, n=len(r), mean=_mean(r), accuracy=_mean(acc), format=_mean(fmt), malformed_frac=1-_mean(fmt) if r else 0.0)
+        _log(self.__name__, kwargs, n=len(r), mean=_mean(r), accuracy=_mean(acc), format=_mean(fmt),
+             malformed_frac=1-_mean(fmt) if r else 0.0)
         return r
 
+# %% ../nbs/04_rewards.ipynb #5137989b
 def format_accuracy_reward(alpha:float=1.0, # weight of the format term (1 in OThink-MR1)
                            fmt='r1', # the layout of the format term
                            timeout:float=5.0, # seconds per verification
@@ -224,10 +237,11 @@ def format_accuracy_reward(alpha:float=1.0, # weight of the format term (1 in OT
 
 # %% ../nbs/04_rewards.ipynb #6763a6f5
 def _summary_empty(text):
-    "OpenVLThinker's rule (r1v.py): both tags present and only whitespace between the last </think> and the next <answer>."
+    "OpenVLThinker's rule (r1v.py): both tags present, only whitespace between the last </think> and the next <answer>."
     if not isinstance(text, str) or '</think>' not in text or '<answer>' not in text: return False
     return not text.split('</think>')[-1].split('<answer>')[0].strip()
 
+# %% ../nbs/04_rewards.ipynb #296144b0
 class OpenVLThinkerAccuracyReward:
     "TRL reward (OpenVLThinker): accuracy of the `<answer>` block, halved when the summary before it is empty."
     __name__ = 'openvlthinker_accuracy_reward'
@@ -236,7 +250,8 @@ class OpenVLThinkerAccuracyReward:
         acc, texts, _ = _accuracy(completions, kwargs, self.timeout)
         empty = [_summary_empty(t) for t in texts]
         r = [None if a is None else a * (0.5 if e else 1.0) for a, e in zip(acc, empty)]
-        _log(self.__name__, kwargs, n=len(r), mean=_mean(r), empty_summary_frac=_mean([float(e) for e in empty]) if r else 0.0)
+        empty_frac = _mean([float(e) for e in empty]) if r else 0.0
+        _log(self.__name__, kwargs, n=len(r), mean=_mean(r), empty_summary_frac=empty_frac)
         return r
 
 openvlthinker_accuracy_reward = OpenVLThinkerAccuracyReward()
@@ -246,11 +261,13 @@ REWARDS = {
     'hard_format_reward': lambda format='r1', timeout=5.0, **_: HardFormatReward(format, timeout),
     'format_reward': lambda format='r1', **_: FormatReward(format),
     'accuracy_reward': lambda timeout=5.0, **_: AccuracyReward(timeout),
-    'format_accuracy_reward': lambda alpha=1.0, format='r1', timeout=5.0, **_: FormatAccuracyReward(alpha, format, timeout),
+    'format_accuracy_reward':
+        lambda alpha=1.0, format='r1', timeout=5.0, **_: FormatAccuracyReward(alpha, format, timeout),
     'openvlthinker_accuracy_reward': lambda timeout=5.0, **_: OpenVLThinkerAccuracyReward(timeout),
     'openvlthinker_format_reward': lambda **_: FormatReward('openvlthinker'),
 }
 
+# %% ../nbs/04_rewards.ipynb #d10831f6
 def make_reward(name:str, # a key of `REWARDS`
                 **opts, # alpha, format, timeout: the `rewards:` section's options
                ):
