@@ -11,10 +11,10 @@ from pathlib import Path
 from .core import ConfigError, load_config, list_presets, presets_dir, RunExistsError
 
 # %% auto #0
-__all__ = ['SECTIONS', 'check_sections', 'check_stages', 'model_arch', 'check_stage_sections', 'dry_run_text', 'dry_run',
-           'preset_settings', 'settings_markdown', 'cmd_presets', 'cmd_score', 'cmd_synth', 'cmd_bridge', 'cmd_filter',
-           'cmd_sft', 'cmd_grpo', 'cmd_iterate', 'cmd_eval', 'cmd_serve', 'cmd_demo', 'cmd_replicate', 'cmd_data',
-           'build_parser', 'main']
+__all__ = ['SECTIONS', 'check_sections', 'check_stages', 'checkpoint_dir', 'model_arch', 'check_stage_sections', 'dry_run_text',
+           'dry_run', 'preset_settings', 'settings_markdown', 'cmd_presets', 'cmd_score', 'cmd_synth', 'cmd_bridge',
+           'cmd_filter', 'cmd_sft', 'cmd_grpo', 'cmd_iterate', 'cmd_eval', 'cmd_serve', 'cmd_demo', 'cmd_replicate',
+           'cmd_data', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #2d03e0c5
 SECTIONS = ('name', 'seed', 'hardware', 'model', 'data', 'prompt', 'teacher', 'bridge', 'filter', 'rewards', 'monitor',
@@ -65,13 +65,23 @@ def check_stages(cfg:dict, # a full config
         step = out[-1]['last_step'] + 1
     return out
 
+# %% ../nbs/13_cli.ipynb #1f40f67b
+def checkpoint_dir(path) -> Path|None:
+    "The local folder a model path names: itself, the tiny model's cached folder, or a hub id's cached snapshot."
+    from vr1_nb.models import tiny_size, tiny_model_dir
+    from vr1_nb.core import cached_snapshot, _HUB_ID
+    if size := tiny_size(path or ''): return tiny_model_dir(size)
+    p = Path(str(path or '')).expanduser()
+    if p.is_dir(): return p
+    return cached_snapshot(str(path)) if _HUB_ID.match(str(path)) else None
+
 # %% ../nbs/13_cli.ipynb #1dc322d8
 def model_arch(cfg:dict) -> dict:
-    "Architecture numbers: from the local checkpoint's config.json when present, else the preset's `model.arch`."
+    "Architecture numbers: from the checkpoint's config.json when it is here (`checkpoint_dir`), else the preset's `model.arch`."
     m = cfg.get('model') or {}
-    p = Path(str(m.get('path', ''))).expanduser()
-    if (p/'config.json').is_file():
-        c = json.loads((p/'config.json').read_text())
+    d = checkpoint_dir(m.get('path'))
+    if d is not None and (d/'config.json').is_file():
+        c = json.loads((d/'config.json').read_text())
         t = c.get('text_config', c)
         arch = {k: t.get(k) for k in ('hidden_size', 'num_hidden_layers', 'num_key_value_heads', 'vocab_size')}
         arch['head_dim'] = t.get('head_dim') or t['hidden_size'] // t['num_attention_heads']
@@ -282,7 +292,8 @@ def cmd_presets(args):
 def cmd_score(args):
     "Score a predictions file with a benchmark's official convention; print one JSON object."
     from vr1_nb.scoring import score_file
-    scores = score_file(args.benchmark, args.predictions, args.data)
+    mode = {'mode': args.mathv_mode} if args.benchmark == 'mathvision' else {}
+    scores = score_file(args.benchmark, args.predictions, args.data, **mode)
     print(json.dumps(scores, indent=None if args.compact else 1, default=str))
 
 # %% ../nbs/13_cli.ipynb #90ead230
@@ -566,10 +577,14 @@ def _eval_parser(sub):
 # %% ../nbs/13_cli.ipynb #973d8555
 def _score_parser(sub):
     p = sub.add_parser('score', help="score predictions with a benchmark's official convention (prints JSON)")
-    p.add_argument('--benchmark', '-b', required=True, choices=['mathvista', 'mathvision', 'mathverse', 'synth'])
+    p.add_argument('--benchmark', '-b', required=True,
+                   choices=['mathvista', 'mathvision', 'mathverse', 'synth', 'mm-math', 'clevr', 'geoqa'])
     p.add_argument('--predictions', '-p', required=True, help="official prediction file or our predictions JSONL")
     p.add_argument('--data', '-d',
                    help="the benchmark's problems (testmini.json, test.jsonl, ...) or our problems JSONL")
+    p.add_argument('--mathv-mode', choices=['official', 'corrected'], default='official',
+                   help="MATH-V: 'official' reproduces the published counts (latex2sympy2 1.9.1's reading), "
+                        "'corrected' reads units, degrees and boxed answers as values")
     p.add_argument('--compact', action='store_true', help="one-line JSON")
     p.set_defaults(func=cmd_score)
 
