@@ -15,6 +15,16 @@ __all__ = ['mathvista_record', 'load_mathvista', 'mathvision_record', 'load_math
            'load_mathverse', 'read_predictions']
 
 # %% ../nbs/02_benchmarks.ipynb #20da0c53
+def _parse_jsonl(p:Path, text:str) -> list:
+    "The JSON value on each non-blank line of `text` (read from `p`); a bad line is an error naming `p` and the line."
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip(): continue
+        try: rows.append(json.loads(line))
+        except json.JSONDecodeError as e: raise ValueError(f"{p}, line {n}: not valid JSON ({e})") from None
+    return rows
+
+# %% ../nbs/02_benchmarks.ipynb #9b2c8894
 def _rows(src, split=None, config=None):
     "Raw rows (dicts) of a local .json/.jsonl file or a hub dataset, and the directory images are relative to."
     p = resolve_source(src, what='benchmark data')
@@ -25,17 +35,12 @@ def _rows(src, split=None, config=None):
         from vr1_nb.data import iter_rows
         return [dict(r) for _, _, r in iter_rows(p, split or 'testmini')], p
     text = p.read_text(encoding='utf-8')
-    if p.suffix == '.jsonl':
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip(): continue
-            try: rows.append(json.loads(line))
-            except json.JSONDecodeError as e: raise ValueError(f"{p}, line {n}: not valid JSON ({e})") from None
-        return rows, p.parent
+    if p.suffix == '.jsonl': return _parse_jsonl(p, text), p.parent
     try: data = json.loads(text)
     except json.JSONDecodeError as e: raise ValueError(f"{p}: not valid JSON ({e})") from None
     return (list(data.values()) if isinstance(data, dict) else list(data)), p.parent
 
+# %% ../nbs/02_benchmarks.ipynb #3e670f61
 def _image(row, root, key='image'):
     "The record's images list: a decoded hub image, or the path resolved against `root`; [] when there is none."
     if row.get('decoded_image') is not None: return [row['decoded_image']]
@@ -53,15 +58,18 @@ def mathvista_record(row:dict, # one MathVista problem
     pid, choices = str(row.get('pid')), list(row.get('choices') or [])
     ans = str(row.get('answer'))
     if choices:
-        if ans not in choices: raise RecordError(pid, 'answer', f"MathVista answer {ans!r} is not one of the choices {choices}")
+        if ans not in choices:
+            raise RecordError(pid, 'answer', f"MathVista answer {ans!r} is not one of the choices {choices}")
         letter, atype = LETTERS[choices.index(ans)], 'multiple_choice'
     else: letter, atype = ans, _MV_TYPES.get(row.get('answer_type'), 'text')
     md = dict(row.get('metadata') or {})
     md.update({k: row.get(k) for k in ('question_type', 'answer_type', 'precision', 'unit', 'query') if k in row})
     md['benchmark'] = 'mathvista'
-    return validate_record(dict(id=pid, images=_image(row, root), question=str(row.get('question', '')), choices=[str(c) for c in choices],
-                                answer=letter, answer_text=ans, answer_type=atype, source='mathvista', metadata=md))
+    return validate_record(dict(id=pid, images=_image(row, root), question=str(row.get('question', '')),
+                                choices=[str(c) for c in choices], answer=letter, answer_text=ans, answer_type=atype,
+                                source='mathvista', metadata=md))
 
+# %% ../nbs/02_benchmarks.ipynb #5562a3f2
 def load_mathvista(src, # testmini.json (local) or a hub id such as 'AI4Math/MathVista'
                    split:str='testmini', # hub split
                   ) -> list[dict]:
@@ -80,6 +88,7 @@ def mathvision_record(row:dict, root=None) -> dict:
                answer_type='multiple_choice' if options else infer_answer_type(ans), source='mathvision', metadata=md)
     return validate_record(rec)
 
+# %% ../nbs/02_benchmarks.ipynb #80df7bb8
 def load_mathvision(src, # test.jsonl / testmini.jsonl, or a hub id such as 'MathLLMs/MathVision'
                     split:str='test', # hub split
                    ) -> list[dict]:
@@ -101,21 +110,30 @@ def split_choices(question:str # a question with a 'Choices:' block of 'A:...' l
     return head.rstrip(), [t for _, t in opts]
 
 # %% ../nbs/02_benchmarks.ipynb #e66ec992
+def _mathverse_answer(ans:str, choices:list) -> str:
+    "The gold as a letter when it is one ('C', '(C)') or is the text of one of `choices`; otherwise as given."
+    letter = re.fullmatch(r'\(?([A-H])\)?', ans)
+    if choices and not letter and ans in choices: return LETTERS[choices.index(ans)]   # gold given as the option text
+    elif letter: return letter.group(1)                                                 # '(C)' -> 'C'
+    return ans
+
+# %% ../nbs/02_benchmarks.ipynb #f4415131
 def mathverse_record(row:dict, root=None) -> dict:
     "One MathVerse problem (any version) as a record."
     rid, q, ans = str(row.get('sample_index')), str(row.get('question', '')), str(row.get('answer', '')).strip()
     stem, choices = split_choices(q) if row.get('question_type') == 'multi-choice' else (q, [])
     md = dict(row.get('metadata') or {})
-    md.update({k: row.get(k) for k in ('problem_index', 'problem_version', 'question_type', 'query_wo', 'query_cot') if k in row})
+    keep = ('problem_index', 'problem_version', 'question_type', 'query_wo', 'query_cot')
+    md.update({k: row.get(k) for k in keep if k in row})
     md.update(benchmark='mathverse', question_with_choices=q)
-    letter = re.fullmatch(r'\(?([A-H])\)?', ans)
-    if choices and not letter and ans in choices: ans = LETTERS[choices.index(ans)]        # gold given as the option text
-    elif letter: ans = letter.group(1)                                                       # '(C)' -> 'C'
+    ans = _mathverse_answer(ans, choices)
     if choices and ans in LETTERS[:len(choices)]: atext, atype = choices[LETTERS.index(ans)], 'multiple_choice'
-    else: choices, stem, atext, atype = [], q, ans, infer_answer_type(ans)  # a letter answer without parsable options stays free-form
-    return validate_record(dict(id=rid, images=_image(row, root), question=stem, choices=choices, answer=ans, answer_text=atext,
-                                answer_type=atype, source='mathverse', metadata=md))
+    else:   # a letter answer without parsable options stays free-form
+        choices, stem, atext, atype = [], q, ans, infer_answer_type(ans)
+    return validate_record(dict(id=rid, images=_image(row, root), question=stem, choices=choices, answer=ans,
+                                answer_text=atext, answer_type=atype, source='mathverse', metadata=md))
 
+# %% ../nbs/02_benchmarks.ipynb #1246c160
 def load_mathverse(src, # testmini.json / testmini_text_only.json, or a hub id such as 'AI4Math/MathVerse'
                    split:str='testmini', config:str|None='testmini', # hub split and config
                   ) -> list[dict]:
@@ -124,23 +142,25 @@ def load_mathverse(src, # testmini.json / testmini_text_only.json, or a hub id s
     return [mathverse_record(r, root) for r in rows]
 
 # %% ../nbs/02_benchmarks.ipynb #4931e000
+def _json_predictions(p:Path) -> list:
+    "The records of MathVista's prediction layout, a JSON object pid -> record, each with its pid as `id`."
+    try: data = json.loads(p.read_text(encoding='utf-8'))
+    except json.JSONDecodeError as e: raise ValueError(f"{p}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: expected a JSON object pid -> record (MathVista's layout)")
+    return [dict(v, id=str(k)) for k, v in data.items()]
+
+# %% ../nbs/02_benchmarks.ipynb #83a3dba1
 def read_predictions(path, # a prediction file (.json dict pid->record, or .jsonl)
                     ) -> list[dict]:
     "Prediction records (each with 'id' and 'response') from an official MathVista/MATH-V file or our JSONL."
     p = Path(path)
     if not p.exists(): raise FileNotFoundError(f"no such prediction file: {p}")
     if p.suffix == '.json':
-        try: data = json.loads(p.read_text(encoding='utf-8'))
-        except json.JSONDecodeError as e: raise ValueError(f"{p}: not valid JSON ({e})") from None
-        if not isinstance(data, dict): raise ValueError(f"{p}: expected a JSON object pid -> record (MathVista's layout)")
-        out = [dict(v, id=str(k)) for k, v in data.items()]
+        out = _json_predictions(p)
         where = lambda i: f"{p}, pid {out[i]['id']}"
     else:
-        out = []
-        for n, line in enumerate(p.read_text(encoding='utf-8').splitlines(), 1):
-            if not line.strip(): continue
-            try: out.append(json.loads(line))
-            except json.JSONDecodeError as e: raise ValueError(f"{p}, line {n}: not valid JSON ({e})") from None
+        out = _parse_jsonl(p, p.read_text(encoding='utf-8'))
         where = lambda i: f"{p}, record {i+1}"
     for i, r in enumerate(out):
         if not isinstance(r, dict) or r.get('id') is None: raise ValueError(f"{where(i)}: missing 'id'")

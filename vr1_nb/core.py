@@ -11,6 +11,7 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, Iterable
 from PIL import Image
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['RECORD_FIELDS', 'ANSWER_TYPES', 'LETTERS', 'R1_INSTRUCTION', 'PROMPT_KEYS', 'RecordError', 'infer_answer_type',
@@ -26,6 +27,7 @@ RECORD_FIELDS = ('id', 'images', 'question', 'choices', 'answer', 'answer_text',
 ANSWER_TYPES = ('integer', 'float', 'fraction', 'expression', 'text', 'multiple_choice', 'list')
 LETTERS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ'
 
+# %% ../nbs/00_core.ipynb #de822268
 class RecordError(ValueError):
     "A record that breaks the schema; names the record and the field."
     def __init__(self, record_id, field, msg):
@@ -47,6 +49,21 @@ def infer_answer_type(answer:str, # a free-form gold answer
 def _letter_index(letter):
     return LETTERS.index(letter) if isinstance(letter, str) and len(letter)==1 and letter in LETTERS else None
 
+def _load_json_field(s, rid, field):
+    try: return json.loads(s) if s else {}
+    except json.JSONDecodeError as e: raise RecordError(rid, field, f"not valid JSON ({e})") from None
+
+# %% ../nbs/00_core.ipynb #cbb28de4
+def _check_choice(rec, rid):
+    "A multiple-choice answer is a letter of the choices, and `answer_text` is that choice's text."
+    i = _letter_index(rec['answer'])
+    if not rec['choices']: raise RecordError(rid, 'choices', "multiple_choice needs choices")
+    if i is None or i >= len(rec['choices']):
+        raise RecordError(rid, 'answer', f"{rec['answer']!r} is not a letter of the {len(rec['choices'])} choices")
+    if str(rec['answer_text']) != str(rec['choices'][i]):
+        raise RecordError(rid, 'answer_text', f"{rec['answer_text']!r} != choice {rec['answer']} {rec['choices'][i]!r}")
+
+# %% ../nbs/00_core.ipynb #64dbb915
 def validate_record(rec:dict, # a problem in the project schema
                    ) -> dict:  # the same record with defaults filled in
     "Check `rec` against the schema; raise `RecordError` naming the id and field."
@@ -59,21 +76,15 @@ def validate_record(rec:dict, # a problem in the project schema
     rec.setdefault('choices', []); rec.setdefault('images', []); rec.setdefault('source', '')
     rec.setdefault('metadata', {}); rec.setdefault('answer_text', rec['answer'])
     if rec.get('answer_type') is None: rec['answer_type'] = 'multiple_choice' if rec['choices'] else 'text'
-    if not isinstance(rec['images'], list): raise RecordError(rid, 'images', "must be a list (wrap a single image in [...])")
+    if not isinstance(rec['images'], list):
+        raise RecordError(rid, 'images', "must be a list (wrap a single image in [...])")
     if not isinstance(rec['choices'], list): raise RecordError(rid, 'choices', "must be a list of option texts")
-    if rec['answer_type'] not in ANSWER_TYPES: raise RecordError(rid, 'answer_type', f"unknown {rec['answer_type']!r}; use one of {ANSWER_TYPES}")
+    if rec['answer_type'] not in ANSWER_TYPES:
+        raise RecordError(rid, 'answer_type', f"unknown {rec['answer_type']!r}; use one of {ANSWER_TYPES}")
     if isinstance(rec['metadata'], str): rec['metadata'] = _load_json_field(rec['metadata'], rid, 'metadata')
     if not isinstance(rec['metadata'], dict): raise RecordError(rid, 'metadata', "must be a dict")
-    if rec['answer_type'] == 'multiple_choice':
-        i = _letter_index(rec['answer'])
-        if not rec['choices']: raise RecordError(rid, 'choices', "multiple_choice needs choices")
-        if i is None or i >= len(rec['choices']): raise RecordError(rid, 'answer', f"{rec['answer']!r} is not a letter of the {len(rec['choices'])} choices")
-        if str(rec['answer_text']) != str(rec['choices'][i]): raise RecordError(rid, 'answer_text', f"{rec['answer_text']!r} != choice {rec['answer']} {rec['choices'][i]!r}")
+    if rec['answer_type'] == 'multiple_choice': _check_choice(rec, rid)
     return rec
-
-def _load_json_field(s, rid, field):
-    try: return json.loads(s) if s else {}
-    except json.JSONDecodeError as e: raise RecordError(rid, field, f"not valid JSON ({e})") from None
 
 # %% ../nbs/00_core.ipynb #70f622ce
 def format_question(rec:dict, # a record
@@ -89,19 +100,23 @@ def format_question(rec:dict, # a record
 R1_INSTRUCTION = ("Output the thinking process in <think> </think> and final answer in <answer> </answer> tags.")
 PROMPT_KEYS = ('template', 'system', 'images')
 
+# %% ../nbs/00_core.ipynb #132d5573
 def prompt_spec(prompt) -> dict:
     "`{template, system, images}` of a prompt given as None, a sentence, a template with `{question}`, or a mapping."
     if prompt is None: return dict(template='{question}', system=None, images='first')
-    if isinstance(prompt, str): return dict(template=prompt if '{question}' in prompt else '{question}\n' + prompt, system=None, images='first')
+    if isinstance(prompt, str):
+        return dict(template=prompt if '{question}' in prompt else '{question}\n' + prompt, system=None, images='first')
     if not isinstance(prompt, dict) or set(prompt) - set(PROMPT_KEYS):
         raise ConfigError(f"prompt {prompt!r}: expected None, a string, or a mapping with keys {PROMPT_KEYS}")
     spec = {**prompt_spec(prompt.get('template')), **{k: v for k, v in prompt.items() if k != 'template'}}
-    if spec['images'] not in ('first', 'last'): raise ConfigError(f"prompt images {spec['images']!r}: use 'first' or 'last'")
+    if spec['images'] not in ('first', 'last'):
+        raise ConfigError(f"prompt images {spec['images']!r}: use 'first' or 'last'")
     return spec
 
+# %% ../nbs/00_core.ipynb #07c6aae2
 def prompt_text(rec:dict, # a record
-                prompt=R1_INSTRUCTION, # None, a sentence, a template with `{question}`, or a mapping (see `prompt_spec`)
-                question:str|None=None, # the question text to use instead of `format_question(rec)` (e.g. a benchmark's query)
+                prompt=R1_INSTRUCTION, # None, a sentence, a template with `{question}`, or a mapping (`prompt_spec`)
+                question:str|None=None, # text to use instead of `format_question(rec)` (e.g. a benchmark's query)
                ) -> str:
     "The user turn's text for `rec` under `prompt`."
     return prompt_spec(prompt)['template'].replace('{question}', format_question(rec) if question is None else question)
@@ -111,16 +126,19 @@ def to_prompt(rec:dict, # a record
               instruction=R1_INSTRUCTION, # the prompt: None, a sentence, a template with `{question}`, or a mapping
               system:str|None=None, # a system message (a mapping's `system` wins)
              ) -> list:
-    "TRL conversational prompt for `rec`: the user turn (one image placeholder per image, the text), after any system turn."
+    "TRL conversational prompt for `rec`: any system turn, then the user turn (a placeholder per image, the text)."
     spec = prompt_spec(instruction); system = spec['system'] if spec['system'] is not None else system
-    images, text = [{'type': 'image'} for _ in rec.get('images') or []], [{'type': 'text', 'text': prompt_text(rec, instruction)}]
+    images = [{'type': 'image'} for _ in rec.get('images') or []]
+    text = [{'type': 'text', 'text': prompt_text(rec, instruction)}]
     msgs = [{'role': 'system', 'content': [{'type': 'text', 'text': system}]}] if system else []
     return msgs + [{'role': 'user', 'content': images + text if spec['images'] == 'first' else text + images}]
 
+# %% ../nbs/00_core.ipynb #f8d68475
 def to_completion(text:str) -> list:
     "TRL conversational completion: one assistant message holding `text`."
     return [{'role': 'assistant', 'content': [{'type': 'text', 'text': text}]}]
 
+# %% ../nbs/00_core.ipynb #0df74cbf
 def stage_prompt(cfg:dict, # a full config
                  stage:str, # 'sft' or 'rl'
                 ):
@@ -133,13 +151,18 @@ def atomic_write_text(path, # destination file
                       text:str, # contents
                      ) -> Path:
     "Write `text` to `path` via a temporary file and a rename, so readers never see half a file."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix='.tmp')
     try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f: f.write(text); f.flush(); os.fsync(f.fileno())
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 # %% ../nbs/00_core.ipynb #4ac32dc3
@@ -153,14 +176,20 @@ def _image_to_file(img, dest:Path, rid, k):
         if src.resolve() != dest.resolve(): shutil.copyfile(src, dest)
         return dest
     if isinstance(img, dict) and img.get('bytes') is not None: img = _open_image(io.BytesIO(img['bytes']), rid, k)
-    if not hasattr(img, 'save'): raise RecordError(rid, 'images', f"image {k} is a {type(img).__name__}, not a PIL image or path")
+    if not hasattr(img, 'save'):
+        raise RecordError(rid, 'images', f"image {k} is a {type(img).__name__}, not a PIL image or path")
     img.save(dest, format='PNG', optimize=False)
     return dest
 
+# %% ../nbs/00_core.ipynb #00bf6edd
 def _open_image(src, rid, k):
     try:
-        im = Image.open(src); im.load(); return im
-    except Exception as e: raise RecordError(rid, 'images', f"image {k} unreadable ({src if not hasattr(src,'read') else 'bytes'}): {e}") from None
+        im = Image.open(src)
+        im.load()
+        return im
+    except Exception as e:
+        raise RecordError(rid, 'images',
+                          f"image {k} unreadable ({src if not hasattr(src,'read') else 'bytes'}): {e}") from None
 
 # %% ../nbs/00_core.ipynb #313f38e4
 def _jsonable(rec, image_paths):
@@ -168,29 +197,54 @@ def _jsonable(rec, image_paths):
     out['images'] = image_paths
     return out
 
+# %% ../nbs/00_core.ipynb #b5aba99b
+def _image_refs(rec, path:Path, img_dir:Path, copy_images:bool) -> list:
+    "How `rec`'s images are referenced: PNGs written to `img_dir` (relative to `path`), or their own absolute paths."
+    rels = []
+    for k,img in enumerate(rec.get('images') or []):
+        if not copy_images and isinstance(img, (str, Path)):
+            if not Path(img).exists(): raise RecordError(rec['id'], 'images', f"image {k} not found: {img}")
+            rels.append(str(Path(img).resolve()))
+            continue
+        img_dir.mkdir(parents=True, exist_ok=True)
+        dest = _image_to_file(img, img_dir/f"{_safe_name(rec['id'])}_{k}.png", rec['id'], k)
+        rels.append(dest.relative_to(path.parent).as_posix())
+    return rels
+
+# %% ../nbs/00_core.ipynb #3b5e2a96
 def save_jsonl(records:Iterable[dict], # records in the project schema
                path, # the .jsonl file to write
                validate:bool=True, # check every record first
-               copy_images:bool=True, # copy image files next to the JSONL (False: keep files where they are, by absolute path)
+               copy_images:bool=True, # copy image files next to the JSONL (False: keep them where they are, by path)
               ) -> Path:
-    "Write `records` to `path` as JSONL; images become PNG files in `<stem>_images/` (or stay where they are) with their paths."
-    path = Path(path); img_dir = path.parent/f"{path.stem}_images"
+    "Write `records` to `path` as JSONL; images become PNG files in `<stem>_images/` (or stay where they are)."
+    path = Path(path)
+    img_dir = path.parent/f"{path.stem}_images"
     lines, seen = [], set()
     for rec in records:
         if validate: rec = validate_record(dict(rec))
         if rec['id'] in seen: raise RecordError(rec['id'], 'id', f"duplicate id while writing {path}")
-        seen.add(rec['id']); rels = []
-        for k,img in enumerate(rec.get('images') or []):
-            if not copy_images and isinstance(img, (str, Path)):
-                if not Path(img).exists(): raise RecordError(rec['id'], 'images', f"image {k} not found: {img}")
-                rels.append(str(Path(img).resolve())); continue
-            img_dir.mkdir(parents=True, exist_ok=True)
-            dest = _image_to_file(img, img_dir/f"{_safe_name(rec['id'])}_{k}.png", rec['id'], k)
-            rels.append(dest.relative_to(path.parent).as_posix())
+        seen.add(rec['id'])
+        rels = _image_refs(rec, path, img_dir, copy_images)
         lines.append(json.dumps(_jsonable(rec, rels), ensure_ascii=False, sort_keys=True))
     return atomic_write_text(path, ''.join(l+'\n' for l in lines))
 
 # %% ../nbs/00_core.ipynb #7a24c014
+def _record_from_line(line:str, path:Path, n:int, validate:bool) -> dict:
+    "The record on line `n` of `path`, image paths resolved relative to the file; errors name the file and line."
+    try: rec = json.loads(line)
+    except json.JSONDecodeError as e: raise ValueError(f"{path}, line {n}: not valid JSON ({e})") from None
+    imgs = rec.get('images') or []
+    if isinstance(imgs, str): imgs = [imgs]
+    rec['images'] = [str((path.parent/p).resolve()) if isinstance(p, str) and not Path(p).is_absolute() else p
+                     for p in imgs]
+    if validate:
+        try: validate_record(rec)
+        except RecordError as e:
+            raise RecordError(e.record_id, e.field, f"{e.args[0].split(': ',1)[-1]} (in {path}, line {n})") from None
+    return rec
+
+# %% ../nbs/00_core.ipynb #1e2ce369
 def load_jsonl(path, # a .jsonl file written by `save_jsonl` (or any JSONL in the schema)
                validate:bool=True, # check every record
                open_images:bool=False, # open images as PIL now (default: keep absolute paths)
@@ -201,34 +255,30 @@ def load_jsonl(path, # a .jsonl file written by `save_jsonl` (or any JSONL in th
     out = []
     for n,line in enumerate(path.read_text(encoding='utf-8').splitlines(), 1):
         if not line.strip(): continue
-        try: rec = json.loads(line)
-        except json.JSONDecodeError as e: raise ValueError(f"{path}, line {n}: not valid JSON ({e})") from None
-        imgs = rec.get('images') or []
-        if isinstance(imgs, str): imgs = [imgs]
-        rec['images'] = [str((path.parent/p).resolve()) if isinstance(p, str) and not Path(p).is_absolute() else p for p in imgs]
-        if validate:
-            try: validate_record(rec)
-            except RecordError as e: raise RecordError(e.record_id, e.field, f"{e.args[0].split(': ',1)[-1]} (in {path}, line {n})") from None
+        rec = _record_from_line(line, path, n, validate)
         if open_images: rec['images'] = [_open_image(p, rec['id'], k) for k,p in enumerate(rec['images'])]
         out.append(rec)
     return out
 
+# %% ../nbs/00_core.ipynb #1f0d0dfe
 def open_images(rec:dict) -> list:
     "The record's images as PIL images (opening paths), with a `RecordError` for a missing or corrupt file."
-    return [im if hasattr(im, 'size') else _open_image(im, rec.get('id'), k) for k,im in enumerate(rec.get('images') or [])]
+    return [im if hasattr(im, 'size') else _open_image(im, rec.get('id'), k)
+            for k,im in enumerate(rec.get('images') or [])]
 
 # %% ../nbs/00_core.ipynb #6fbbe6da
 def record_features(extra:dict|None=None, # more columns: name -> feature (None: a text column)
                    ):
     "The `datasets.Features` of the record schema: images as `Image`, choices as strings, metadata as JSON text."
     from datasets import Features, Image as HFImage, Sequence, Value
-    f = {'id': Value('string'), 'images': Sequence(HFImage()), 'question': Value('string'), 'choices': Sequence(Value('string')),
-         'answer': Value('string'), 'answer_text': Value('string'), 'answer_type': Value('string'), 'source': Value('string'),
-         'metadata': Value('string')}
+    f = {'id': Value('string'), 'images': Sequence(HFImage()), 'question': Value('string'),
+         'choices': Sequence(Value('string')), 'answer': Value('string'), 'answer_text': Value('string'),
+         'answer_type': Value('string'), 'source': Value('string'), 'metadata': Value('string')}
     return Features({**f, **{k: Value('string') if v is None else v for k, v in (extra or {}).items()}})
 
+# %% ../nbs/00_core.ipynb #09e9ce86
 def _image_for_arrow(im, rid, k):
-    "An image as the Arrow `Image` feature stores it: a path by reference (checked, not read), bytes as given, PIL as is."
+    "An image as the Arrow `Image` feature stores it: a path by reference (checked, not read), bytes or PIL as given."
     if isinstance(im, dict) and im.get('bytes') is None: im = im.get('path')
     if isinstance(im, (str, Path)):
         if not Path(im).exists(): raise RecordError(rid, 'images', f"image {k} not found: {im}")
@@ -237,7 +287,8 @@ def _image_for_arrow(im, rid, k):
 
 def _arrow_row(r):
     return {**r, 'images': [_image_for_arrow(im, r['id'], k) for k, im in enumerate(r['images'])],
-            'choices': [str(c) for c in r['choices']], 'metadata': json.dumps(r['metadata'], sort_keys=True, default=str)}
+            'choices': [str(c) for c in r['choices']],
+            'metadata': json.dumps(r['metadata'], sort_keys=True, default=str)}
 
 # %% ../nbs/00_core.ipynb #a7c1d2e3
 def _temp_arrow() -> Path:
@@ -245,6 +296,7 @@ def _temp_arrow() -> Path:
     from datasets.fingerprint import get_temporary_cache_files_directory
     return Path(get_temporary_cache_files_directory())/f"vr1-{os.getpid()}-{time.time_ns()}.arrow"
 
+# %% ../nbs/00_core.ipynb #fc1a22ec
 def to_dataset(records:Iterable[dict], # records in the project schema
                path=None, # the .arrow file to write (default: a temporary one)
               ):
@@ -254,9 +306,11 @@ def to_dataset(records:Iterable[dict], # records in the project schema
     from datasets.arrow_writer import ArrowWriter
     rows = [_arrow_row(validate_record(dict(r))) for r in records]
     extra = sorted({k for r in rows for k in r} - set(RECORD_FIELDS))
-    ef = Features.from_arrow_schema(pa.Table.from_pylist([{k: r.get(k) for k in extra} for r in rows]).schema) if extra and rows else {}
+    ef = (Features.from_arrow_schema(pa.Table.from_pylist([{k: r.get(k) for k in extra} for r in rows]).schema)
+          if extra and rows else {})
     path = Path(path) if path else _temp_arrow()
-    w = ArrowWriter(features=record_features(dict(ef) or {k: None for k in extra}), path=str(path), writer_batch_size=256)
+    w = ArrowWriter(features=record_features(dict(ef) or {k: None for k in extra}), path=str(path),
+                    writer_batch_size=256)
     try:
         for r in rows: w.write({k: r.get(k) for k in list(RECORD_FIELDS) + extra})
         w.finalize()
@@ -280,6 +334,7 @@ def _records_from_batches(batches, decode=False):
             if decode: row['images'] = open_images(row)
             yield row
 
+# %% ../nbs/00_core.ipynb #b68fac32
 def from_dataset(ds, # a dataset made by `to_dataset` (or read from one)
                  decode:bool=False, # open every image now (default: paths stay paths, bytes open lazily)
                 ) -> list[dict]:
@@ -291,7 +346,9 @@ def load_problems(path, # .jsonl, .parquet, or a `save_to_disk` directory
                   **kw) -> list[dict]:
     "Load records from any of the project's on-disk forms (images as paths, or lazily opened when stored as bytes)."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"no such data file or directory: {path} (pass a .jsonl, .parquet or dataset directory)")
+    if not path.exists():
+        raise FileNotFoundError(f"no such data file or directory: {path} "
+                                "(pass a .jsonl, .parquet or dataset directory)")
     if path.suffix == '.jsonl': return load_jsonl(path, **kw)
     if path.suffix == '.parquet':
         import pyarrow.parquet as pq
@@ -302,15 +359,19 @@ def load_problems(path, # .jsonl, .parquet, or a `save_to_disk` directory
     else: raise ValueError(f"{path}: unknown data format (expected .jsonl, .parquet or a dataset directory)")
     return [validate_record(r) for r in _records_from_batches(batches, kw.get('open_images', False))]
 
+# %% ../nbs/00_core.ipynb #3e5b151d
 def save_problems(records, path) -> Path:
     "Save records as JSONL (+PNG) or Parquet (images embedded), by the extension of `path`."
     path = Path(path)
     if path.suffix == '.jsonl': return save_jsonl(records, path)
     if path.suffix == '.parquet':
         from datasets.table import embed_table_storage
-        path.parent.mkdir(parents=True, exist_ok=True); tmpp = path.with_suffix('.parquet.tmp')
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmpp = path.with_suffix('.parquet.tmp')
         ds = to_dataset(records).with_format('arrow').map(embed_table_storage, batched=True, batch_size=256)
-        ds.to_parquet(str(tmpp)); os.replace(tmpp, path); return path
+        ds.to_parquet(str(tmpp))
+        os.replace(tmpp, path)
+        return path
     raise ValueError(f"{path}: choose .jsonl or .parquet")
 
 # %% ../nbs/00_core.ipynb #190bb862
@@ -319,6 +380,7 @@ def derive_seed(*parts) -> int:
     h = hashlib.sha256('\x1f'.join(map(str, parts)).encode()).digest()
     return int.from_bytes(h[:4], 'big') & 0x7FFFFFFF
 
+# %% ../nbs/00_core.ipynb #f41e8842
 def seed_everything(seed:int):
     "Seed `random`, numpy and torch (CPU and CUDA): `transformers.set_seed`, imported only when called."
     from transformers import set_seed
@@ -330,6 +392,7 @@ def _env_threads():
         v = os.environ.get(k, '').strip()
         if v.isdigit() and int(v) > 0: return int(v)
 
+# %% ../nbs/00_core.ipynb #451829da
 def set_threads(n:int|None=None) -> int|None:
     "Set torch's intra-op threads to `n` (or the environment's choice); return what was set."
     n = n or _env_threads()
@@ -338,6 +401,7 @@ def set_threads(n:int|None=None) -> int|None:
     if torch.get_num_threads() != n: torch.set_num_threads(n)
     return n
 
+# %% ../nbs/00_core.ipynb #1337c8fc
 def thread_env(n:int|None=None, env:dict|None=None) -> dict:
     "A copy of the environment for a subprocess with `n` threads (default: this process's choice)."
     env = dict(os.environ if env is None else env)
@@ -357,13 +421,16 @@ _HUB_ID = re.compile(r'^[A-Za-z0-9][\w.-]*/[\w.-]+$')
 
 def hub_offline() -> bool:
     "True when the environment forbids hub access."
-    return any(os.environ.get(k, '').lower() in ('1', 'true', 'yes') for k in ('HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE', 'HF_DATASETS_OFFLINE'))
+    return any(os.environ.get(k, '').lower() in ('1', 'true', 'yes')
+               for k in ('HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE', 'HF_DATASETS_OFFLINE'))
 
+# %% ../nbs/00_core.ipynb #a12e1a8e
 def hub_cache_dir() -> Path:
     "The huggingface_hub cache folder, from the environment as it is now."
     if os.environ.get('HF_HUB_CACHE'): return Path(os.environ['HF_HUB_CACHE']).expanduser()
     return Path(os.environ.get('HF_HOME') or Path.home()/'.cache'/'huggingface').expanduser()/'hub'
 
+# %% ../nbs/00_core.ipynb #696203f3
 def cached_snapshot(repo_id:str, # 'org/name'
                     repo_type:str='model', # 'model' or 'dataset'
                    ) -> Path|None:
@@ -372,6 +439,7 @@ def cached_snapshot(repo_id:str, # 'org/name'
     try: return Path(snapshot_download(repo_id, repo_type=repo_type, cache_dir=hub_cache_dir(), local_files_only=True))
     except Exception: return None
 
+# %% ../nbs/00_core.ipynb #ac2cca49
 def resolve_source(src, # a local path or a hub id (org/name)
                    what:str='model', # what it is, for the error message ('dataset', 'benchmark data': a dataset repo)
                   ) -> Path|str:
@@ -383,15 +451,19 @@ def resolve_source(src, # a local path or a hub id (org/name)
         if not hub_offline(): return s
         kind = 'dataset' if 'data' in what else 'model'
         if (snap := cached_snapshot(s, kind)) is not None: return snap
-        raise FileNotFoundError(f"{what} {s!r}: no such local path, not in the local hub cache ({hub_cache_dir()}), and the hub is offline "
-                                f"(HF_HUB_OFFLINE=1). Download it where there is network (huggingface-cli download "
-                                f"{'--repo-type dataset ' if kind == 'dataset' else ''}{s}) and copy the cache here, or pass a local directory.")
-    raise FileNotFoundError(f"{what} {s!r}: no such local path. Pass a directory holding the {what} (e.g. one written by save_pretrained), or a hub id such as 'Qwen/Qwen2.5-VL-7B-Instruct' on a machine with network.")
+        raise FileNotFoundError(f"{what} {s!r}: no such local path, not in the local hub cache ({hub_cache_dir()}), "
+                                f"and the hub is offline (HF_HUB_OFFLINE=1). Download it where there is network "
+                                f"(huggingface-cli download {'--repo-type dataset ' if kind == 'dataset' else ''}{s}) "
+                                "and copy the cache here, or pass a local directory.")
+    raise FileNotFoundError(f"{what} {s!r}: no such local path. Pass a directory holding the {what} (e.g. one written "
+                            "by save_pretrained), or a hub id such as 'Qwen/Qwen2.5-VL-7B-Instruct' on a machine with "
+                            "network.")
 
 # %% ../nbs/00_core.ipynb #6982c073
 class RunExistsError(FileExistsError):
     "A run directory already holds a run that the caller did not ask to resume or overwrite."
 
+# %% ../nbs/00_core.ipynb #4f6a6bff
 _VERSION_PKGS = ('torch', 'transformers', 'trl', 'peft', 'accelerate', 'datasets', 'math_verify', 'tokenizers', 'vllm')
 
 def library_versions() -> dict:
@@ -403,13 +475,15 @@ def library_versions() -> dict:
         except PackageNotFoundError: pass
     return out
 
+# %% ../nbs/00_core.ipynb #672d7692
 def git_state(path='.') -> dict:
     "The git commit (and whether the tree is dirty) of the checkout holding `path`, or {} outside git."
     try:
         run = lambda *a: subprocess.run(['git', *a], cwd=path, capture_output=True, text=True, timeout=10)
         c = run('rev-parse', 'HEAD')
         if c.returncode: return {}
-        return {'commit': c.stdout.strip(), 'dirty': bool(run('status', '--porcelain', '--untracked-files=no').stdout.strip())}
+        dirty = bool(run('status', '--porcelain', '--untracked-files=no').stdout.strip())
+        return {'commit': c.stdout.strip(), 'dirty': dirty}
     except (OSError, subprocess.SubprocessError): return {}
 
 # %% ../nbs/00_core.ipynb #a5fba867
@@ -432,51 +506,65 @@ class RunDir:
             self.manifest = json.loads(m.read_text())
             self.manifest.setdefault('resumed', []).append(time.strftime('%Y-%m-%dT%H:%M:%S%z'))
         else:
-            self.manifest = dict(stage=stage, config=config or {}, seed=seed, versions=library_versions(), git=git_state(),
-                                 created=time.strftime('%Y-%m-%dT%H:%M:%S%z'), argv=sys.argv)
+            self.manifest = dict(stage=stage, config=config or {}, seed=seed, versions=library_versions(),
+                                 git=git_state(), created=time.strftime('%Y-%m-%dT%H:%M:%S%z'), argv=sys.argv)
         atomic_write_text(m, json.dumps(self.manifest, indent=2, default=str))
 
-    @classmethod
-    def view(cls, path, stage:str):
-        "A view of a run directory another process (rank 0 of a launch) opened: its path and stage; nothing read or written."
-        run = cls.__new__(cls); run.path, run.stage, run.manifest = Path(path), stage, {}
-        return run
+# %% ../nbs/00_core.ipynb #91f20f87
+@patch(cls_method=True)
+def check(cls:RunDir, path, resume:bool=False, overwrite:bool=False):
+    "Raise `RunExistsError` now if opening `path` would; create nothing (commands check before reading their input)."
+    path, m = Path(path), Path(path)/cls.MANIFEST
+    if overwrite or not path.exists() or not any(path.iterdir()): return
+    if not m.exists():
+        raise RunExistsError(f"{path} exists, is not empty and is not a vr1 run directory; "
+                             "choose another output directory")
+    if not resume:
+        state = 'a finished' if (path/cls.DONE).exists() else 'an unfinished'
+        raise RunExistsError(f"{path} already holds {state} '{json.loads(m.read_text()).get('stage')}' run; "
+                             "pass resume=True (--resume) to continue or reuse it, or overwrite=True (--overwrite) "
+                             "to move it aside and start over")
 
-    @classmethod
-    def check(cls, path, resume:bool=False, overwrite:bool=False):
-        "Raise `RunExistsError` now if opening `path` would; create nothing (commands check before reading their input)."
-        path, m = Path(path), Path(path)/cls.MANIFEST
-        if overwrite or not path.exists() or not any(path.iterdir()): return
-        if not m.exists(): raise RunExistsError(f"{path} exists, is not empty and is not a vr1 run directory; choose another output directory")
-        if not resume:
-            state = 'a finished' if (path/cls.DONE).exists() else 'an unfinished'
-            raise RunExistsError(f"{path} already holds {state} '{json.loads(m.read_text()).get('stage')}' run; pass resume=True (--resume) "
-                                 "to continue or reuse it, or overwrite=True (--overwrite) to move it aside and start over")
+@patch
+def _move_aside(self:RunDir):
+    dest = self.path.with_name(f"{self.path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(self.path, dest)
 
-    def _move_aside(self):
-        dest = self.path.with_name(f"{self.path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-        os.replace(self.path, dest)
+# %% ../nbs/00_core.ipynb #4bf63c0f
+@patch(cls_method=True)
+def view(cls:RunDir, path, stage:str):
+    "A view of a run directory another process (rank 0 of a launch) opened: path and stage; nothing read or written."
+    run = cls.__new__(cls)
+    run.path, run.stage, run.manifest = Path(path), stage, {}
+    return run
 
-    @property
-    def is_complete(self) -> bool: return (self.path/self.DONE).exists()
-    def __truediv__(self, name): return self.path/name
-    def __repr__(self): return f"RunDir({str(self.path)!r}, stage={self.stage!r}, complete={self.is_complete})"
+@patch(as_prop=True)
+def is_complete(self:RunDir) -> bool: return (self.path/self.DONE).exists()
+@patch
+def __truediv__(self:RunDir, name): return self.path/name
+@patch
+def __repr__(self:RunDir): return f"RunDir({str(self.path)!r}, stage={self.stage!r}, complete={self.is_complete})"
 
-    def complete(self, **summary):
-        "Mark the run finished, storing `summary` (counts, scores) in the marker."
-        atomic_write_text(self.path/self.DONE, json.dumps({'finished': time.strftime('%Y-%m-%dT%H:%M:%S%z'), **summary}, indent=2, default=str))
+# %% ../nbs/00_core.ipynb #2b496a7e
+@patch
+def complete(self:RunDir, **summary):
+    "Mark the run finished, storing `summary` (counts, scores) in the marker."
+    done = {'finished': time.strftime('%Y-%m-%dT%H:%M:%S%z'), **summary}
+    atomic_write_text(self.path/self.DONE, json.dumps(done, indent=2, default=str))
 
-    def log(self, name:str, row:dict):
-        "Append one JSON row to `name` (a .jsonl log) and flush it to disk."
-        with open(self.path/name, 'a', encoding='utf-8') as f:
-            f.write(json.dumps(row, default=str)+'\n'); f.flush(); os.fsync(f.fileno())
+@patch
+def log(self:RunDir, name:str, row:dict):
+    "Append one JSON row to `name` (a .jsonl log) and flush it to disk."
+    with open(self.path/name, 'a', encoding='utf-8') as f:
+        f.write(json.dumps(row, default=str)+'\n')
+        f.flush()
+        os.fsync(f.fileno())
 
 # %% ../nbs/00_core.ipynb #9e61e4c6
 class ConfigError(ValueError):
     "A config that cannot be read or does not fit its schema."
 
-
-
+# %% ../nbs/00_core.ipynb #518c1ff1
 def presets_dir() -> Path:
     "The folder of shipped presets."
     import vr1_nb
@@ -486,6 +574,7 @@ def list_presets() -> list[str]:
     "Names of the shipped presets."
     return sorted(p.stem for p in presets_dir().glob('*.yaml'))
 
+# %% ../nbs/00_core.ipynb #3db429ef
 def deep_merge(base:dict, over:dict) -> dict:
     "A copy of `base` with `over` merged in, recursively for nested dicts."
     out = copy.deepcopy(base)
@@ -500,7 +589,8 @@ def _read_yaml(path:Path) -> dict:
     except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML ({e})") from None
     except OSError as e: raise ConfigError(f"{path}: cannot read ({e})") from None
     if d is None: d = {}
-    if not isinstance(d, dict): raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(d).__name__}")
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(d).__name__}")
     return d
 
 def _find_config(src, rel_to=None) -> Path:
@@ -509,10 +599,12 @@ def _find_config(src, rel_to=None) -> Path:
         if cand.is_file(): return cand
     raise ConfigError(f"config {src!r}: neither a YAML file nor a preset (presets: {', '.join(list_presets())})")
 
+# %% ../nbs/00_core.ipynb #975447ec
 def _step(d, p, ov, create=True):
     "`d[p]`, where `p` may index a list (`stages.0.max_steps`); a missing mapping key becomes a new section."
     if isinstance(d, list):
-        if not p.lstrip('-').isdigit() or not -len(d) <= int(p) < len(d): raise ConfigError(f"override {ov!r}: {p!r} is not an index of a {len(d)}-item list")
+        if not p.lstrip('-').isdigit() or not -len(d) <= int(p) < len(d):
+            raise ConfigError(f"override {ov!r}: {p!r} is not an index of a {len(d)}-item list")
         return int(p)
     if not isinstance(d, dict): raise ConfigError(f"override {ov!r}: {p!r} is inside a value, not a section")
     if create: d.setdefault(p, {})
@@ -521,7 +613,9 @@ def _step(d, p, ov, create=True):
 def _apply_override(cfg, ov):
     import yaml
     if '=' not in ov: raise ConfigError(f"override {ov!r}: expected section.key=value")
-    key, val = ov.split('=', 1); d = cfg; parts = key.strip().split('.')
+    key, val = ov.split('=', 1)
+    d = cfg
+    parts = key.strip().split('.')
     for p in parts[:-1]: d = d[_step(d, p, ov)]
     d[_step(d, parts[-1], ov, create=False)] = yaml.safe_load(val)
 
@@ -532,12 +626,14 @@ def load_config(src, # a preset name, a YAML path, or a dict
     "Read a config, following `base:` chains, then apply `overrides`."
     if isinstance(src, dict): cfg, where = copy.deepcopy(src), None
     else:
-        path = _find_config(src); cfg, where = _read_yaml(path), path.parent
+        path = _find_config(src)
+        cfg, where = _read_yaml(path), path.parent
         _seen = (_seen or []) + [str(path.resolve())]
     base = cfg.pop('base', None)
     if base:
         bpath = str(_find_config(base, where).resolve())
-        if _seen and bpath in _seen: raise ConfigError(f"config {src!r}: circular base chain {' -> '.join(_seen + [bpath])}")
+        if _seen and bpath in _seen:
+            raise ConfigError(f"config {src!r}: circular base chain {' -> '.join(_seen + [bpath])}")
         cfg = deep_merge(load_config(bpath, _seen=_seen), cfg)
     for ov in overrides: _apply_override(cfg, ov)
     return cfg

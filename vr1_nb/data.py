@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib, io, json, os, re, shutil, sys, time, uuid
 from pathlib import Path
 from typing import Iterable, Iterator
-from .core import (RECORD_FIELDS, LETTERS, R1_INSTRUCTION, RecordError, ConfigError, validate_record, infer_answer_type,
-                   to_prompt, to_completion, atomic_write_text, resolve_source, record_features, stage_prompt, launch_rank)
+from .core import (RECORD_FIELDS, LETTERS, R1_INSTRUCTION, RecordError, ConfigError, validate_record,
+                         infer_answer_type, to_prompt, to_completion, atomic_write_text, resolve_source,
+                         record_features, stage_prompt, launch_rank)
 
 # %% auto #0
 __all__ = ['FORMATS', 'EXTRA_COLUMNS', 'QWEN_MIN_PIXELS', 'QWEN_MAX_PIXELS', 'TRAIN_VERSION', 'IMPORT_VERSION', 'DataError',
@@ -24,6 +25,7 @@ __all__ = ['FORMATS', 'EXTRA_COLUMNS', 'QWEN_MIN_PIXELS', 'QWEN_MAX_PIXELS', 'TR
 class DataError(ValueError):
     "Bad input data; the message is one line: file, where in it, record id, field, and what was expected."
 
+# %% ../nbs/02a_data.ipynb #079b5d7e
 def bad_record(file, # the file the record came from
                where, # where in it: 'line 7', '[12]', 'row 3'
                rid, # the record id (or None when it has none)
@@ -33,6 +35,7 @@ def bad_record(file, # the file the record came from
     "One entry of a bad-record list."
     return {'file': str(file), 'where': str(where), 'id': rid, 'field': field, 'reason': str(reason)}
 
+# %% ../nbs/02a_data.ipynb #a1a4981a
 def bad_line(b:dict) -> str:
     "A bad-record entry as one line."
     return f"{b['file']}, {b['where']}: record {b['id']!r}, field {b['field']!r}: {b['reason']}"
@@ -47,6 +50,7 @@ FORMATS = {
     'mm_math': "MM-Math: question, solution with \\boxed{} (or answer); feeds eval",
 }
 
+# %% ../nbs/02a_data.ipynb #23c7dc01
 def detect_format(row:dict, # the first row of a file
                  ) -> str:
     "The key of `FORMATS` a row is in, from its columns; a `DataError` naming the columns when none fits."
@@ -75,6 +79,17 @@ def _table_rows(batches) -> Iterator[dict]:
     for b in batches: yield from b.to_pylist()
 
 # %% ../nbs/02a_data.ipynb #7f54bd85
+def _json_list(f:Path) -> list:
+    "The records of a .json file: a list, or an object id -> record (MathVista's layout) as a list."
+    try: data = json.loads(f.read_text(encoding='utf-8'))
+    except json.JSONDecodeError as e: raise DataError(f"{f}: not valid JSON ({e})") from None
+    if isinstance(data, dict):   # an object of id -> record (MathVista's layout)
+        data = [{'id': k, **v} if isinstance(v, dict) and 'id' not in v else v for k, v in data.items()]
+    if not isinstance(data, list):
+        raise DataError(f"{f}: expected a JSON list of records, got {type(data).__name__}")
+    return data
+
+# %% ../nbs/02a_data.ipynb #61ce3586
 def _file_rows(f:Path):
     if f.suffix == '.parquet':
         import pyarrow.parquet as pq
@@ -87,14 +102,15 @@ def _file_rows(f:Path):
                 except json.JSONDecodeError as e: raise DataError(f"{f}, line {n}: not valid JSON ({e})") from None
                 yield f, f"line {n}", row
     elif f.suffix == '.json':
-        try: data = json.loads(f.read_text(encoding='utf-8'))
-        except json.JSONDecodeError as e: raise DataError(f"{f}: not valid JSON ({e})") from None
-        if isinstance(data, dict):   # an object of id -> record (MathVista's layout)
-            data = [{'id': k, **v} if isinstance(v, dict) and 'id' not in v else v for k, v in data.items()]
-        if not isinstance(data, list): raise DataError(f"{f}: expected a JSON list of records, got {type(data).__name__}")
-        for i, row in enumerate(data): yield f, f"[{i}]", row
+        for i, row in enumerate(_json_list(f)): yield f, f"[{i}]", row
     else: raise DataError(f"{f}: unknown data file type {f.suffix!r}; expected .jsonl, .json, .parquet or a folder")
 
+def _snapshot(repo_id):
+    "A hub dataset id online: download its snapshot once (the stages read local files only)."
+    from huggingface_hub import snapshot_download
+    return Path(snapshot_download(repo_id, repo_type='dataset'))
+
+# %% ../nbs/02a_data.ipynb #909048a2
 def iter_rows(src, # a .jsonl/.json/.parquet file, a save_to_disk or data folder, or a hub dataset id in the local cache
               split:str='train', # the split to read from a folder or snapshot holding several
              ) -> Iterator[tuple[Path, str, dict]]:
@@ -109,11 +125,6 @@ def iter_rows(src, # a .jsonl/.json/.parquet file, a save_to_disk or data folder
     files = _split_files(p, split) if p.is_dir() else [p]
     if not files: raise DataError(f"{p}: no .jsonl, .json or .parquet files in this folder")
     for f in files: yield from _file_rows(f)
-
-def _snapshot(repo_id):
-    "A hub dataset id online: download its snapshot once (the stages read local files only)."
-    from huggingface_hub import snapshot_download
-    return Path(snapshot_download(repo_id, repo_type='dataset'))
 
 # %% ../nbs/02a_data.ipynb #d779204c
 def image_ref(x, # an image value: a path, a {'bytes', 'path'} struct, or a PIL image
@@ -131,6 +142,7 @@ def image_ref(x, # an image value: a path, a {'bytes', 'path'} struct, or a PIL 
     if hasattr(x, 'size') and hasattr(x, 'mode'): return x
     raise RecordError(rid, 'images', f"image {k}: expected a path or embedded bytes, got {type(x).__name__}")
 
+# %% ../nbs/02a_data.ipynb #2d923887
 def image_size(im, # an image reference (path or {'bytes'} struct) or a PIL image
                deep:bool=False, # also verify the whole file (reads it, no decode)
               ) -> tuple[int, int]:
@@ -153,7 +165,9 @@ def _images_of(row, *keys):
             return [] if v is None or v == '' else [v] if isinstance(v, (str, dict)) else list(v)
     return []
 
-def _sharegpt_record(row, rid, root):
+# %% ../nbs/02a_data.ipynb #109a5ace
+def _sharegpt_turns(row, rid) -> list:
+    "The `(role, content)` turns of a sharegpt row, roles as user/assistant/system."
     conv = row.get('conversations', row.get('messages'))
     if not isinstance(conv, list) or not conv:
         raise RecordError(rid, 'conversations', "expected a non-empty list of turns")
@@ -163,6 +177,11 @@ def _sharegpt_record(row, rid, root):
         if role is None: raise RecordError(rid, 'conversations', f"turn {t!r:.60}: expected from/value (human, gpt) "
                                                                   "or role/content (user, assistant)")
         turns.append((role, t.get('value', t.get('content'))))
+    return turns
+
+# %% ../nbs/02a_data.ipynb #244622c3
+def _sharegpt_record(row, rid, root):
+    turns = _sharegpt_turns(row, rid)
     user, bot = [c for r, c in turns if r == 'user'], [c for r, c in turns if r == 'assistant']
     if not user or not bot or not isinstance(user[0], str) or not isinstance(bot[0], str):
         raise RecordError(rid, 'conversations', "expected a user turn and an assistant turn holding text")
@@ -184,6 +203,7 @@ _PROBLEM_KEYS = {'easyr1': ('problem', 'answer'), 'r1v': ('problem', 'solution')
                  'r1v_test': ('question', 'ground_truth'), 'mm_math': ('question', 'solution')}
 _LAYOUT_KEYS = ('id', 'image', 'images', 'image_path', 'problem', 'question', 'answer', 'solution', 'ground_truth')
 
+# %% ../nbs/02a_data.ipynb #818dd587
 def _gold(row, fmt, rid):
     from vr1_nb.answers import answer_block, last_boxed, clean_answer
     if fmt == 'r1v':
@@ -230,6 +250,7 @@ def _project_record(row, rid, root):
         except json.JSONDecodeError as e: raise RecordError(rid, 'metadata', f"not valid JSON ({e})") from None
     return rec
 
+# %% ../nbs/02a_data.ipynb #34f0ccf4
 def to_record(row:dict, # a raw row
               fmt:str, # its format (a key of `FORMATS`)
               rid:str, # the id to give it when it has none
@@ -245,6 +266,16 @@ def to_record(row:dict, # a raw row
     return validate_record(rec)
 
 # %% ../nbs/02a_data.ipynb #4278659e
+def _reason(e:RecordError) -> str: return str(e).split(': ', 1)[-1]   # the message without its "record …, field …" head
+
+def _check_refs(rec:dict, seen:dict):
+    "A `RecordError` when one of `rec`'s image files does not exist (a `stat`, no read) or its id was `seen` before."
+    missing = [k for k, im in enumerate(rec['images']) if isinstance(im, str) and not os.path.exists(im)]
+    if missing:
+        raise RecordError(rec['id'], 'images', f"image {missing[0]} not found: {rec['images'][missing[0]]}")
+    if rec['id'] in seen: raise RecordError(rec['id'], 'id', f"duplicate id (first at {seen[rec['id']]})")
+
+# %% ../nbs/02a_data.ipynb #52b6c4ee
 def iter_records(src, # anything `iter_rows` reads
                  fmt:str='auto', # a key of `FORMATS`, or 'auto' (from the first row)
                  image_root=None, # folder relative image paths are resolved against (default: the data file's folder)
@@ -262,11 +293,10 @@ def iter_records(src, # anything `iter_rows` reads
         rid = f"{f.stem}-{n-1:06d}"
         try:
             rec = to_record(row, info['format'], rid, image_root or (f if f.is_dir() else f.parent))
-            missing = [k for k, im in enumerate(rec['images']) if isinstance(im, str) and not os.path.exists(im)]
-            if missing: raise RecordError(rec['id'], 'images', f"image {missing[0]} not found: {rec['images'][missing[0]]}")
-            if rec['id'] in seen: raise RecordError(rec['id'], 'id', f"duplicate id (first at {seen[rec['id']]})")
+            _check_refs(rec, seen)
         except RecordError as e:
-            yield None, bad_record(f, where, rid if e.record_id is None else e.record_id, e.field, _reason(e)), (f, where)
+            yield None, bad_record(f, where, rid if e.record_id is None else e.record_id, e.field,
+                                   _reason(e)), (f, where)
             continue
         seen[rec['id']] = where
         rec['source'] = rec.get('source') or f.stem   # the released file's name: evaluation reports accuracy per source
@@ -274,14 +304,13 @@ def iter_records(src, # anything `iter_rows` reads
         yield rec, None, (f, where)
     info['rows'] = n
 
-def _reason(e:RecordError) -> str: return str(e).split(': ', 1)[-1]   # the message without its "record …, field …" head
-
 # %% ../nbs/02a_data.ipynb #a53ca88f
 def data_cache_dir() -> Path:
     "Where conversions and training sets are cached: `$VR1_DATA_CACHE`, `$VR1_CACHE/data` or `~/.cache/vr1_nb/data`."
     if os.environ.get('VR1_DATA_CACHE'): return Path(os.environ['VR1_DATA_CACHE']).expanduser()
     return Path(os.environ.get('VR1_CACHE') or Path.home()/'.cache'/'vr1_nb').expanduser()/'data'
 
+# %% ../nbs/02a_data.ipynb #6bd63a32
 def _digest(x) -> str:
     "A stable digest of a record value (PIL images and bytes by their content)."
     if isinstance(x, (bytes, bytearray)): return hashlib.sha1(x).hexdigest()
@@ -290,13 +319,17 @@ def _digest(x) -> str:
     if isinstance(x, (list, tuple)): return json.dumps([_digest(v) for v in x])
     return json.dumps(x, default=str)
 
+# %% ../nbs/02a_data.ipynb #81213acd
 def source_key(src, *parts) -> str:
-    "A short hash of `src` as it is now (files: paths, sizes, mtimes; a dataset: its fingerprint; records: content) and `parts`."
+    "A short hash of `src` as it is now (files: paths, sizes, mtimes; a dataset: its fingerprint; records: content)."
     h = hashlib.sha256(json.dumps([str(p) for p in parts]).encode())
     if isinstance(src, (str, Path)):
-        p = resolve_source(src, what='dataset'); p = _snapshot(p) if isinstance(p, str) else p.resolve()
+        p = resolve_source(src, what='dataset')
+        p = _snapshot(p) if isinstance(p, str) else p.resolve()
         files = sorted(p.iterdir()) if _is_arrow_dir(p) else _data_files(p) if p.is_dir() else [p]
-        for f in files: st = f.stat(); h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}".encode())
+        for f in files:
+            st = f.stat()
+            h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}".encode())
     elif hasattr(src, '_fingerprint'): h.update(src._fingerprint.encode())
     else:
         for r in src: h.update(_digest(r).encode())
@@ -305,22 +338,25 @@ def source_key(src, *parts) -> str:
 # %% ../nbs/02a_data.ipynb #8b254715
 _T0 = time.time()
 
-def build_once(dest, # the folder the artefact ends up in
-               build, # build(tmp_folder) writes the artefact
-               timeout:float=6*3600, # seconds the other ranks wait
-              ) -> Path:
-    "`dest`, built by `build` on local rank 0 only (atomically, once); the other local ranks wait for it."
-    dest = Path(dest); failed = dest.with_name(dest.name + '.FAILED')
-    if (dest/'COMPLETE').exists(): return dest
-    if launch_rank(local=True) == 0:
-        failed.unlink(missing_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp"); tmp.mkdir(parents=True)
-        try: build(tmp); (tmp/'COMPLETE').write_text(time.strftime('%Y-%m-%dT%H:%M:%S'))
-        except BaseException as e:
-            shutil.rmtree(tmp, ignore_errors=True); atomic_write_text(failed, str(e) or type(e).__name__); raise
-        try: os.rename(tmp, dest)
-        except OSError: shutil.rmtree(tmp, ignore_errors=True)   # another node's rank 0 won the race on a shared disk
-        return dest
+def _build_here(dest:Path, failed:Path, build) -> Path:
+    "Local rank 0: build into a temporary folder renamed to `dest`; a failure leaves its message in `failed`."
+    failed.unlink(missing_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.mkdir(parents=True)
+    try:
+        build(tmp)
+        (tmp/'COMPLETE').write_text(time.strftime('%Y-%m-%dT%H:%M:%S'))
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        atomic_write_text(failed, str(e) or type(e).__name__)
+        raise
+    try: os.rename(tmp, dest)
+    except OSError: shutil.rmtree(tmp, ignore_errors=True)   # another node's rank 0 won the race on a shared disk
+    return dest
+
+# %% ../nbs/02a_data.ipynb #b37e2c2e
+def _wait_for(dest:Path, failed:Path, timeout:float) -> Path:
+    "The other local ranks: wait for `dest`'s completion marker, or raise the error rank 0 left in `failed`."
     t0 = time.time()
     while not (dest/'COMPLETE').exists():
         if failed.exists() and failed.stat().st_mtime >= _T0 - 60:   # this launch's failure, not an old one
@@ -328,6 +364,18 @@ def build_once(dest, # the folder the artefact ends up in
         if time.time() - t0 > timeout: raise TimeoutError(f"waited {timeout:.0f} s for local rank 0 to build {dest}")
         time.sleep(0.5)
     return dest
+
+# %% ../nbs/02a_data.ipynb #4d0884a0
+def build_once(dest, # the folder the artefact ends up in
+               build, # build(tmp_folder) writes the artefact
+               timeout:float=6*3600, # seconds the other ranks wait
+              ) -> Path:
+    "`dest`, built by `build` on local rank 0 only (atomically, once); the other local ranks wait for it."
+    dest = Path(dest)
+    failed = dest.with_name(dest.name + '.FAILED')
+    if (dest/'COMPLETE').exists(): return dest
+    if launch_rank(local=True) == 0: return _build_here(dest, failed, build)
+    return _wait_for(dest, failed, timeout)
 
 # %% ../nbs/02a_data.ipynb #1c2e7705
 def write_arrow(rows:Iterable[dict], # rows matching `features`
@@ -344,22 +392,7 @@ def write_arrow(rows:Iterable[dict], # rows matching `features`
     finally: w.close()
     return n
 
-def save_arrow_dir(arrow, # an .arrow file written by `write_arrow` (moved, not copied)
-                   out, # the folder to create
-                  ) -> Path:
-    "Make `out` a `save_to_disk` folder holding `arrow` as is: `Dataset.save_to_disk` would embed every image file."
-    import dataclasses
-    from datasets import Dataset
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    name = 'data-00000-of-00001.arrow'; os.replace(arrow, out/name)
-    ds = Dataset.from_file(str(out/name))
-    state = dict(_data_files=[{'filename': name}], _fingerprint=ds._fingerprint, _format_columns=None, _format_kwargs={},
-                 _format_type=None, _output_all_columns=False, _split=None)
-    info = dataclasses.asdict(ds.info)
-    atomic_write_text(out/'state.json', json.dumps(state, indent=2, sort_keys=True))
-    atomic_write_text(out/'dataset_info.json', json.dumps({k: info[k] for k in sorted(info)}, indent=2))
-    return out
-
+# %% ../nbs/02a_data.ipynb #15e7106a
 def _arrow_record(rec:dict, extra=()) -> dict:
     "A validated record as one row of `core.record_features`: choices as strings, metadata as JSON."
     row = {k: rec.get(k) for k in RECORD_FIELDS}
@@ -367,16 +400,57 @@ def _arrow_record(rec:dict, extra=()) -> dict:
     row['metadata'] = json.dumps(rec['metadata'], sort_keys=True, default=str)
     return {**row, **{k: None if rec.get(k) is None else str(rec[k]) for k in extra}}
 
-# %% ../nbs/02a_data.ipynb #eca10ec5
-EXTRA_COLUMNS = ('response',)
+# %% ../nbs/02a_data.ipynb #7752fe6a
+def save_arrow_dir(arrow, # an .arrow file written by `write_arrow` (moved, not copied)
+                   out, # the folder to create
+                  ) -> Path:
+    "Make `out` a `save_to_disk` folder holding `arrow` as is: `Dataset.save_to_disk` would embed every image file."
+    import dataclasses
+    from datasets import Dataset
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = 'data-00000-of-00001.arrow'
+    os.replace(arrow, out/name)
+    ds = Dataset.from_file(str(out/name))
+    state = dict(_data_files=[{'filename': name}], _fingerprint=ds._fingerprint, _format_columns=None,
+                 _format_kwargs={}, _format_type=None, _output_all_columns=False, _split=None)
+    info = dataclasses.asdict(ds.info)
+    atomic_write_text(out/'state.json', json.dumps(state, indent=2, sort_keys=True))
+    atomic_write_text(out/'dataset_info.json', json.dumps({k: info[k] for k in sorted(info)}, indent=2))
+    return out
 
+# %% ../nbs/02a_data.ipynb #eca10ec5
 def write_bad(bad:list[dict], path) -> Path:
     "Write a bad-record list as JSONL (one entry per line, `bad_record`'s keys)."
     return atomic_write_text(path, ''.join(json.dumps(b, ensure_ascii=False, default=str)+'\n' for b in bad))
 
+# %% ../nbs/02a_data.ipynb #b7625bf2
+EXTRA_COLUMNS = ('response',)
+
 def _summary_error(src, bad, n, listing):
     k = len({(b['file'], b['where']) for b in bad})   # a record with two problems is listed twice, counted once
     return f"{src}: {k} bad record(s) of {n}; first: {bad_line(bad[0])}; all listed in {listing}"
+
+def _good_rows(records, exclude:set, bad:list, kept:list) -> Iterator[dict]:
+    "Arrow rows of the good `records` not in `exclude`; bad entries appended to `bad`, rows counted in `kept[0]`."
+    for rec, b, _ in records:
+        if b is not None: bad.append(b)
+        elif rec['id'] not in exclude:
+            kept[0] += 1
+            yield _arrow_record(rec, EXTRA_COLUMNS)
+
+def _convert(src, good, out:Path, bad:list, skip_bad:bool, info:dict):
+    "Write the `good` rows to `out` through a temporary folder; bad rows fail it (unless `skip_bad`), `out` unwritten."
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.mkdir(parents=True)
+    try:
+        write_arrow(good, record_features({k: None for k in EXTRA_COLUMNS}), tmp/'data.arrow')
+        if bad and not skip_bad:
+            listing = write_bad(bad, f"{out}.bad_records.jsonl")
+            msg = _summary_error(src, bad, info.get('rows', 0), listing)
+            raise DataError(msg + "; fix them, or pass --skip-bad to leave them out")
+        save_arrow_dir(tmp/'data.arrow', out)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
 
 # %% ../nbs/02a_data.ipynb #1b075a8d
 def import_dataset(src, # a released file/folder/cached hub id, or one of ours
@@ -394,21 +468,10 @@ def import_dataset(src, # a released file/folder/cached hub id, or one of ours
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out} exists and is not empty; choose another output folder")
     info, bad, kept = {}, [], [0]
-    def good():
-        for rec, b, _ in iter_records(src, fmt, image_root, split, limit, info):
-            if b is not None: bad.append(b)
-            elif rec['id'] not in exclude: kept[0] += 1; yield _arrow_record(rec, EXTRA_COLUMNS)
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp"); tmp.mkdir(parents=True)
-    try:
-        write_arrow(good(), record_features({k: None for k in EXTRA_COLUMNS}), tmp/'data.arrow')
-        if bad and not skip_bad:
-            listing = write_bad(bad, f"{out}.bad_records.jsonl")
-            msg = _summary_error(src, bad, info.get('rows', 0), listing)
-            raise DataError(msg + "; fix them, or pass --skip-bad to leave them out")
-        save_arrow_dir(tmp/'data.arrow', out)
-    finally: shutil.rmtree(tmp, ignore_errors=True)
-    summary = dict(source=str(src), format=info.get('format'), rows=info.get('rows', 0), records=kept[0], bad=len(bad),
-                   excluded=len(exclude), out=str(out))
+    good = _good_rows(iter_records(src, fmt, image_root, split, limit, info), exclude, bad, kept)
+    _convert(src, good, out, bad, skip_bad, info)
+    summary = dict(source=str(src), format=info.get('format'), rows=info.get('rows', 0), records=kept[0],
+                   bad=len(bad), excluded=len(exclude), out=str(out))
     if bad: summary['bad_list'] = str(write_bad(bad, out/'bad_records.jsonl'))
     atomic_write_text(out/'vr1_import.json', json.dumps(summary, indent=1))
     return summary
@@ -420,9 +483,11 @@ def smart_resize(height:int, width:int, factor:int=28, min_pixels:int=56*56, max
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize as _sr
     return _sr(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
 
+# %% ../nbs/02a_data.ipynb #40fb27c5
 QWEN_MIN_PIXELS = 56*56     # the Qwen2-VL processors' default min_pixels
 QWEN_MAX_PIXELS = 12845056  # Qwen2.5-VL-7B-Instruct's preprocessor_config.json
 
+# %% ../nbs/02a_data.ipynb #7a5693fd
 def image_tokens(width:int, height:int, # the image's size
                  max_pixels:int=QWEN_MAX_PIXELS, min_pixels:int=QWEN_MIN_PIXELS, factor:int=28) -> int:
     "Visual tokens a Qwen2-VL / Qwen2.5-VL processor gives an image of this size."
@@ -438,6 +503,7 @@ def cap_image(im, # a PIL image
     h, w = smart_resize(im.height, im.width, factor, min_pixels or QWEN_MIN_PIXELS, max_pixels or QWEN_MAX_PIXELS)
     return im if (w, h) == im.size else im.resize((w, h), PILImage.BICUBIC)
 
+# %% ../nbs/02a_data.ipynb #216874b1
 class PixelCap:
     "A `Dataset.with_transform` function: each image of a batch decoded on access and capped once."
     def __init__(self, max_pixels:int|None=None, min_pixels:int|None=None, factor:int=28):
@@ -448,6 +514,7 @@ class PixelCap:
         return batch
     def __repr__(self): return f"PixelCap({self.max_pixels}, {self.min_pixels}, factor={self.factor})"
 
+# %% ../nbs/02a_data.ipynb #7938d197
 def cap_records(recs:list[dict], # evaluation records
                 max_pixels:int|None=None, min_pixels:int|None=None, factor:int=28) -> list[dict]:
     "Records with their images opened and capped (`eval.max_pixels`); the same list when no cap is set."
@@ -461,13 +528,15 @@ def image_factor(processor=None, # a loaded processor (its image processor's pat
                 ) -> int:
     "The side (pixels) of one visual token: patch size x merge size (28 for Qwen2-VL / Qwen2.5-VL)."
     ip = getattr(processor, 'image_processor', None)
-    if getattr(ip, 'patch_size', None) and getattr(ip, 'merge_size', None): return int(ip.patch_size) * int(ip.merge_size)
+    if getattr(ip, 'patch_size', None) and getattr(ip, 'merge_size', None):
+        return int(ip.patch_size) * int(ip.merge_size)
     f = Path(str(model_path or '')).expanduser()/'preprocessor_config.json'
     if model_path and f.is_file():
         c = json.loads(f.read_text())
         if c.get('patch_size') and c.get('merge_size'): return int(c['patch_size']) * int(c['merge_size'])
     return 28
 
+# %% ../nbs/02a_data.ipynb #605d6cba
 def pixel_caps(cfg:dict, # a full config
                stage:str='train', # 'train' (the `data:` section) or 'eval' (the `eval:` section)
                processor=None, # the stage's processor, for the factor
@@ -488,6 +557,7 @@ def _msg_features():
     from datasets import Value
     return [{'role': Value('string'), 'content': [{'type': Value('string'), 'text': Value('string')}]}]
 
+# %% ../nbs/02a_data.ipynb #a5c79051
 def records_of(src, # records, a `datasets.Dataset` in the record schema, or anything `iter_records` reads
                fmt:str='auto', image_root=None) -> Iterator[dict]:
     "Validated records of `src`, images by reference, one at a time; the first bad record raises `DataError`."
@@ -534,7 +604,8 @@ def training_dataset(src, # records, a `datasets.Dataset`, or a path (ours or a 
     dest = build_once(Path(cache_dir or data_cache_dir())/'train'/f"{kind}-{key}",
                       lambda d: write_arrow(rows(), _training_features(kind), d/'data.arrow'))
     ds = Dataset.from_file(str(dest/'data.arrow'))
-    if len(ds) == 0: raise ValueError(f"no {'SFT examples' if kind == 'sft' else 'GRPO prompts'}: the training set is empty")
+    if len(ds) == 0:
+        raise ValueError(f"no {'SFT examples' if kind == 'sft' else 'GRPO prompts'}: the training set is empty")
     return ds.with_transform(PixelCap(max_pixels, min_pixels, factor)) if (max_pixels or min_pixels) else ds
 
 # %% ../nbs/02a_data.ipynb #82e7e70a
@@ -544,7 +615,8 @@ def train_subset(ds, # a training set (from `training_dataset`)
     "`ds`, or a seeded random `data.train_samples` of its rows when the config sets that cap."
     n = (cfg.get('data') or {}).get('train_samples')
     if n is None or n >= len(ds): return ds
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1: raise ConfigError(f"data.train_samples: expected a positive whole number, got {n!r}")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ConfigError(f"data.train_samples: expected a positive whole number, got {n!r}")
     return ds.shuffle(seed=int(cfg.get('seed', 0))).select(range(n))
 
 # %% ../nbs/02a_data.ipynb #c28715af
@@ -561,9 +633,11 @@ def cap_size(w:int, h:int, # an image's size
 # %% ../nbs/02a_data.ipynb #e788619b
 def _stats(xs:list) -> dict:
     if not xs: return {'n': 0}
-    s = sorted(xs); q = lambda f: s[min(len(s)-1, int(f*len(s)))]
+    s = sorted(xs)
+    q = lambda f: s[min(len(s)-1, int(f*len(s)))]
     return {'n': len(s), 'mean': round(sum(s)/len(s), 1), 'p50': q(.5), 'p90': q(.9), 'p99': q(.99), 'max': s[-1]}
 
+# %% ../nbs/02a_data.ipynb #6d935707
 def processor_limits(processor) -> tuple[int|None, int|None]:
     "(min_pixels, max_pixels) a processor resizes images into, or (None, None) when it does not say."
     ip = getattr(processor, 'image_processor', None)
@@ -571,6 +645,7 @@ def processor_limits(processor) -> tuple[int|None, int|None]:
     return (size.get('shortest_edge') or getattr(ip, 'min_pixels', None),
             size.get('longest_edge') or getattr(ip, 'max_pixels', None))
 
+# %% ../nbs/02a_data.ipynb #99645655
 def stage_processor(cfg:dict):
     "The processor of `model.path` (tiny:<size>, a local folder or a cached hub id), or None when it cannot be had."
     from vr1_nb import models
@@ -584,7 +659,8 @@ def stage_processor(cfg:dict):
             return models.get_tiny_model(size, seed=seed)[1]
         return models.load_processor(resolve_source(path, what='model'))
     except Exception as e:
-        print(f"vr1: no processor for {path} ({type(e).__name__}: {str(e)[:200]}); token counts skipped", file=sys.stderr)
+        print(f"vr1: no processor for {path} ({type(e).__name__}: {str(e)[:200]}); token counts skipped",
+              file=sys.stderr)
         return None
 
 # %% ../nbs/02a_data.ipynb #4e5923e9
@@ -602,8 +678,8 @@ def _pixel_findings(cfg, stage, processor, caps) -> tuple[list, list]:
              and caps.get('min_pixels', mm.get('min_pixels', 0)) >= mm.get('min_pixels', 0)
     if stage == 'grpo' and g.get('use_vllm') and mm and not inside:
         errors.append(f"model {mm} changes only the trainer's processor; TRL's vLLM reads the checkpoint's "
-                      "preprocessor_config.json, so their image-token counts differ: set data.max_pixels/data.min_pixels "
-                      "(within them) instead")
+                      "preprocessor_config.json, so their image-token counts differ: set "
+                      "data.max_pixels/data.min_pixels (within them) instead")
     if caps and pmax and caps.get('max_pixels', 0) > pmax:
         warnings.append(f"data.max_pixels {caps['max_pixels']} exceeds the processor's max_pixels {pmax}: "
                         "it shrinks these images again")
@@ -611,20 +687,23 @@ def _pixel_findings(cfg, stage, processor, caps) -> tuple[list, list]:
 
 # %% ../nbs/02a_data.ipynb #85b5469c
 def _clip(s, n:int=60) -> str:
-    s = repr(s); return s if len(s) <= n else s[:n-5] + '...' + s[-2:]
+    s = repr(s)
+    return s if len(s) <= n else s[:n-5] + '...' + s[-2:]
 
 def _where(rec, loc):
     "(file, where) of a record in the file it was released in (kept in metadata.origin through a conversion)."
     o = (rec.get('metadata') or {}).get('origin') or {}
     return (o.get('file') or loc[0]), (o.get('where') or loc[1])
 
+# %% ../nbs/02a_data.ipynb #f00407b9
 def _image_tokens_of(rec, px:dict, deep:bool) -> list[int]:
     "Visual tokens of each image of `rec` under the limits `px`; `RecordError` for an image that does not open."
     toks = []
     for k, im in enumerate(rec['images']):
         try: w, h = image_size(im, deep)
         except Exception as e:
-            raise RecordError(rec['id'], 'images', f"image {k} cannot be opened ({type(e).__name__}: {str(e)[:120]})") from None
+            raise RecordError(rec['id'], 'images',
+                              f"image {k} cannot be opened ({type(e).__name__}: {str(e)[:120]})") from None
         try: cw, ch = cap_size(w, h, px['min_pixels'], px['max_pixels'], px['factor'], px['pmin'], px['pmax'])
         except ValueError as e: raise RecordError(rec['id'], 'images', f"image {k} ({w}x{h}): {e}") from None
         toks.append((cw // px['factor']) * (ch // px['factor']))
@@ -632,9 +711,10 @@ def _image_tokens_of(rec, px:dict, deep:bool) -> list[int]:
 
 # %% ../nbs/02a_data.ipynb #d9dff2f9
 def _prompt_findings(pending:list, processor, instruction, top, toks:dict) -> list[dict]:
-    "Tokenize `pending` [(record, image tokens, loc)] at once; note prompt (and SFT target) lengths; flag prompts over `top`."
+    "Tokenize `pending` [(record, image tokens, loc)] at once; note prompt (and SFT target) lengths; flag any > `top`."
     if processor is None or not pending: return []
-    render = lambda r: processor.apply_chat_template(to_prompt(r, instruction), tokenize=False, add_generation_prompt=True)
+    render = lambda r: processor.apply_chat_template(to_prompt(r, instruction), tokenize=False,
+                                                     add_generation_prompt=True)
     texts = [render(r) for r, _, _ in pending]
     ids = processor.tokenizer(texts, add_special_tokens=False)['input_ids']
     bad = []
@@ -650,6 +730,7 @@ def _prompt_findings(pending:list, processor, instruction, top, toks:dict) -> li
     pending.clear()
     return bad
 
+# %% ../nbs/02a_data.ipynb #f7760b7e
 def _gold_findings(golds:list) -> list[dict]:
     "Golds [(record, loc)] that do not verify against themselves with the rewards' verifier (`answers.verify_batch`)."
     from vr1_nb.answers import verify_batch
@@ -664,20 +745,38 @@ def _template_findings(processor, stage, errors, warnings) -> dict:
     "Whether the chat template pre-fills <think> (an error for GRPO: it zeroes a format reward), and the padding side."
     msgs = [{'role': 'user', 'content': [{'type': 'text', 'text': 'Q'}]}]
     think = processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True).rstrip().endswith('<think>')
-    if think: (errors if stage == 'grpo' else warnings).append("the chat template ends the generation prompt with <think>: "
+    if think: (errors if stage == 'grpo' else warnings).append(
+        "the chat template ends the generation prompt with <think>: "
         "completions never start with it, so a format reward that requires it scores 0")
-    return {'prefills_think': think, 'padding_side': getattr(getattr(processor, 'tokenizer', None), 'padding_side', None)}
+    return {'prefills_think': think,
+            'padding_side': getattr(getattr(processor, 'tokenizer', None), 'padding_side', None)}
 
+# %% ../nbs/02a_data.ipynb #8645db42
 def _limits(cfg, stage, processor) -> tuple[dict, dict]:
     "The pixel range images end in for `stage` (the config's caps, else the processor's), and the caps themselves."
     caps = pixel_caps(cfg, 'eval' if stage == 'eval' else 'train', processor)
     pmin, pmax = processor_limits(processor)
-    px = dict(min_pixels=caps.get('min_pixels', pmin or QWEN_MIN_PIXELS), max_pixels=caps.get('max_pixels', pmax or QWEN_MAX_PIXELS),
+    px = dict(min_pixels=caps.get('min_pixels', pmin or QWEN_MIN_PIXELS),
+              max_pixels=caps.get('max_pixels', pmax or QWEN_MAX_PIXELS),
               factor=caps.get('factor') or image_factor(processor, (cfg.get('model') or {}).get('path')),
               pmin=pmin, pmax=pmax, capped_by=('eval' if stage == 'eval' else 'data') if caps else 'processor')
     return px, caps
 
 # %% ../nbs/02a_data.ipynb #f379f527
+def _record_tokens(rec:dict, stage:str, px:dict, deep:bool) -> list[int]:
+    "Image tokens of each of `rec`'s images; `RecordError` for an image that does not open or an empty SFT target."
+    it = _image_tokens_of(rec, px, deep)
+    if stage == 'sft' and not str(rec.get('response') or '').strip():
+        raise RecordError(rec['id'], 'response', "missing or empty: SFT needs the target chain")
+    return it
+
+def _check_report(src, stage:str, info:dict, bad:list, top, px:dict, toks:dict) -> dict:
+    "The report's fields about the set: source, format, rows, bad records, pixel limits, token distributions."
+    return dict(source=str(src), format=info.get('format'), stage=stage, rows=info.get('rows', 0), bad=bad,
+                max_prompt_tokens=top, pixels={k: v for k, v in px.items() if k not in ('pmin', 'pmax')},
+                **{f"{k}_tokens": _stats(v) for k, v in toks.items()})
+
+# %% ../nbs/02a_data.ipynb #1e07e6c2
 def check_dataset(src, # anything `iter_records` reads (a released file, a converted folder, ours)
                   cfg:dict|None=None, # the full config (model, data caps, data.max_prompt_tokens, prompt, grpo)
                   stage:str='grpo', # 'sft', 'grpo' or 'eval'
@@ -696,19 +795,15 @@ def check_dataset(src, # anything `iter_records` reads (a released file, a conve
     toks = {'image': [], 'prompt': [], **({'response': []} if stage == 'sft' else {})}
     for rec, b, loc in iter_records(src, fmt, image_root, limit=limit, info=info):
         if b is not None: bad.append(b); continue
-        try:
-            it = _image_tokens_of(rec, px, deep)
-            if stage == 'sft' and not str(rec.get('response') or '').strip():
-                raise RecordError(rec['id'], 'response', "missing or empty: SFT needs the target chain")
+        try: it = _record_tokens(rec, stage, px, deep)
         except RecordError as e: bad.append(bad_record(*_where(rec, loc), rec['id'], e.field, _reason(e))); continue
-        toks['image'] += it; pending.append((rec, sum(it), loc))
+        toks['image'] += it
+        pending.append((rec, sum(it), loc))
         if stage != 'sft': golds.append((rec, loc))
         if len(pending) >= 256: bad += _prompt_findings(pending, processor, instruction, top, toks)
     bad += _prompt_findings(pending, processor, instruction, top, toks) + _gold_findings(golds)
     errors, warnings = _pixel_findings(cfg, stage, processor, caps)
-    rep = dict(source=str(src), format=info.get('format'), stage=stage, rows=info.get('rows', 0), bad=bad, max_prompt_tokens=top,
-               pixels={k: v for k, v in px.items() if k not in ('pmin', 'pmax')},
-               **{f"{k}_tokens": _stats(v) for k, v in toks.items()})
+    rep = _check_report(src, stage, info, bad, top, px, toks)
     if processor is not None: rep['template'] = _template_findings(processor, stage, errors, warnings)
     else: warnings.append("no processor: prompt lengths and the chat template were not checked")
     return {**rep, 'errors': errors, 'warnings': warnings}
@@ -717,7 +812,8 @@ def check_dataset(src, # anything `iter_records` reads (a released file, a conve
 def check_summary(rep:dict) -> str:
     "The check report as the lines `vr1 data check` prints."
     t = lambda s: ', '.join(f"{k} {v}" for k, v in s.items()) if s.get('n') else 'n/a'
-    lines = [f"{rep['source']}: {rep['rows']} rows ({rep['format']}), stage {rep['stage']}: {len(rep['bad'])} bad record(s)",
+    lines = [f"{rep['source']}: {rep['rows']} rows ({rep['format']}), stage {rep['stage']}: "
+             f"{len(rep['bad'])} bad record(s)",
              f"pixels: {rep['pixels']}", f"image tokens per image: {t(rep['image_tokens'])}",
              f"prompt tokens (limit {rep['max_prompt_tokens']}): {t(rep['prompt_tokens'])}"]
     if 'response_tokens' in rep: lines.append(f"target tokens: {t(rep['response_tokens'])}")
@@ -731,13 +827,29 @@ IMPORT_VERSION = 1   # part of every conversion's cache key
 
 def _check_key(cfg, stage):
     m, d, g = cfg.get('model') or {}, cfg.get('data') or {}, cfg.get('grpo') or {}
-    keep = dict(stage=stage, model=m.get('path'), mpx=[m.get('min_pixels'), m.get('max_pixels')], vllm=g.get('use_vllm'),
-                data={k: d.get(k) for k in ('max_pixels', 'min_pixels', 'max_prompt_tokens')},
+    keep = dict(stage=stage, model=m.get('path'), mpx=[m.get('min_pixels'), m.get('max_pixels')],
+                vllm=g.get('use_vllm'), data={k: d.get(k) for k in ('max_pixels', 'min_pixels', 'max_prompt_tokens')},
                 eval=[(cfg.get('eval') or {}).get(k) for k in ('max_pixels', 'min_pixels')],
                 instr=[stage_prompt(cfg, 'sft'), stage_prompt(cfg, 'rl')], version=TRAIN_VERSION)
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
-def _read_jsonl(p:Path) -> list: return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
+def _read_jsonl(p:Path) -> list:
+    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
+
+# %% ../nbs/02a_data.ipynb #b0715b07
+def _checked(conv:Path, cfg:dict, stage:str, processor) -> dict:
+    "The check report of the converted set `conv/'data'` for `stage`, computed once (local rank 0) and stored."
+    def write(d):
+        proc = processor if processor is not None else stage_processor(cfg)
+        atomic_write_text(d/'report.json', json.dumps(check_dataset(conv/'data', cfg, stage, proc), default=str))
+    rep_dir = build_once(conv/f"check-{_check_key(cfg, stage)}", write)
+    return json.loads((rep_dir/'report.json').read_text())
+
+def _without(conv:Path, ids:list) -> Path:
+    "The converted set `conv/'data'` without the records `ids`, built once beside it."
+    key = hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:12]
+    kept = build_once(conv/f"skip-{key}", lambda d: import_dataset(conv/'data', d/'data', 'project', exclude=ids))
+    return kept/'data'
 
 # %% ../nbs/02a_data.ipynb #2cb26f68
 def stage_input(src, # the -t argument: ours or a released layout, file, folder or cached hub id
@@ -753,9 +865,7 @@ def stage_input(src, # the -t argument: ours or a released layout, file, folder 
     base = Path(cache_dir or data_cache_dir())/'import'/source_key(src, fmt, str(image_root), IMPORT_VERSION)
     conv = build_once(base, lambda d: import_dataset(src, d/'data', fmt, image_root, skip_bad=True))
     summ = json.loads((conv/'data'/'vr1_import.json').read_text())
-    rep_dir = build_once(conv/f"check-{_check_key(cfg, stage)}", lambda d: atomic_write_text(d/'report.json', json.dumps(
-        check_dataset(conv/'data', cfg, stage, processor if processor is not None else stage_processor(cfg)), default=str)))
-    rep = json.loads((rep_dir/'report.json').read_text())
+    rep = _checked(conv, cfg, stage, processor)
     if rep['errors']:
         more = f" (and {len(rep['errors'])-1} more: vr1 data check)" if len(rep['errors']) > 1 else ''
         raise DataError(f"{src}: {rep['errors'][0]}{more}")
@@ -767,10 +877,7 @@ def stage_input(src, # the -t argument: ours or a released layout, file, folder 
     if not skip_bad: raise DataError(msg + "; fix them, or pass --skip-bad to go on without them")
     print(f"vr1: skipping {msg}", file=sys.stderr)
     ids = sorted({b['id'] for b in rep['bad']})
-    if not ids: return conv/'data'
-    kept = build_once(conv/f"skip-{hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:12]}",
-                      lambda d: import_dataset(conv/'data', d/'data', 'project', exclude=ids))
-    return kept/'data'
+    return _without(conv, ids) if ids else conv/'data'
 
 # %% ../nbs/02a_data.ipynb #8ed7520f
 def inspect_dataset(src, fmt:str='auto', image_root=None, n:int=2, limit:int|None=1000) -> dict:
@@ -778,6 +885,7 @@ def inspect_dataset(src, fmt:str='auto', image_root=None, n:int=2, limit:int|Non
     info, first, bad = {}, [], []
     for rec, b, _ in iter_records(src, fmt, image_root, limit=limit, info=info):
         if b is not None: bad.append(b)
-        elif len(first) < n: first.append({**rec, 'images': [x if isinstance(x, str) else '<embedded bytes>' for x in rec['images']]})
-    return dict(source=str(src), format=info.get('format'), described=FORMATS.get(info.get('format')), rows_read=info.get('rows', 0),
-                bad=len(bad), first_bad=bad_line(bad[0]) if bad else None, records=first)
+        elif len(first) < n:
+            first.append({**rec, 'images': [x if isinstance(x, str) else '<embedded bytes>' for x in rec['images']]})
+    return dict(source=str(src), format=info.get('format'), described=FORMATS.get(info.get('format')),
+                rows_read=info.get('rows', 0), bad=len(bad), first_bad=bad_line(bad[0]) if bad else None, records=first)

@@ -30,16 +30,17 @@ log = logging.getLogger(__name__)
 # %% ../nbs/06_generate.ipynb #01141525
 DECODING_KEYS = ("temperature", "top_p", "top_k", "repetition_penalty", "max_tokens")  # what `Request.params` may hold
 
+# %% ../nbs/06_generate.ipynb #88ee9228
 @dataclass
 class Request:
     "One generation request: who asks (`id`, `stage`, `teacher`, `prompt_version`, `sample`) and what."
     id: str                 # record id the request belongs to
     stage: str              # pipeline stage, e.g. "pseudo_cot", "description", "reasoning"
     teacher: str            # name of the teacher (backend) that should answer
-    messages: list = field(default_factory=list)  # OpenAI-style chat; image parts may hold PIL images, paths or data URLs
+    messages: list = field(default_factory=list)  # OpenAI-style chat; image parts: PIL images, paths or data URLs
     prompt_version: str = "v1"  # version of the prompt template that built `messages`
     sample: int = 0         # sample index (k samples of one prompt are k requests, or one request with `n=k`)
-    params: dict = field(default_factory=dict)  # decoding: any of `DECODING_KEYS`; one left unset is off (see `decoding`)
+    params: dict = field(default_factory=dict)  # decoding: any of `DECODING_KEYS`; one left unset is off (`decoding`)
     n: int = 1              # completions to return for this request
     seed: int | None = None # sampling seed; derived from `key` when None
     meta: dict = field(default_factory=dict)    # free-form data for the caller, stored with the response
@@ -48,7 +49,8 @@ class Request:
         for f in ("id", "stage", "teacher", "prompt_version"):
             v = getattr(self, f)
             if not isinstance(v, str) or not v or "|" in v:
-                raise ValueError(f"Request field {f!r} must be a non-empty str without '|', got {v!r} (record {self.id!r})")
+                raise ValueError(f"Request field {f!r} must be a non-empty str without '|', got {v!r} "
+                                 f"(record {self.id!r})")
         if bad := sorted(set(self.params) - set(DECODING_KEYS)):
             raise ValueError(f"Request {self.id!r}: unknown decoding parameter(s) {bad}; known: {list(DECODING_KEYS)}")
         if self.seed is None: self.seed = derive_seed(self.key)
@@ -74,6 +76,7 @@ def make_response(req: Request, # the request answered
 class BadInput(ValueError):
     "A request the teacher cannot answer as given (e.g. an unreadable image); rejected, not retried."
 
+# %% ../nbs/06_generate.ipynb #bd6bd41d
 def load_image(x, # a PIL image, a file path, a `data:` URL, or `datasets`' stored form {'bytes', 'path'}
               ) -> Image.Image:
     "Open `x` (PIL image, path, `data:` URL or `{'bytes', 'path'}`) as an RGB PIL image, or raise `BadInput`."
@@ -85,11 +88,13 @@ def load_image(x, # a PIL image, a file path, a `data:` URL, or `datasets`' stor
         with Image.open(x) as im: return im.convert("RGB")
     except Exception as e: raise BadInput(f"unreadable image {str(x)[:80]!r}: {type(e).__name__}: {e}") from e
 
+# %% ../nbs/06_generate.ipynb #bbbd4fd3
 def image_to_data_url(x, # a PIL image, a file path, or a `data:` URL
                       ) -> str:
     "PNG `data:` URL for an image (PIL, path or data URL)."
     if isinstance(x, str) and x.startswith("data:"): return x
-    buf = io.BytesIO(); load_image(x).save(buf, format="PNG")
+    buf = io.BytesIO()
+    load_image(x).save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 # %% ../nbs/06_generate.ipynb #55743aa8
@@ -97,14 +102,18 @@ def _image_of(part: dict):
     "The image object/URL held by a content part, or None for text parts."
     if part.get("type") == "image": return part.get("image", part.get("url", part.get("path")))
     if part.get("type") == "image_url":
-        u = part["image_url"]; return u["url"] if isinstance(u, dict) else u
+        u = part["image_url"]
+        return u["url"] if isinstance(u, dict) else u
     return None
 
+# %% ../nbs/06_generate.ipynb #07c375a1
 def _map_content(messages, fn_image, text_only=False):
     out = []
     for m in messages:
         c = m["content"]
-        if isinstance(c, str): out.append(dict(role=m["role"], content=c)); continue
+        if isinstance(c, str):
+            out.append(dict(role=m["role"], content=c))
+            continue
         parts = []
         for p in c:
             img = _image_of(p)
@@ -113,26 +122,31 @@ def _map_content(messages, fn_image, text_only=False):
         out.append(dict(role=m["role"], content=parts))
     return out
 
+# %% ../nbs/06_generate.ipynb #6cb1b1fd
 def to_openai_messages(messages: list, # chat messages, images in any accepted form
                       ) -> list:
     "Messages with every image as an OpenAI `image_url` data-URL part."
     return _map_content(messages, lambda im: {"type": "image_url", "image_url": {"url": image_to_data_url(im)}})
 
+# %% ../nbs/06_generate.ipynb #2f783d93
 def to_hf_messages(messages: list, # chat messages, images in any accepted form
                    text_only: bool = False, # drop images and join text parts (text-only tokenizers)
                   ) -> list:
     "Messages with every image as a Hugging Face `{'type': 'image', 'image': PIL}` part (or text only)."
     return _map_content(messages, lambda im: {"type": "image", "image": load_image(im)}, text_only)
 
+# %% ../nbs/06_generate.ipynb #a96b39fb
 def message_images(messages: list, # chat messages
                   ) -> list:
     "All images (as given) in `messages`, in order."
-    return [i for m in messages if not isinstance(m["content"], str) for p in m["content"] if (i := _image_of(p)) is not None]
+    return [i for m in messages if not isinstance(m["content"], str) for p in m["content"]
+            if (i := _image_of(p)) is not None]
 
 # %% ../nbs/06_generate.ipynb #f9d34da1
 class FatalBackendError(RuntimeError):
     "The backend cannot answer any request (bad key, unknown model, missing engine): stop the run."
 
+# %% ../nbs/06_generate.ipynb #ddf359e4
 class Backend:
     "Base class: subclasses implement `generate(requests) -> list[dict]` (see `make_response`)."
     name: str = "backend"
@@ -140,19 +154,23 @@ class Backend:
     def generate(self, requests: list[Request]) -> list[dict]: raise NotImplementedError
     def imap(self, requests: list[Request]) -> Iterator[dict]:
         "Yield one response per request as batches finish."
-        for i in range(0, len(requests), self.batch_size): yield from self.generate(requests[i:i + self.batch_size])
+        for i in range(0, len(requests), self.batch_size):
+            yield from self.generate(requests[i:i + self.batch_size])
     def __repr__(self): return f"{type(self).__name__}(name={self.name!r})"
 
 # %% ../nbs/06_generate.ipynb #61bc2c87
 DECODING_OFF = dict(temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.0)  # what a field left unset means
-_CHECKS = [("temperature", float, lambda v: v >= 0, ">= 0 (0: greedy)"), ("top_p", float, lambda v: 0 < v <= 1, "in (0, 1]"),
+_CHECKS = [("temperature", float, lambda v: v >= 0, ">= 0 (0: greedy)"),
+           ("top_p", float, lambda v: 0 < v <= 1, "in (0, 1]"),
            ("top_k", int, lambda v: v >= -1, "a count >= 1, or 0 / -1 for no top-k"),
-           ("repetition_penalty", float, lambda v: v > 0, "> 0 (1: off)"), ("max_tokens", int, lambda v: v >= 1, ">= 1")]
+           ("repetition_penalty", float, lambda v: v > 0, "> 0 (1: off)"),
+           ("max_tokens", int, lambda v: v >= 1, ">= 1")]
 
+# %% ../nbs/06_generate.ipynb #56604c2d
 def decoding(params: dict, # a request's `params` (any of `DECODING_KEYS`)
              max_tokens: int | None = None, # the budget when `params` has none (None: the server's own limit)
             ) -> dict:
-    "All five decoding fields of `params`, those left unset off; `top_k` 0, -1 and None all mean no top-k (returned as 0)."
+    "All five decoding fields of `params`, those left unset off; `top_k` 0, -1 and None all mean no top-k (0)."
     if bad := sorted(set(params) - set(DECODING_KEYS)):
         raise ValueError(f"unknown decoding parameter(s) {bad}; known: {list(DECODING_KEYS)}")
     d = {**DECODING_OFF, "max_tokens": max_tokens, **{k: v for k, v in params.items() if v is not None}}
@@ -166,7 +184,7 @@ def decoding(params: dict, # a request's `params` (any of `DECODING_KEYS`)
 # %% ../nbs/06_generate.ipynb #80b7cd45
 class CallableBackend(Backend):
     "Backend around `fn(request) -> list[str]` (one text per completion)."
-    def __init__(self, fn: Callable, # fn(Request) -> list[str], a str, or a dict {"texts": [...], **extra fields to store}
+    def __init__(self, fn: Callable, # fn(Request) -> list[str], a str, or a dict {"texts": [...], **fields to store}
                  name: str = "callable", # teacher name
                  batch_size: int = 8): # requests per `generate` call
         self.fn, self.name, self.batch_size = fn, name, batch_size
@@ -175,7 +193,8 @@ class CallableBackend(Backend):
         try: out = self.fn(full)
         except BadInput as e: return make_response(r, error=str(e), model=self.name)
         except FatalBackendError: raise
-        except Exception as e: return make_response(r, error=f"{type(e).__name__}: {e}", retryable=True, model=self.name)
+        except Exception as e:
+            return make_response(r, error=f"{type(e).__name__}: {e}", retryable=True, model=self.name)
         if isinstance(out, dict): return make_response(r, out.pop("texts"), model=self.name, **out)
         return make_response(r, [out] if isinstance(out, str) else list(out), model=self.name)
     def generate(self, requests): return [self._one(r) for r in requests]
@@ -185,7 +204,8 @@ class Store:
     "Resumable append-only JSONL store: stable request key -> response dict."
     def __init__(self, path: str | Path, # JSONL file (created if missing)
                  fsync: bool = True): # fsync every line (survives power loss); False: flush only (survives kill -9)
-        self.path, self.fsync = Path(path), fsync; self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.fsync = Path(path), fsync
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lockf = open(str(self.path) + ".lock", "w")
         try: fcntl.flock(self._lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError: raise RuntimeError(f"store {self.path} is in use by another process") from None
@@ -201,13 +221,18 @@ def _load(self: Store):
     raw = self.path.read_bytes()
     end = raw.rfind(b"\n") + 1
     if end < len(raw):  # torn last line from a killed writer
-        with open(self.path, "r+b") as f: f.truncate(end); f.flush(); os.fsync(f.fileno())
+        with open(self.path, "r+b") as f:
+            f.truncate(end)
+            f.flush()
+            os.fsync(f.fileno())
         self.repaired = len(raw) - end
     for i, line in enumerate(raw[:end].splitlines(), 1):
         if not line.strip(): continue
         try: d = json.loads(line)
         except json.JSONDecodeError: d = None
-        if not isinstance(d, dict) or "key" not in d: log.warning("store %s: skipping corrupt line %d", self.path, i); continue
+        if not isinstance(d, dict) or "key" not in d:
+            log.warning("store %s: skipping corrupt line %d", self.path, i)
+            continue
         self._data.setdefault(d["key"], d)
 
 # %% ../nbs/06_generate.ipynb #373fcf1c
@@ -220,6 +245,7 @@ def add(self: Store, resp: dict):
     if self.fsync: os.fsync(self._f.fileno())
     self._data[resp["key"]] = resp
 
+# %% ../nbs/06_generate.ipynb #34bf37cb
 @patch
 def close(self: Store):
     for f in (self._f, self._lockf):
@@ -247,28 +273,36 @@ def run_requests(backend: Backend, # who answers
                  desc: str | None = None, # progress-bar label
                  progress: bool = True) -> dict: # show a tqdm bar
     "Answer every request not yet in `store`; returns counts `{total, cached, new, failed}`."
-    requests = list(requests); keys = [r.key for r in requests]
+    requests = list(requests)
+    keys = [r.key for r in requests]
     if len(set(keys)) != len(keys):
-        dup = next(k for k in keys if keys.count(k) > 1); raise ValueError(f"duplicate request key {dup!r}")
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError(f"duplicate request key {dup!r}")
     todo = [r for r in requests if r.key not in store]
     stats = dict(total=len(requests), cached=len(requests) - len(todo), new=0, failed=0)
     with tqdm(total=len(requests), initial=stats["cached"], desc=desc or backend.name, disable=not progress,
               unit="req", dynamic_ncols=True) as bar:
         for resp in backend.imap(todo):
             if resp.get("error") and resp.get("retryable"): stats["failed"] += 1
-            else: store.add(resp); stats["new"] += 1
-            bar.update(1); bar.set_postfix(failed=stats["failed"], refresh=False)
+            else:
+                store.add(resp)
+                stats["new"] += 1
+            bar.update(1)
+            bar.set_postfix(failed=stats["failed"], refresh=False)
     return stats
 
 # %% ../nbs/06_generate.ipynb #b44be8ff
+# act in greedy mode too: passed as off on every call
 _HF_STATED = dict(num_beams=1, no_repeat_ngram_size=0, encoder_no_repeat_ngram_size=0, encoder_repetition_penalty=1.0,
-                  min_length=0, guidance_scale=1.0)  # act in greedy mode too: passed as off on every call
-_HF_UNSETTABLE = dict(min_new_tokens=0, bad_words_ids=None, sequence_bias=None, suppress_tokens=None, begin_suppress_tokens=None,
-                      forced_bos_token_id=None, forced_eos_token_id=None, exponential_decay_length_penalty=None,
-                      watermarking_config=None)  # off is None (or 0), which `generate` would fill from the checkpoint
+                  min_length=0, guidance_scale=1.0)
+# off is None (or 0), which `generate` would fill from the checkpoint
+_HF_UNSETTABLE = dict(min_new_tokens=0, bad_words_ids=None, sequence_bias=None, suppress_tokens=None,
+                      begin_suppress_tokens=None, forced_bos_token_id=None, forced_eos_token_id=None,
+                      exponential_decay_length_penalty=None, watermarking_config=None)
 
+# %% ../nbs/06_generate.ipynb #274c871d
 class HFBackend(Backend):
-    "Local Hugging Face model (`generate`): requests with equal decoding batched, sampled ones with a generator per row."
+    "Local Hugging Face model (`generate`): requests with equal decoding batched; sampling with a per-row generator."
     def __init__(self, model, # a transformers generative model
                  processor, # its processor (multimodal) or tokenizer (text-only)
                  name: str = "hf", # teacher name
@@ -279,16 +313,19 @@ class HFBackend(Backend):
         self.tok = getattr(processor, "tokenizer", processor)
         self.multimodal = hasattr(processor, "image_processor")
         gc = getattr(model, "generation_config", None)
-        if fixed := [f"{k}={getattr(gc, k)!r}" for k, off in _HF_UNSETTABLE.items() if getattr(gc, k, None) not in (None, off)]:
-            raise ValueError(f"HFBackend {name!r}: the checkpoint's generation_config sets {', '.join(fixed)}, which `generate` "
-                             f"would apply to every request with no way to pass it as off; set it to None on model.generation_config")
+        if fixed := [f"{k}={getattr(gc, k)!r}" for k, off in _HF_UNSETTABLE.items()
+                     if getattr(gc, k, None) not in (None, off)]:
+            raise ValueError(f"HFBackend {name!r}: the checkpoint's generation_config sets {', '.join(fixed)}, which "
+                             f"`generate` would apply to every request with no way to pass it as off; set it to None "
+                             f"on model.generation_config")
 
 # %% ../nbs/06_generate.ipynb #cdcb9308
 class _GumbelSample:
     "A logits processor: temperature, top-k and top-p, then `- log E` with `E ~ Exp(1)` from each row's own generator."
     def __init__(self, d: dict, seeds: list):
         from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
-        self.warpers = [TemperatureLogitsWarper(d["temperature"])] + ([TopKLogitsWarper(d["top_k"])] if d["top_k"] > 0 else [])
+        self.warpers = ([TemperatureLogitsWarper(d["temperature"])]
+                        + ([TopKLogitsWarper(d["top_k"])] if d["top_k"] > 0 else []))
         self.warpers += [TopPLogitsWarper(d["top_p"])] if d["top_p"] < 1 else []
         self.seeds, self.gens = seeds, None
     def __call__(self, input_ids, scores):
@@ -297,18 +334,20 @@ class _GumbelSample:
         for w in self.warpers: scores = w(input_ids, scores)
         return scores - torch.stack([torch.empty_like(scores[0]).exponential_(generator=g) for g in self.gens]).log()
 
+# %% ../nbs/06_generate.ipynb #8901db8a
 @patch
 def _gen_kwargs(self: HFBackend, d: dict) -> dict:
     "`generate` arguments for decoding `d` (sampling is `_GumbelSample`'s, so `do_sample` is always False)."
     pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.tok.eos_token_id
-    return dict(max_new_tokens=d["max_tokens"], do_sample=False, repetition_penalty=d["repetition_penalty"], pad_token_id=pad,
-                **_HF_STATED)
+    return dict(max_new_tokens=d["max_tokens"], do_sample=False, repetition_penalty=d["repetition_penalty"],
+                pad_token_id=pad, **_HF_STATED)
 
 # %% ../nbs/06_generate.ipynb #84d8b138
 @patch
 def _encode(self: HFBackend, convs: list) -> dict:
     "Left-padded model inputs for a batch of chats, on the model's device."
-    side = self.tok.padding_side; self.tok.padding_side = "left"
+    side = self.tok.padding_side
+    self.tok.padding_side = "left"
     try:
         pad = dict(processor_kwargs=dict(padding=True)) if self.multimodal else dict(padding=True)
         enc = self.processor.apply_chat_template(convs, add_generation_prompt=True, tokenize=True, return_dict=True,
@@ -316,6 +355,7 @@ def _encode(self: HFBackend, convs: list) -> dict:
     finally: self.tok.padding_side = side
     return {k: v.to(self.model.device) if hasattr(v, "to") else v for k, v in enc.items()}
 
+# %% ../nbs/06_generate.ipynb #397631f8
 @patch
 def _run(self: HFBackend, reqs: list[Request], d: dict) -> list[list[str]]:
     "`n` texts per request: one row per completion when sampling, one row copied `n` times when greedy."
@@ -324,7 +364,8 @@ def _run(self: HFBackend, reqs: list[Request], d: dict) -> list[list[str]]:
     enc = self._encode([to_hf_messages(reqs[i].messages, text_only=not self.multimodal) for i, _ in rows])
     lp = [_GumbelSample(d, [derive_seed(reqs[i].seed, c) for i, c in rows])] if d["temperature"] > 0 else []
     with torch.no_grad(): out = self.model.generate(**enc, **self._gen_kwargs(d), logits_processor=lp)
-    texts, res = self.tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True), [[] for _ in reqs]
+    texts = self.tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    res = [[] for _ in reqs]
     for (i, _), t in zip(rows, texts): res[i].append(t.strip())
     return [t if d["temperature"] > 0 else t * r.n for t, r in zip(res, reqs)]
 
@@ -335,7 +376,9 @@ def generate(self: HFBackend, requests: list[Request]) -> list[dict]:
     out, groups = {}, {}
     for i, r in enumerate(requests):
         try: to_hf_messages(r.messages)  # reject unreadable images before touching the model
-        except BadInput as e: out[i] = make_response(r, error=str(e), model=self.name); continue
+        except BadInput as e:
+            out[i] = make_response(r, error=str(e), model=self.name)
+            continue
         groups.setdefault(json.dumps(decoding(r.params, self.max_tokens), sort_keys=True), []).append(i)
     for key, idx in groups.items():
         d, batch, rows = json.loads(key), [], 0
@@ -343,15 +386,19 @@ def generate(self: HFBackend, requests: list[Request]) -> list[dict]:
             if batch and (i is None or rows + requests[i].n > self.batch_size):
                 for j, resp in zip(batch, self._safe([requests[j] for j in batch], d)): out[j] = resp
                 batch, rows = [], 0
-            if i is not None: batch.append(i); rows += requests[i].n if d["temperature"] > 0 else 1
+            if i is not None:
+                batch.append(i)
+                rows += requests[i].n if d["temperature"] > 0 else 1
     return [out[i] for i in range(len(requests))]
 
+# %% ../nbs/06_generate.ipynb #52256c30
 @patch
 def _safe(self: HFBackend, reqs: list[Request], d: dict) -> list[dict]:
     "Run a batch; if it fails, run its requests one by one so one bad input only fails itself (stored, not retried)."
     try: return [make_response(r, t, model=self.name) for r, t in zip(reqs, self._run(reqs, d))]
     except Exception as e:
-        if len(reqs) == 1: return [make_response(reqs[0], error=f"generation failed: {type(e).__name__}: {e}", model=self.name)]
+        if len(reqs) == 1:
+            return [make_response(reqs[0], error=f"generation failed: {type(e).__name__}: {e}", model=self.name)]
         return [x for r in reqs for x in self._safe([r], d)]
 
 # %% ../nbs/06_generate.ipynb #8202478d
@@ -364,6 +411,7 @@ SERVERS = {  # how a server takes the decoding fields OpenAI's API lacks (the ta
 _OWNERS = {"vllm": "vllm", "vr1_nb": "vr1", "openai": "openai", "system": "openai", "openai-internal": "openai",
            "deepseek": "openai"}  # `owned_by` in /v1/models -> server kind (DeepSeek's API has no top_k either)
 
+# %% ../nbs/06_generate.ipynb #10aff4af
 class OpenAIBackend(Backend):
     "OpenAI-compatible chat endpoint(s) with bounded concurrency, retries with backoff, replica spreading."
     def __init__(self, base_url: str | list[str], # one endpoint ".../v1" or a list of replicas
@@ -385,28 +433,34 @@ class OpenAIBackend(Backend):
             raise ValueError(f"OpenAIBackend server={server!r}: use one of {sorted(SERVERS)}")
         self.extra_body = extra_body or {}
         if clash := sorted(set(self.extra_body) & {*DECODING_KEYS, "min_p", "generation_config", "n", "seed"}):
-            raise ValueError(f"OpenAIBackend extra_body sets {clash}: decoding belongs in the requests' params (the protocol)")
-        self.model, self.name, self.api_key_env, self.server, self.max_tokens = model, name or model, api_key_env, server, max_tokens
-        self.concurrency, self.max_retries, self.backoff, self.max_backoff = concurrency, max_retries, backoff, max_backoff
+            raise ValueError(f"OpenAIBackend extra_body sets {clash}: decoding belongs in the requests' params "
+                             "(the protocol)")
+        self.model, self.name, self.api_key_env = model, name or model, api_key_env
+        self.server, self.max_tokens = server, max_tokens
+        self.concurrency, self.max_retries = concurrency, max_retries
+        self.backoff, self.max_backoff = backoff, max_backoff
         key = os.environ.get(api_key_env) or "EMPTY"
         self.clients = [openai.OpenAI(base_url=u, api_key=key, max_retries=0, timeout=timeout) for u in self.urls]
         self._rr, self._lock, self._kinds = itertools.count(), threading.Lock(), {}
-    def __repr__(self): return f"OpenAIBackend(model={self.model!r}, base_url={self.urls!r}, api_key_env={self.api_key_env!r})"
+    def __repr__(self):
+        return f"OpenAIBackend(model={self.model!r}, base_url={self.urls!r}, api_key_env={self.api_key_env!r})"
 
 # %% ../nbs/06_generate.ipynb #0b1fa42d
 def server_request(d: dict, # full decoding (`decoding`)
                    server: str, # a key of `SERVERS`
                    n: int = 1, # completions asked
                   ) -> dict:
-    "The `chat.completions.create` arguments stating decoding `d` to `server`; `FatalBackendError` for what it cannot honour."
+    "The `chat.completions.create` arguments stating decoding `d` to `server`; `FatalBackendError` where it cannot."
     s = SERVERS[server]
     if s["where"] is None:
         for k, off in (("top_k", 0), ("repetition_penalty", 1.0)):
-            if d[k] != off: raise FatalBackendError(f"decoding parameter {k}={d[k]}: server {server!r} has no {k}, so it cannot "
-                                                    f"be honoured; leave it off, or use a server that takes it (vllm, vr1, transformers)")
+            if d[k] != off: raise FatalBackendError(
+                f"decoding parameter {k}={d[k]}: server {server!r} has no {k}, so it cannot be honoured; leave it off, "
+                f"or use a server that takes it (vllm, vr1, transformers)")
     if d["temperature"] == 0 and not s["greedy_n"]: n = 1   # one greedy completion, copied by the caller
     if n > 1 and not s["n"]:
-        raise FatalBackendError(f"n={n}: server {server!r} ignores `n` and returns one completion; ask {n} requests instead")
+        raise FatalBackendError(f"n={n}: server {server!r} ignores `n` and returns one completion; "
+                                f"ask {n} requests instead")
     kw = dict(temperature=d["temperature"], top_p=d["top_p"], n=n)
     if d["max_tokens"] is not None: kw["max_tokens"] = d["max_tokens"]
     extra = dict(top_k=d["top_k"] or s["top_k_off"], repetition_penalty=d["repetition_penalty"])
@@ -415,16 +469,20 @@ def server_request(d: dict, # full decoding (`decoding`)
         kw["extra_body"] = {"generation_config": json.dumps(dict(extra, do_sample=d["temperature"] > 0))}
     return kw
 
+# %% ../nbs/06_generate.ipynb #57a18a9a
 def _think_split(text: str) -> tuple:
     "(chain, rest) of a text holding `<think>...</think>`; (None, text) when it has no closing tag."
     if "</think>" not in text: return None, text
-    a, b = text.split("</think>", 1); return a.replace("<think>", "").strip(), b.strip()
+    a, b = text.split("</think>", 1)
+    return a.replace("<think>", "").strip(), b.strip()
 
+# %% ../nbs/06_generate.ipynb #bd6c4be2
 def read_message(message) -> tuple:
-    "(text, chain) of a chat message: the chain from `reasoning` or `reasoning_content`, else from `<think>` tags in `content`."
+    "(text, chain) of a chat message: the chain from `reasoning`/`reasoning_content`, else `<think>` tags in `content`."
     get = message.get if isinstance(message, dict) else lambda k: getattr(message, k, None)
     content = get("content") or ""
-    chain = next((c.strip() for c in (get("reasoning"), get("reasoning_content")) if isinstance(c, str) and c.strip()), None)
+    chain = next((c.strip() for c in (get("reasoning"), get("reasoning_content")) if isinstance(c, str) and c.strip()),
+                 None)
     if chain is None: return content, _think_split(content)[0]
     return f"<think>\n{chain}\n</think>\n{content.strip()}", chain
 
@@ -439,17 +497,20 @@ def _server(self: OpenAIBackend, i: int) -> str:
         except openai.NotFoundError: owners = set()   # no /v1/models: an unknown server
         kind = next((_OWNERS[o] for o in owners if o in _OWNERS), None)
         if kind is None:
-            log.warning("%s: server not recognised (owned_by %s): sending OpenAI's fields only; a server that fills left-out fields "
-                        "from the checkpoint would decode differently: set server (vllm, vr1, transformers, openai)",
+            log.warning("%s: server not recognised (owned_by %s): sending OpenAI's fields only; a server that fills "
+                        "left-out fields from the checkpoint would decode differently: set server (vllm, vr1, "
+                        "transformers, openai)",
                         self.urls[i], sorted(map(str, owners)) or "unknown")
             kind = "openai"
         with self._lock: self._kinds[i] = kind
     return self._kinds[i]
 
+# %% ../nbs/06_generate.ipynb #98eeabcc
 @patch
 def _call(self: OpenAIBackend, i: int, r: Request, msgs: list) -> tuple:
     "(texts, chains) of one request at endpoint `i` (a greedy completion copied `n` times where the server takes one)."
-    d = decoding(r.params, self.max_tokens); kw = server_request(d, self._server(i), r.n)
+    d = decoding(r.params, self.max_tokens)
+    kw = server_request(d, self._server(i), r.n)
     extra = {**self.extra_body, **kw.pop("extra_body", {})}
     if extra: kw["extra_body"] = extra
     out = self.clients[i].chat.completions.create(model=self.model, messages=msgs, seed=r.seed, **kw)
@@ -458,6 +519,15 @@ def _call(self: OpenAIBackend, i: int, r: Request, msgs: list) -> tuple:
     return [t for t, _ in got], [c for _, c in got]
 
 # %% ../nbs/06_generate.ipynb #664a436d
+@patch
+def _backoff(self: OpenAIBackend, attempt: int, r: Request, i: int, e: Exception):
+    "Sleep before retry `attempt + 1` of `r` (exponential backoff with jitter, capped), saying so in the log."
+    wait = min(self.max_backoff, self.backoff * 2 ** attempt) * (0.5 + random.random() / 2)
+    log.warning("retry %d/%d of %s on %s after %s (sleep %.1fs)", attempt + 1, self.max_retries, r.key,
+                self.urls[i], type(e).__name__, wait)
+    time.sleep(wait)
+
+# %% ../nbs/06_generate.ipynb #ca86c963
 @patch
 def _one(self: OpenAIBackend, r: Request) -> dict:
     "One request with retries; raises FatalBackendError on 401/403/404 and on decoding its server cannot honour."
@@ -482,11 +552,9 @@ def _one(self: OpenAIBackend, r: Request) -> dict:
                 return make_response(r, error=f"server error {e.status_code}: {str(e)[:300]}", model=self.model)
             err = f"{type(e).__name__}: {str(e)[:200]}"
             if attempt == self.max_retries: break
-            wait = min(self.max_backoff, self.backoff * 2 ** attempt) * (0.5 + random.random() / 2)
-            log.warning("retry %d/%d of %s on %s after %s (sleep %.1fs)", attempt + 1, self.max_retries, r.key,
-                        self.urls[i], type(e).__name__, wait)
-            time.sleep(wait)
-    return make_response(r, error=f"gave up after {self.max_retries + 1} attempts: {err}", retryable=True, model=self.model)
+            self._backoff(attempt, r, i, e)
+    return make_response(r, error=f"gave up after {self.max_retries + 1} attempts: {err}", retryable=True,
+                         model=self.model)
 
 # %% ../nbs/06_generate.ipynb #c42737f5
 @patch
@@ -498,12 +566,14 @@ def imap(self: OpenAIBackend, requests: list[Request]) -> Iterator[dict]:
         for r in itertools.islice(it, self.concurrency * 2): pending.add(ex.submit(self._one, r))
         try:
             while pending:
-                done = next(as_completed(pending)); pending.discard(done)
+                done = next(as_completed(pending))
+                pending.discard(done)
                 yield done.result()
                 for r in itertools.islice(it, 1): pending.add(ex.submit(self._one, r))
         finally:
             for f in pending: f.cancel()
 
+# %% ../nbs/06_generate.ipynb #d1dafa1b
 @patch
 def generate(self: OpenAIBackend, requests: list[Request]) -> list[dict]:
     by_key = {d["key"]: d for d in self.imap(requests)}
@@ -514,21 +584,24 @@ def vllm_sampling(d: dict, # full decoding (`decoding`, with `max_tokens` set)
                   n: int = 1, # completions asked
                   seed: int | None = None, # the request's seed
                  ) -> dict:
-    "`vllm.SamplingParams` arguments stating `d` in full; greedy asks one completion (vLLM refuses n > 1 at temperature 0)."
-    return dict(n=n if d["temperature"] > 0 else 1, seed=seed, temperature=d["temperature"], top_p=d["top_p"], top_k=d["top_k"] or -1,
-                min_p=0.0, repetition_penalty=d["repetition_penalty"], max_tokens=d["max_tokens"])
+    "`vllm.SamplingParams` arguments stating `d` in full; greedy asks one completion (vLLM refuses n > 1 then)."
+    return dict(n=n if d["temperature"] > 0 else 1, seed=seed, temperature=d["temperature"], top_p=d["top_p"],
+                top_k=d["top_k"] or -1, min_p=0.0, repetition_penalty=d["repetition_penalty"],
+                max_tokens=d["max_tokens"])
 
+# %% ../nbs/06_generate.ipynb #3edc5993
 class VLLMBackend(Backend):
-    "vLLM offline engine (`vllm.LLM`), imported lazily; one `SamplingParams` (with seed) per request, all submitted at once."
+    "vLLM offline engine (`vllm.LLM`), imported lazily; one `SamplingParams` (with seed) per request, all at once."
     def __init__(self, model: str, # HF model id or local path
                  name: str | None = None, # teacher name (default: model)
-                 batch_size: int | None = None, # None: every request in one call; else requests per call (stored after each)
+                 batch_size: int | None = None, # None: every request in one call; else requests per call (stored)
                  max_tokens: int = 1024, # default `max_tokens`
                  **llm_kwargs): # passed to `vllm.LLM` (tensor_parallel_size, max_model_len, limit_mm_per_prompt, ...)
         try: import vllm
         except ImportError:
-            raise FatalBackendError("VLLMBackend needs vLLM, which is not installed: `pip install \"vr1-nb[vllm]\"` on a "
-                                    "CUDA machine, or serve the model with `vllm serve` and use OpenAIBackend") from None
+            raise FatalBackendError("VLLMBackend needs vLLM, which is not installed: `pip install \"vr1-nb[vllm]\"` "
+                                    "on a CUDA machine, or serve the model with `vllm serve` and use OpenAIBackend"
+                                    ) from None
         self.vllm, self.model, self.name = vllm, model, name or model
         self.batch_size, self.max_tokens = batch_size, max_tokens
         self.llm = vllm.LLM(model=model, **llm_kwargs)
@@ -541,8 +614,8 @@ def generate(self: VLLMBackend, requests: list[Request]) -> list[dict]:
     for i, r in enumerate(requests):
         try: ok.append((i, to_openai_messages(r.messages)))
         except BadInput as e: out[i] = make_response(r, error=str(e), model=self.name)
-    sps = [self.vllm.SamplingParams(**vllm_sampling(decoding(requests[i].params, self.max_tokens), requests[i].n, requests[i].seed))
-           for i, _ in ok]
+    sps = [self.vllm.SamplingParams(**vllm_sampling(decoding(requests[i].params, self.max_tokens), requests[i].n,
+                                                    requests[i].seed)) for i, _ in ok]
     if ok:
         res = self.llm.chat([m for _, m in ok], sampling_params=sps, use_tqdm=len(ok) > 1)
         for (i, _), o in zip(ok, res):
@@ -550,6 +623,7 @@ def generate(self: VLLMBackend, requests: list[Request]) -> list[dict]:
             out[i] = make_response(requests[i], texts * (requests[i].n // max(len(texts), 1)), model=self.name)
     return [out[i] for i in range(len(requests))]
 
+# %% ../nbs/06_generate.ipynb #f698bf83
 @patch
 def imap(self: VLLMBackend, requests: list[Request]) -> Iterator[dict]:
     "Every request in one call (vLLM schedules them), or `batch_size` per call when set."
@@ -562,8 +636,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args): log.debug("serve: " + fmt, *args)
     def _send(self, code, obj):
         body = json.dumps(obj).encode()
-        self.send_response(code); self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
     def _err(self, code, msg, typ="invalid_request_error"):
         self._send(code, {"error": {"message": msg, "type": typ, "code": code}})
     def _authorized(self):
@@ -586,20 +663,38 @@ def _message(text: str, field: str | None) -> dict:
     chain, rest = _think_split(text) if field else (None, text)
     return {"role": "assistant", "content": rest, **({field: chain} if chain is not None else {})}
 
+# %% ../nbs/06_generate.ipynb #50fdae68
+def _request_params(req: dict) -> dict:
+    "The decoding fields of a chat request body, as vLLM takes them (`max_completion_tokens` as `max_tokens`)."
+    params = {k: req[k] for k in DECODING_KEYS if req.get(k) is not None}
+    if req.get("max_completion_tokens") is not None: params["max_tokens"] = req["max_completion_tokens"]
+    return params
+
+def _completion(srv, nth: int, texts: list) -> dict:
+    "The `chat.completion` body answering the `nth` request with `texts`."
+    return {"id": f"chatcmpl-{nth}", "object": "chat.completion", "created": int(time.time()),
+            "model": srv.model_name, "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            "choices": [{"index": i, "message": _message(t, srv.reasoning_field), "finish_reason": "stop"}
+                        for i, t in enumerate(texts)]}
+
+# %% ../nbs/06_generate.ipynb #6a496b52
 @patch
 def do_POST(self: _Handler):
     srv = self.server
     body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
     if self.path.rstrip("/") != "/v1/chat/completions": return self._err(404, f"no route {self.path}")
     if not self._authorized(): return self._err(401, "invalid API key", "authentication_error")
-    with srv.count_lock: srv.n_chat += 1; nth = srv.n_chat
+    with srv.count_lock:
+        srv.n_chat += 1
+        nth = srv.n_chat
     if nth <= srv.fail_first: return self._err(500, f"injected failure {nth}/{srv.fail_first}", "server_error")
     try: req = json.loads(body)
     except json.JSONDecodeError as e: return self._err(400, f"request body is not JSON: {e}")
-    if req.get("model") != srv.model_name: return self._err(404, f"model {req.get('model')!r} not found (serving {srv.model_name!r})")
-    if not isinstance(req.get("messages"), list) or not req["messages"]: return self._err(400, "'messages' must be a non-empty list")
-    params = {k: req[k] for k in DECODING_KEYS if req.get(k) is not None}
-    if req.get("max_completion_tokens") is not None: params["max_tokens"] = req["max_completion_tokens"]
+    if req.get("model") != srv.model_name:
+        return self._err(404, f"model {req.get('model')!r} not found (serving {srv.model_name!r})")
+    if not isinstance(req.get("messages"), list) or not req["messages"]:
+        return self._err(400, "'messages' must be a non-empty list")
+    params = _request_params(req)
     try: decoding(params)
     except ValueError as e: return self._err(400, str(e))
     r = Request(f"serve-{nth}", "serve", "serve", req["messages"], params=params, n=int(req.get("n") or 1),
@@ -608,19 +703,18 @@ def do_POST(self: _Handler):
         with srv.gen_lock: resp = srv.backend.generate([r])[0]
     except Exception as e: return self._err(500, f"{type(e).__name__}: {e}", "server_error")
     if resp.get("error"): return self._err(500 if resp.get("retryable") else 400, resp["error"])
-    self._send(200, {"id": f"chatcmpl-{nth}", "object": "chat.completion", "created": int(time.time()),
-                     "model": srv.model_name, "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-                     "choices": [{"index": i, "message": _message(t, srv.reasoning_field), "finish_reason": "stop"}
-                                 for i, t in enumerate(resp["texts"])]})
+    self._send(200, _completion(srv, nth, resp["texts"]))
 
 # %% ../nbs/06_generate.ipynb #a2e5a331
-def load_backend_model(model: str | Backend = "tiny", # "tiny", a local checkpoint directory (or hub id where allowed), or a ready Backend
+def load_backend_model(model: str | Backend = "tiny", # "tiny", a checkpoint folder (or hub id where allowed), a Backend
                        name: str | None = None, # teacher name
                        **load_kw) -> Backend: # passed to `models.load_model` (dtype, device_map, ...)
-    "A `Backend` for `serve` and the bridge: the tiny offline model, a checkpoint loaded by `models.load_model`, or `model` itself."
+    "A `Backend` for `serve` and the bridge: the tiny offline model, a checkpoint (`models.load_model`), or `model`."
     if isinstance(model, Backend): return model
     from vr1_nb import models
-    if model == "tiny": m, p = models.get_tiny_model()[:2]; return HFBackend(m, p, name=name or "tiny")
+    if model == "tiny":
+        m, p = models.get_tiny_model()[:2]
+        return HFBackend(m, p, name=name or "tiny")
     m, p = models.load_model(model, **load_kw)
     return HFBackend(m, p, name=name or Path(str(model)).name)
 
@@ -638,9 +732,11 @@ def serve(model: str | Backend = "tiny", # "tiny", a local HF model directory, o
     if reasoning_field not in (None, "reasoning", "reasoning_content"):
         raise ValueError(f"serve: reasoning_field={reasoning_field!r}: use 'reasoning', 'reasoning_content' or None")
     backend = load_backend_model(model, model_name, **load_kw)
-    srv = ThreadingHTTPServer((host, port), _Handler); srv.daemon_threads = True
+    srv = ThreadingHTTPServer((host, port), _Handler)
+    srv.daemon_threads = True
     srv.backend, srv.model_name, srv.api_key, srv.fail_first = backend, model_name or backend.name, api_key, fail_first
-    srv.n_chat, srv.count_lock, srv.gen_lock, srv.reasoning_field = 0, threading.Lock(), threading.Lock(), reasoning_field
+    srv.n_chat, srv.reasoning_field = 0, reasoning_field
+    srv.count_lock, srv.gen_lock = threading.Lock(), threading.Lock()
     srv.base_url = f"http://{host}:{srv.server_port}/v1"
     if block:
         log.warning("serving %r at %s", srv.model_name, srv.base_url)

@@ -31,27 +31,32 @@ REASONING_TAGS = ['<think>', '</think>', '<answer>', '</answer>']
 TOKENIZER_VERSION = 2  # bump when the trainer settings or the built-in corpus change: it is part of every cache key
 
 # %% ../nbs/05_models.ipynb #589c632c
-_PHRASES = ["Wait, let me check that again.", "Hmm, that does not look right.", "Alternatively, we can count them one by one.",
-    "Let me think step by step.", "First, I look at the image.", "The image shows", "I can see", "There are", "There is",
-    "So the answer is", "Therefore, the answer is", "Thus the total is", "Let me verify:", "Check:", "Double-check the count.",
-    "Oh, I see.", "Actually, I made a mistake.", "Let me recount.", "This means", "Hence", "Finally,", "Answer:",
-    "Options:", "Choices:", "Choose the correct option.", "Answer with the option letter.", "How many", "What is the",
-    "Which of the following", "left after removing all", "if all the", "are removed", "are added", "in total", "in the image",
-    "in the chart", "in the figure", "the bar chart", "the line chart", "the value of", "the highest bar", "the lowest bar",
-    "the difference between", "the sum of", "the maximum", "the minimum", "the average", "the area of the triangle",
-    "the area of the rectangle", "the perimeter of the rectangle", "the hypotenuse", "the missing angle", "the right angle",
-    "the base", "the height", "the width", "the length", "the side", "units", "square units", "degrees", "grid",
-    "is labelled", "is marked", "is equal to", "is greater than", "is less than", "more than", "fewer than", "equals"]
-_WORDS = ["red", "blue", "green", "yellow", "purple", "gray", "orange", "black", "white", "brown", "cyan", "circle", "circles",
-    "square", "squares", "triangle", "triangles", "rectangle", "rectangles", "cube", "cubes", "sphere", "spheres",
-    "cylinder", "cylinders", "object", "objects", "shape", "shapes", "small", "large", "big", "metal", "rubber", "bar",
-    "bars", "chart", "line", "point", "points", "label", "labels", "value", "values", "year", "month", "category",
-    "count", "counting", "area", "perimeter", "angle", "angles", "side", "sides", "length", "answer", "question", "image",
-    "shows", "first", "second", "third", "then", "next", "so", "and", "or", "not", "the", "a", "an", "of", "is", "are",
-    "total", "sum", "difference", "product", "half", "twice", "each", "all", "none", "only", "left", "right", "top",
-    "bottom", "above", "below", "between", "therefore", "because", "since", "correct", "wrong", "yes", "no"]
-_SYMBOLS = "+ - × ÷ = ≠ < > ≤ ≥ ± ° ∠ △ ⊥ ∥ √ π ² ³ ½ ¼ ¾ % ^ * / ( ) [ ] { } . , : ; ? ! ' \" $ \\frac \\sqrt \\boxed \\times \\cdot \\pi \\angle \\circ".split()
+_PHRASES = ["Wait, let me check that again.", "Hmm, that does not look right.",
+    "Alternatively, we can count them one by one.", "Let me think step by step.", "First, I look at the image.",
+    "The image shows", "I can see", "There are", "There is", "So the answer is", "Therefore, the answer is",
+    "Thus the total is", "Let me verify:", "Check:", "Double-check the count.", "Oh, I see.",
+    "Actually, I made a mistake.", "Let me recount.", "This means", "Hence", "Finally,", "Answer:", "Options:",
+    "Choices:", "Choose the correct option.", "Answer with the option letter.", "How many", "What is the",
+    "Which of the following", "left after removing all", "if all the", "are removed", "are added", "in total",
+    "in the image", "in the chart", "in the figure", "the bar chart", "the line chart", "the value of",
+    "the highest bar", "the lowest bar", "the difference between", "the sum of", "the maximum", "the minimum",
+    "the average", "the area of the triangle", "the area of the rectangle", "the perimeter of the rectangle",
+    "the hypotenuse", "the missing angle", "the right angle", "the base", "the height", "the width", "the length",
+    "the side", "units", "square units", "degrees", "grid", "is labelled", "is marked", "is equal to",
+    "is greater than", "is less than", "more than", "fewer than", "equals"]
+_WORDS = ["red", "blue", "green", "yellow", "purple", "gray", "orange", "black", "white", "brown", "cyan", "circle",
+    "circles", "square", "squares", "triangle", "triangles", "rectangle", "rectangles", "cube", "cubes", "sphere",
+    "spheres", "cylinder", "cylinders", "object", "objects", "shape", "shapes", "small", "large", "big", "metal",
+    "rubber", "bar", "bars", "chart", "line", "point", "points", "label", "labels", "value", "values", "year", "month",
+    "category", "count", "counting", "area", "perimeter", "angle", "angles", "side", "sides", "length", "answer",
+    "question", "image", "shows", "first", "second", "third", "then", "next", "so", "and", "or", "not", "the", "a",
+    "an", "of", "is", "are", "total", "sum", "difference", "product", "half", "twice", "each", "all", "none", "only",
+    "left", "right", "top", "bottom", "above", "below", "between", "therefore", "because", "since", "correct", "wrong",
+    "yes", "no"]
+_SYMBOLS = ("+ - × ÷ = ≠ < > ≤ ≥ ± ° ∠ △ ⊥ ∥ √ π ² ³ ½ ¼ ¾ % ^ * / ( ) [ ] { } . , : ; ? ! ' \" $ \\frac "
+            "\\sqrt \\boxed \\times \\cdot \\pi \\angle \\circ").split()
 
+# %% ../nbs/05_models.ipynb #14331a4e
 def builtin_corpus() -> list[str]:
     "The fixed reasoning-phrase corpus (phrases, domain words, digits, numbers, arithmetic, symbols, tags)."
     out = list(_PHRASES) + [' '.join(_WORDS[i:i+8]) for i in range(0, len(_WORDS), 4)]
@@ -59,7 +64,8 @@ def builtin_corpus() -> list[str]:
             for op, r in (('+', a+b), ('-', a-b), ('×', a*b), ('*', a*b), ('/', round(a/b, 2)))]
     out += [f"The {w} is {n} units, so {v} = {n}² = {n*n}." for n, (w, v) in enumerate(
             [("side", "area"), ("base", "area"), ("height", "value"), ("length", "area")] * 5, start=1)]
-    out += [f"{s} {t}" for s in _SYMBOLS for t in ("x", "2", "(A)")] + [f"({c}) {n}" for c in "ABCDEF" for n in range(12)]
+    out += [f"{s} {t}" for s in _SYMBOLS for t in ("x", "2", "(A)")]
+    out += [f"({c}) {n}" for c in "ABCDEF" for n in range(12)]
     out += [f"<think>{p} {w} {n}.</think> <answer>{n}</answer>" for n, (p, w) in
             enumerate(zip(_PHRASES, _WORDS * 2))] + [f"{n} {n/4:.2f} {n}% {n}°" for n in range(0, 1000, 7)]
     return out
@@ -73,7 +79,8 @@ def default_corpus() -> list[str]:
     return texts + [str(t) for t in corpus_texts()]
 
 # %% ../nbs/05_models.ipynb #8b005930
-_QWEN2_SPLIT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+_QWEN2_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
+                r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
 
 def _train_bpe(texts, vocab_size, min_frequency):
     from tokenizers import Tokenizer, Regex, decoders, models, normalizers, pre_tokenizers, trainers
@@ -113,7 +120,8 @@ def train_tokenizer(texts:list[str]|None=None, # training texts (default: `defau
     "A byte-level BPE tokenizer trained on `texts`, with Qwen-VL special tokens, one-token tags and the chat template."
     from transformers import PreTrainedTokenizerFast
     texts = default_corpus() if texts is None else [str(t) for t in texts]
-    if not texts: raise ValueError("train_tokenizer: `texts` is empty; pass some training texts or None for the default corpus")
+    if not texts:
+        raise ValueError("train_tokenizer: `texts` is empty; pass some training texts or None for the default corpus")
     tok = PreTrainedTokenizerFast(tokenizer_object=_train_bpe(texts, vocab_size, min_frequency),
                                   eos_token='<|im_end|>', pad_token='<|endoftext|>', model_max_length=32768,
                                   clean_up_tokenization_spaces=False, padding_side='left')
@@ -139,19 +147,21 @@ def image_only_processor_class(base, # a processor class or its name in transfor
         _save_as_full_processor(save_directory, base.__name__)
         return out
     name = f"ImageOnly{base.__name__}"
-    cls = type(name, (base,), dict(__init__=__init__, get_attributes=classmethod(get_attributes), save_pretrained=save_pretrained,
-               __module__=__name__, __qualname__=name,
-               __doc__=f"`{base.__name__}` for images only (no video processor, no torchvision)."))
+    cls = type(name, (base,), dict(__init__=__init__, get_attributes=classmethod(get_attributes),
+                                   save_pretrained=save_pretrained, __module__=__name__, __qualname__=name,
+                                   __doc__=f"`{base.__name__}` for images only (no video processor, no torchvision)."))
     _IMAGE_ONLY_CLASSES[base] = cls
     return cls
 
+# %% ../nbs/05_models.ipynb #a7be533f
 def __getattr__(name):
-    "Module attribute hook: `ImageOnly<Processor>` classes are made on demand, so pickle (multiprocess data loading) finds them."
+    "Module attribute hook: `ImageOnly<Processor>` classes are made on demand, so pickle (data loaders) finds them."
     if name.startswith('ImageOnly'):
         try: return image_only_processor_class(name[len('ImageOnly'):])
         except AttributeError: pass
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+# %% ../nbs/05_models.ipynb #48723c8d
 _VIDEO_PROCESSOR_FOR = {'Qwen2VLProcessor': 'Qwen2VLVideoProcessor', 'Qwen2_5_VLProcessor': 'Qwen2VLVideoProcessor',
                         'Qwen3VLProcessor': 'Qwen3VLVideoProcessor'}
 
@@ -162,7 +172,8 @@ def _save_as_full_processor(path, name):
         if not p.exists(): continue
         d = json.loads(p.read_text())
         if 'processor_class' in d: d['processor_class'] = name
-        if f == 'processor_config.json' and 'image_processor' in d and 'video_processor' not in d and name in _VIDEO_PROCESSOR_FOR:
+        if (f == 'processor_config.json' and 'image_processor' in d and 'video_processor' not in d
+                and name in _VIDEO_PROCESSOR_FOR):
             d['video_processor'] = {**{k: v for k, v in d['image_processor'].items() if k != 'image_processor_type'},
                                     'video_processor_type': _VIDEO_PROCESSOR_FOR[name]}
         p.write_text(json.dumps(d, indent=2, sort_keys=True) + '\n')
@@ -172,6 +183,7 @@ TINY_MIN_PIXELS, TINY_MAX_PIXELS = 56*56, 224*224
 # pixels are normalised around white (CLIP's std): the synthetic scenes' white background enters the vision tower as 0
 TINY_IMAGE_MEAN, TINY_IMAGE_STD = (1.0, 1.0, 1.0), (0.26862954, 0.26130258, 0.27577711)
 
+# %% ../nbs/05_models.ipynb #561cd44b
 def _pil_image_processor_class(name='Qwen2VLImageProcessor'):
     "The PIL/numpy backend of an image processor class name (no torchvision needed)."
     import transformers
@@ -180,6 +192,7 @@ def _pil_image_processor_class(name='Qwen2VLImageProcessor'):
         if hasattr(transformers, n): return getattr(transformers, n)
     raise ValueError(f"unknown image processor class {name!r} in this transformers {transformers.__version__}")
 
+# %% ../nbs/05_models.ipynb #9572b474
 def make_image_processor(patch_size:int=14, # ViT patch side in pixels
                          merge_size:int=2, # patches merged per side into one visual token
                          min_pixels:int=TINY_MIN_PIXELS, # smallest image area after resizing
@@ -194,6 +207,7 @@ def make_image_processor(patch_size:int=14, # ViT patch side in pixels
         return cls(patch_size=patch_size, merge_size=merge_size, temporal_patch_size=2, image_mean=list(image_mean),
                    image_std=list(image_std), size={'shortest_edge': min_pixels, 'longest_edge': max_pixels})
 
+# %% ../nbs/05_models.ipynb #4193bbd9
 def make_processor(tokenizer, # a tokenizer with the Qwen-VL special tokens and a chat template
                    image_processor=None, # default: `make_image_processor()`
                    processor_class:str='Qwen2VLProcessor', # the transformers processor class to base it on
@@ -212,6 +226,7 @@ def _read_json(p):
     except FileNotFoundError: return {}
     except json.JSONDecodeError as e: raise ValueError(f"{p} is not valid JSON: {e}") from None
 
+# %% ../nbs/05_models.ipynb #262dfcf3
 def _processor_class_name(path):
     "The processor class for a checkpoint directory: the first known one named by its configs or model type."
     import transformers
@@ -229,6 +244,7 @@ def _has_image_processor_config(path):
     path = Path(path)
     return (path/'preprocessor_config.json').exists() or 'image_processor' in _read_json(path/'processor_config.json')
 
+# %% ../nbs/05_models.ipynb #34cc91e6
 def is_image_processor(p, # anything AutoProcessor may return
                       ) -> bool:
     "True if `p` is a processor that can process images (not a bare tokenizer)."
@@ -239,14 +255,16 @@ def is_image_processor(p, # anything AutoProcessor may return
 def _image_only_from_dir(path, **kwargs):
     path = Path(path)
     if not _has_image_processor_config(path):
-        raise ValueError(f"{path} has no image processor configuration (preprocessor_config.json, or an 'image_processor' "
-                         f"entry in processor_config.json): it is not a vision-language checkpoint, or its processor files "
-                         f"were not saved. Save the processor next to the model (processor.save_pretrained(path)).")
+        raise ValueError(f"{path} has no image processor configuration (preprocessor_config.json, or an "
+                         f"'image_processor' entry in processor_config.json): it is not a vision-language checkpoint, "
+                         f"or its processor files were not saved. Save the processor next to the model "
+                         f"(processor.save_pretrained(path)).")
     from transformers import AutoTokenizer
     cfg = _read_json(path/'processor_config.json').get('image_processor') or _read_json(path/'preprocessor_config.json')
     cfg = {k: v for k, v in cfg.items() if k not in ('image_processor_type', 'processor_class', 'auto_map')}
-    ip_cls = _pil_image_processor_class(_read_json(path/'processor_config.json').get('image_processor', {}).get(
-        'image_processor_type') or _read_json(path/'preprocessor_config.json').get('image_processor_type') or 'Qwen2VLImageProcessor')
+    ip_cls = _pil_image_processor_class(
+        _read_json(path/'processor_config.json').get('image_processor', {}).get('image_processor_type')
+        or _read_json(path/'preprocessor_config.json').get('image_processor_type') or 'Qwen2VLImageProcessor')
     cfg.update({k: kwargs.pop(k) for k in ('min_pixels', 'max_pixels') if k in kwargs})
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
@@ -256,6 +274,13 @@ def _image_only_from_dir(path, **kwargs):
     return cls(image_processor=ip, tokenizer=tok, chat_template=tok.chat_template)
 
 # %% ../nbs/05_models.ipynb #008df69c
+def _set_pixels(p, px:dict):
+    "Override a loaded processor's image area range with `px` (`min_pixels`, `max_pixels`)."
+    p.image_processor.size = {**dict(p.image_processor.size or {}), **{
+        'shortest_edge': px.get('min_pixels', p.image_processor.size['shortest_edge']),
+        'longest_edge': px.get('max_pixels', p.image_processor.size['longest_edge'])}}
+
+# %% ../nbs/05_models.ipynb #37224ace
 def load_processor(path, # a checkpoint directory (or a hub id, resolved by the caller)
                    min_pixels:int|None=None, # override the smallest image area
                    max_pixels:int|None=None, # override the largest image area
@@ -271,9 +296,7 @@ def load_processor(path, # a checkpoint directory (or a hub id, resolved by the 
         why = None if is_image_processor(p) else f"AutoProcessor returned a {type(p).__name__}, not an image processor"
     except Exception as e: why = f"AutoProcessor failed ({type(e).__name__}: {str(e)[:200]})"
     if why is None:
-        if px: p.image_processor.size = {**dict(p.image_processor.size or {}), **{
-            'shortest_edge': px.get('min_pixels', p.image_processor.size['shortest_edge']),
-            'longest_edge': px.get('max_pixels', p.image_processor.size['longest_edge'])}}
+        if px: _set_pixels(p, px)
         return p
     if not Path(str(path)).is_dir(): raise ValueError(f"{path}: {why}, and it is not a local directory to rebuild from")
     logger.info("%s: %s (torchvision missing?); using an image-only processor", path, why)
@@ -290,19 +313,23 @@ MODEL_PRESETS = {
 }
 
 # %% ../nbs/05_models.ipynb #6c23f795
-FAMILIES = ('qwen2_vl', 'qwen2_5_vl')   # the architectures the papers train: Qwen2-VL (OThink-MR1), Qwen2.5-VL (the others)
+# the architectures the papers train: Qwen2-VL (OThink-MR1), Qwen2.5-VL (the others)
+FAMILIES = ('qwen2_vl', 'qwen2_5_vl')
 _ARCH = {'qwen2_vl': 'Qwen2VLForConditionalGeneration', 'qwen2_5_vl': 'Qwen2_5_VLForConditionalGeneration'}
 
+# %% ../nbs/05_models.ipynb #43a6c577
 def _token_ids(tok):
-    return {k: tok.convert_tokens_to_ids(s) for k, s in [('image_token_id', '<|image_pad|>'), ('video_token_id', '<|video_pad|>'),
-            ('vision_start_token_id', '<|vision_start|>'), ('vision_end_token_id', '<|vision_end|>')]}
+    return {k: tok.convert_tokens_to_ids(s) for k, s in [('image_token_id', '<|image_pad|>'),
+            ('video_token_id', '<|video_pad|>'), ('vision_start_token_id', '<|vision_start|>'),
+            ('vision_end_token_id', '<|vision_end|>')]}
 
 def _tiny_vision(v, width, family):
     "Vision-tower settings of the tiny preset `v` in `family`'s own config keys."
-    if family == 'qwen2_vl': return dict(v, hidden_size=width, patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_channels=3)
-    return dict(depth=v['depth'], hidden_size=v['embed_dim'], intermediate_size=v['embed_dim'] * v['mlp_ratio'], num_heads=v['num_heads'],
-                out_hidden_size=width, patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
-                window_size=112, fullatt_block_indexes=[v['depth'] - 1])
+    if family == 'qwen2_vl':
+        return dict(v, hidden_size=width, patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_channels=3)
+    return dict(depth=v['depth'], hidden_size=v['embed_dim'], intermediate_size=v['embed_dim'] * v['mlp_ratio'],
+                num_heads=v['num_heads'], out_hidden_size=width, patch_size=14, spatial_merge_size=2,
+                temporal_patch_size=2, in_channels=3, window_size=112, fullatt_block_indexes=[v['depth'] - 1])
 
 # %% ../nbs/05_models.ipynb #c44c1cc2
 def tiny_config(size:str='tiny', # a key of `MODEL_PRESETS`
@@ -312,15 +339,18 @@ def tiny_config(size:str='tiny', # a key of `MODEL_PRESETS`
                ):
     "The config of a tiny model of `family` at preset `size`, with token ids and vocabulary from `tokenizer`."
     import transformers
-    if size not in MODEL_PRESETS: raise ValueError(f"unknown model size {size!r}; choose one of {sorted(MODEL_PRESETS)}")
+    if size not in MODEL_PRESETS:
+        raise ValueError(f"unknown model size {size!r}; choose one of {sorted(MODEL_PRESETS)}")
     if family not in FAMILIES: raise ValueError(f"unknown model family {family!r}; choose one of {FAMILIES}")
     tok = tokenizer if tokenizer is not None else train_tokenizer()
     t, v = dict(MODEL_PRESETS[size]['text']), MODEL_PRESETS[size]['vision']
     rope = dict(rope_type='default', rope_theta=10000.0, mrope_section=t.pop('mrope_section'))
     text = dict(t, vocab_size=len(tok), max_position_embeddings=max_position_embeddings, rope_parameters=rope,
-                bos_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+                bos_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                tie_word_embeddings=True)
     cls = getattr(transformers, 'Qwen2VLConfig' if family == 'qwen2_vl' else 'Qwen2_5_VLConfig')
-    return cls(text_config=text, vision_config=_tiny_vision(v, t['hidden_size'], family), tie_word_embeddings=True, **_token_ids(tok))
+    return cls(text_config=text, vision_config=_tiny_vision(v, t['hidden_size'], family), tie_word_embeddings=True,
+               **_token_ids(tok))
 
 # %% ../nbs/05_models.ipynb #690762c8
 def count_params(model, # any torch module
@@ -330,7 +360,8 @@ def count_params(model, # any torch module
     seen, n = set(), 0
     for p in model.parameters():
         if id(p) in seen or (trainable_only and not p.requires_grad): continue
-        seen.add(id(p)); n += p.numel()
+        seen.add(id(p))
+        n += p.numel()
     return n
 
 # %% ../nbs/05_models.ipynb #9f260765
@@ -347,8 +378,9 @@ def build_tiny_model(size:str='tiny', # a key of `MODEL_PRESETS`
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = cls(cfg)
-    model.generation_config = transformers.GenerationConfig(eos_token_id=[tok.eos_token_id, tok.convert_tokens_to_ids('<|endoftext|>')],
-                                                            pad_token_id=tok.pad_token_id, bos_token_id=tok.pad_token_id)
+    eos = [tok.eos_token_id, tok.convert_tokens_to_ids('<|endoftext|>')]
+    model.generation_config = transformers.GenerationConfig(eos_token_id=eos, pad_token_id=tok.pad_token_id,
+                                                            bos_token_id=tok.pad_token_id)
     return model.eval(), make_processor(tok, processor_class=_PROCESSOR_FOR_MODEL_TYPE[family])
 
 # %% ../nbs/05_models.ipynb #b799f383
@@ -357,14 +389,15 @@ def save_model(model, # a model with `save_pretrained`
                path, # the output directory
               ) -> Path:
     "Save `model` and `processor` into `path` (created); return the path."
-    path = Path(path); path.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path
 
 # %% ../nbs/05_models.ipynb #650700d6
 def _model_class(src):
-    "The class named by a checkpoint's config.json `architectures` when transformers has it, else `AutoModelForImageTextToText`."
+    "The class a checkpoint's config.json `architectures` names when transformers has it, else the Auto class."
     import transformers
     from transformers import AutoModelForImageTextToText
     if not isinstance(src, Path): return AutoModelForImageTextToText
@@ -375,25 +408,29 @@ def _model_class(src):
     cls = getattr(transformers, arch, None) if arch else None
     return cls if cls is not None and hasattr(cls, 'from_pretrained') else AutoModelForImageTextToText
 
+# %% ../nbs/05_models.ipynb #4457e3aa
 def _dtype(d):
     import torch
     if d is None or d == 'auto' or isinstance(d, torch.dtype): return d
     try: return getattr(torch, str(d).replace('torch.', ''))
-    except AttributeError: raise ValueError(f"unknown dtype {d!r}: use e.g. 'float32', 'bfloat16', 'float16' or 'auto'") from None
+    except AttributeError:
+        raise ValueError(f"unknown dtype {d!r}: use e.g. 'float32', 'bfloat16', 'float16' or 'auto'") from None
 
 # %% ../nbs/05_models.ipynb #924fd67a
 def _load_adapter(path:Path, merge:bool, **kwargs):
     from peft import PeftModel
     base = _read_json(path/'adapter_config.json').get('base_model_name_or_path')
-    if not base: raise ValueError(f"{path}/adapter_config.json names no base_model_name_or_path: load the base model and attach the adapter yourself")
+    if not base: raise ValueError(f"{path}/adapter_config.json names no base_model_name_or_path: "
+                                  "load the base model and attach the adapter yourself")
     model, proc = load_model(base, **kwargs)
     model = PeftModel.from_pretrained(model, str(path))
-    if _has_image_processor_config(path): proc = load_processor(path, min_pixels=kwargs.get('min_pixels'), max_pixels=kwargs.get('max_pixels'))
+    if _has_image_processor_config(path):
+        proc = load_processor(path, min_pixels=kwargs.get('min_pixels'), max_pixels=kwargs.get('max_pixels'))
     return (model.merge_and_unload() if merge else model).eval(), proc
 
 # %% ../nbs/05_models.ipynb #dfce73d7
-def load_model(path_or_hub_id, # a checkpoint or LoRA-adapter directory, or a hub id (org/name) on a machine with network
-               dtype=None, # torch dtype or its name ('bfloat16', 'auto'); None: the saved dtype (bf16 for Qwen checkpoints)
+def load_model(path_or_hub_id, # a checkpoint or LoRA-adapter directory, or a hub id (org/name) where there is network
+               dtype=None, # torch dtype or its name ('bfloat16', 'auto'); None: the saved dtype (bf16 for Qwen's)
                device_map=None, # e.g. 'auto' or 'cuda:0' (needs accelerate); None loads on CPU
                attn_implementation:str|None=None, # e.g. 'sdpa', 'flash_attention_2', 'eager'
                min_pixels:int|None=None, # override the processor's smallest image area
@@ -405,7 +442,8 @@ def load_model(path_or_hub_id, # a checkpoint or LoRA-adapter directory, or a hu
     src = resolve_source(path_or_hub_id, what='model')
     px = dict(min_pixels=min_pixels, max_pixels=max_pixels)
     if isinstance(src, Path) and not (src/'config.json').exists() and (src/'adapter_config.json').exists():
-        return _load_adapter(src, merge_lora, dtype=dtype, device_map=device_map, attn_implementation=attn_implementation, **px, **kwargs)
+        return _load_adapter(src, merge_lora, dtype=dtype, device_map=device_map,
+                             attn_implementation=attn_implementation, **px, **kwargs)
     cls, mk = _model_class(src), dict(kwargs)
     if dtype is not None: mk['dtype'] = _dtype(dtype)
     if device_map is not None: mk['device_map'] = device_map
@@ -413,7 +451,8 @@ def load_model(path_or_hub_id, # a checkpoint or LoRA-adapter directory, or a hu
     try: model = cls.from_pretrained(src, **mk)
     except ValueError as e:
         if 'Unrecognized configuration class' in str(e) or 'model type' in str(e):
-            raise ValueError(f"{path_or_hub_id}: not an image-text-to-text checkpoint this transformers can load ({e})") from None
+            raise ValueError(f"{path_or_hub_id}: not an image-text-to-text checkpoint this transformers can load "
+                             f"({e})") from None
         raise
     return model.eval(), load_processor(src, **px)
 
@@ -422,6 +461,7 @@ def default_cache_dir() -> Path:
     "Where built tokenizers and models are cached: `$VR1_CACHE/models`, else `~/.cache/vr1_nb/models`."
     return Path(os.environ.get('VR1_CACHE') or Path.home()/'.cache'/'vr1_nb').expanduser()/'models'
 
+# %% ../nbs/05_models.ipynb #779c39af
 def _sha(*parts) -> str: return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 def _cached_dir(path:Path, build) -> Path:
@@ -430,10 +470,13 @@ def _cached_dir(path:Path, build) -> Path:
     tmp = path.parent/f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
     tmp.mkdir(parents=True)
     try:
-        build(tmp); (tmp/'.complete').touch()
+        build(tmp)
+        (tmp/'.complete').touch()
         try: os.rename(tmp, path)
         except OSError: shutil.rmtree(tmp, ignore_errors=True)   # another process won the race: use its copy
-    except BaseException: shutil.rmtree(tmp, ignore_errors=True); raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if not (path/'.complete').exists(): raise FileNotFoundError(f"{path} exists but is incomplete: delete it and retry")
     return path
 
@@ -451,14 +494,16 @@ def get_tokenizer(texts:list[str]|None=None, # training texts (default: `default
     path = _cached_dir(root/key, lambda d: train_tokenizer(texts, vocab_size, min_frequency).save_pretrained(d))
     return AutoTokenizer.from_pretrained(path)
 
+# %% ../nbs/05_models.ipynb #a21ba945
 def tiny_model_key(size:str='tiny', # a key of `MODEL_PRESETS`
                    tokenizer=None, # default: `get_tokenizer()`
                    seed:int=0, # initialisation seed
                   ) -> str:
-    "The cache key of a built tiny model: preset, seed, tokenizer version, pixel normalisation and a hash of the tokenizer."
+    "The cache key of a built tiny model: preset, seed, tokenizer version, pixel normalisation, tokenizer hash."
     tok = tokenizer if tokenizer is not None else get_tokenizer()
-    return f"qwen2vl-{size}-tok{TOKENIZER_VERSION}-s{seed}-" + _sha(TOKENIZER_VERSION, MODEL_PRESETS[size], seed, TINY_IMAGE_MEAN,
-                                                                   TINY_IMAGE_STD, tok.backend_tokenizer.to_str(), tok.chat_template)
+    return f"qwen2vl-{size}-tok{TOKENIZER_VERSION}-s{seed}-" + _sha(TOKENIZER_VERSION, MODEL_PRESETS[size], seed,
+                                                                   TINY_IMAGE_MEAN, TINY_IMAGE_STD,
+                                                                   tok.backend_tokenizer.to_str(), tok.chat_template)
 
 # %% ../nbs/05_models.ipynb #3ca9a302
 def get_tiny_model(size:str='tiny', # a key of `MODEL_PRESETS`
@@ -470,11 +515,13 @@ def get_tiny_model(size:str='tiny', # a key of `MODEL_PRESETS`
     "The tiny model of preset `size` from the cache, building and caching it on first use: `(model, processor)`."
     return load_model(tiny_model_dir(size, cache_dir, seed, tokenizer), **kwargs)
 
+# %% ../nbs/05_models.ipynb #a8d5aab6
 def tiny_model_dir(size:str='tiny', cache_dir=None, seed:int=0, tokenizer=None) -> Path:
     "The cached directory of the tiny model of preset `size` (built on first use); see `get_tiny_model`."
     tok = tokenizer if tokenizer is not None else get_tokenizer(cache_dir=cache_dir)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return _cached_dir(root/tiny_model_key(size, tok, seed), lambda d: save_model(*build_tiny_model(size, tok, seed), d))
+    build = lambda d: save_model(*build_tiny_model(size, tok, seed), d)
+    return _cached_dir(root/tiny_model_key(size, tok, seed), build)
 
 # %% ../nbs/05_models.ipynb #352b71fe
 def tiny_size(spec, # a model path from a config: 'tiny:<size>', a directory or a hub id
@@ -487,16 +534,20 @@ def tiny_size(spec, # a model path from a config: 'tiny:<size>', a directory or 
 # chat_template.json of Qwen/Qwen2-VL-7B-Instruct (the same in Qwen/Qwen2.5-VL-7B-Instruct): a system turn is added
 # when the conversation does not start with one
 QWEN2_VL_CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}{% for content in message['content'] %}"
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n{% else %}"
+    "{% for content in message['content'] %}"
     "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
-    "<|vision_start|><|image_pad|><|vision_end|>{% elif content['type'] == 'video' or 'video' in content %}"
-    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
-    "<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}"
-    "<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
+    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+# %% ../nbs/05_models.ipynb #8352bed2
 QWEN_DEFAULT_SYSTEM = "You are a helpful assistant."
 # generation_config.json of the Qwen2-VL / Qwen2.5-VL Instruct checkpoints (sampling fields)
 QWEN_INSTRUCT_GENERATION = dict(do_sample=True, temperature=0.1, top_p=0.001, top_k=1, repetition_penalty=1.05)
@@ -507,27 +558,32 @@ CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.261302
 # %% ../nbs/05_models.ipynb #28cab55a
 def _write_checkpoint(d, family, size, tok, seed):
     import copy, torch
-    tok = copy.deepcopy(tok); tok.chat_template = QWEN2_VL_CHAT_TEMPLATE
+    tok = copy.deepcopy(tok)
+    tok.chat_template = QWEN2_VL_CHAT_TEMPLATE
     model, _ = build_tiny_model(size, tok, seed, family)
     model.generation_config.update(**QWEN_INSTRUCT_GENERATION)
     ip = make_image_processor(**QWEN_PIXELS, image_mean=CLIP_MEAN, image_std=CLIP_STD)
     save_model(model.to(torch.bfloat16), make_processor(tok, ip, _PROCESSOR_FOR_MODEL_TYPE[family]), d)
     _hub_processor_files(Path(d))
 
+# %% ../nbs/05_models.ipynb #99cffa25
 def _hub_processor_files(d):
-    "Rewrite transformers 5's processor_config.json as the hub repositories hold it: preprocessor_config.json + chat_template.json."
-    pc = json.loads((d/'processor_config.json').read_text()); ip = pc['image_processor']; size = ip.pop('size')
+    "Rewrite transformers 5's processor_config.json as the hub repos hold it: preprocessor_config + chat_template.json."
+    pc = json.loads((d/'processor_config.json').read_text())
+    ip = pc['image_processor']
+    size = ip.pop('size')
     ip.update(min_pixels=size['shortest_edge'], max_pixels=size['longest_edge'], processor_class=pc['processor_class'])
     (d/'preprocessor_config.json').write_text(json.dumps(ip, indent=2, sort_keys=True) + '\n')
     (d/'chat_template.json').write_text(json.dumps({'chat_template': QWEN2_VL_CHAT_TEMPLATE}, indent=2) + '\n')
     (d/'processor_config.json').unlink()
 
+# %% ../nbs/05_models.ipynb #1a89fa41
 def tiny_checkpoint(family:str='qwen2_5_vl', # 'qwen2_5_vl' or 'qwen2_vl'
                     size:str='tiny', # a key of `MODEL_PRESETS`
                     cache_dir=None, # default: `default_cache_dir()`
                     seed:int=0, # initialisation seed
                    ) -> Path:
-    "A tiny `family` checkpoint in the hub's layout (bf16 weights, Qwen's generation config, chat template, pixels), cached."
+    "A tiny `family` checkpoint in the hub's layout (bf16, Qwen's generation config, chat template, pixels), cached."
     tok = get_tokenizer(cache_dir=cache_dir)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = f"ckpt-{family}-{size}-s{seed}-" + _sha(tiny_model_key(size, tok, seed), family, QWEN2_VL_CHAT_TEMPLATE,
@@ -550,12 +606,14 @@ def _as_rgb(im, k):
     "Image `k` as an RGB PIL image (opening a path), with an error naming it when missing or corrupt."
     from PIL import Image
     if hasattr(im, 'convert'): return im.convert('RGB')
-    if not isinstance(im, (str, Path)): raise TypeError(f"image {k} is a {type(im).__name__}, not a PIL image or a path")
+    if not isinstance(im, (str, Path)):
+        raise TypeError(f"image {k} is a {type(im).__name__}, not a PIL image or a path")
     if not Path(im).exists(): raise FileNotFoundError(f"image {k} not found: {im}")
     try:
         with Image.open(im) as f: return f.convert('RGB')
     except Exception as e: raise ValueError(f"image {k} unreadable ({im}): {e}") from None
 
+# %% ../nbs/05_models.ipynb #4080e41d
 def generate_answer(model, # a Qwen-VL model
                     processor, # its processor
                     images, # a PIL image or path, or a list of them (may be empty)
@@ -566,7 +624,9 @@ def generate_answer(model, # a Qwen-VL model
                    ) -> str:
     "Answer `question` about `images` with `model`: the decoded completion."
     import torch
-    if not is_image_processor(processor): raise TypeError(f"generate_answer needs an image processor, got {type(processor).__name__}; use load_processor()")
+    if not is_image_processor(processor):
+        raise TypeError(f"generate_answer needs an image processor, got {type(processor).__name__}; "
+                        "use load_processor()")
     images = [] if images is None else images if isinstance(images, (list, tuple)) else [images]
     images = [_as_rgb(im, k) for k, im in enumerate(images)]
     content = [{'type': 'image'} for _ in images] + [{'type': 'text', 'text': question}]
@@ -587,6 +647,7 @@ def vision_tower(model):
         if o is not None: return o
     raise AttributeError(f"{type(m).__name__} has no vision tower (looked for model.visual, visual, vision_tower)")
 
+# %% ../nbs/05_models.ipynb #4f34fbdc
 def freeze_vision_tower(model, # a Qwen-VL model
                         projector:bool=True, # also freeze the merger that projects into the language model
                        ):
@@ -608,8 +669,10 @@ def lora_config(r:int=16, # adapter rank
     "A `peft.LoraConfig` for a Qwen-VL model (causal LM task)."
     from peft import LoraConfig
     if target_modules is None: target_modules = LM_LORA_TARGETS if freeze_vision else 'all-linear'
-    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, task_type='CAUSAL_LM', **kwargs)
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
+                      task_type='CAUSAL_LM', **kwargs)
 
+# %% ../nbs/05_models.ipynb #d3301030
 def apply_lora(model, # a Qwen-VL model
                r:int=16, # adapter rank
                alpha:int=32, # LoRA alpha
@@ -624,10 +687,11 @@ def apply_lora(model, # a Qwen-VL model
 
 # %% ../nbs/05_models.ipynb #64e362e3
 UNSLOTH_INSTALL = ("unsloth is not installed. It is optional and needs a CUDA GPU: install it in its own environment "
-                   "(`pip install -r requirements/unsloth.txt`, then `pip install --no-deps -e .`; unsloth 2026.10 requires "
-                   "trl<=1.15, transformers<=5.17, datasets<5, so it cannot share an environment with vr1_nb's TRL 1.16 pin), "
-                   "or use load_model + apply_lora instead.")
+                   "(`pip install -r requirements/unsloth.txt`, then `pip install --no-deps -e .`; unsloth 2026.10 "
+                   "requires trl<=1.15, transformers<=5.17, datasets<5, so it cannot share an environment with "
+                   "vr1_nb's TRL 1.16 pin), or use load_model + apply_lora instead.")
 
+# %% ../nbs/05_models.ipynb #b442e80b
 def load_unsloth(model_name, # a local checkpoint directory or a hub id
                  load_in_4bit:bool=False, # QLoRA-style 4-bit base weights
                  r:int=16, # LoRA rank (0: no adapters)
@@ -639,6 +703,8 @@ def load_unsloth(model_name, # a local checkpoint directory or a hub id
     try: from unsloth import FastVisionModel
     except ImportError as e: raise ImportError(UNSLOTH_INSTALL) from e
     model, processor = FastVisionModel.from_pretrained(str(model_name), load_in_4bit=load_in_4bit, **kwargs)
-    if r: model = FastVisionModel.get_peft_model(model, r=r, lora_alpha=alpha, finetune_vision_layers=finetune_vision_layers,
-                                                 finetune_language_layers=True, finetune_attention_modules=True, finetune_mlp_modules=True)
+    if r: model = FastVisionModel.get_peft_model(model, r=r, lora_alpha=alpha,
+                                                 finetune_vision_layers=finetune_vision_layers,
+                                                 finetune_language_layers=True, finetune_attention_modules=True,
+                                                 finetune_mlp_modules=True)
     return model, processor

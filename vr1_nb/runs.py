@@ -12,7 +12,7 @@ from transformers import TrainerCallback
 from .core import RunDir, ConfigError, trl_args, launch_rank, atomic_write_text
 
 # %% auto #0
-__all__ = ['LOAD_KEYS', 'lora_config', 'training_dtype', 'load_policy', 'truncate_log', 'JsonlLog', 'read_log', 'model_card',
+__all__ = ['LOAD_KEYS', 'lora_config', 'training_dtype', 'load_policy', 'JsonlLog', 'read_log', 'truncate_log', 'model_card',
            'save_final', 'open_run', 'last_checkpoint', 'release_trainer']
 
 # %% ../nbs/05a_runs.ipynb #a28fdab7
@@ -26,19 +26,21 @@ def lora_config(lora:dict|None, # the `model.lora` section (None/empty: full fin
 
 # %% ../nbs/05a_runs.ipynb #c9c8a395
 def _under_deepspeed() -> bool:
-    "True inside a DeepSpeed launch (accelerate sets ACCELERATE_USE_DEEPSPEED), whose optimizer keeps fp32 master weights."
+    "True inside a DeepSpeed launch (accelerate sets ACCELERATE_USE_DEEPSPEED): its optimizer keeps fp32 weights."
     return os.environ.get('ACCELERATE_USE_DEEPSPEED', '').lower() in ('1', 'true')
 
+# %% ../nbs/05a_runs.ipynb #ebf603aa
 def training_dtype(model_cfg:dict, # the `model` section
                   ) -> str:
-    "The dtype training loads weights in: `model.dtype`, else float32; low-precision full fine-tuning only under DeepSpeed."
+    "The dtype training loads weights in: `model.dtype`, else float32; low-precision full fine-tuning under DeepSpeed."
     d = str(model_cfg.get('dtype') or 'float32').replace('torch.', '')
     low = d in ('bfloat16', 'float16', 'auto')
-    if low and not model_cfg.get('lora') and not _under_deepspeed() and not model_cfg.get('allow_low_precision_weights'):
-        raise ConfigError(f"section 'model': dtype {d!r} with full fine-tuning keeps no float32 master weights outside DeepSpeed, "
-                          "and AdamW updates near lr 1e-6 round away in bf16. Leave model.dtype unset (float32 weights; "
-                          "bf16: true still computes in bf16), use LoRA, launch with a DeepSpeed config, or set "
-                          "model.allow_low_precision_weights: true")
+    if (low and not model_cfg.get('lora') and not _under_deepspeed()
+            and not model_cfg.get('allow_low_precision_weights')):
+        raise ConfigError(f"section 'model': dtype {d!r} with full fine-tuning keeps no float32 master weights "
+                          "outside DeepSpeed, and AdamW updates near lr 1e-6 round away in bf16. Leave model.dtype "
+                          "unset (float32 weights; bf16: true still computes in bf16), use LoRA, launch with a "
+                          "DeepSpeed config, or set model.allow_low_precision_weights: true")
     return d
 
 # %% ../nbs/05a_runs.ipynb #89306682
@@ -54,24 +56,13 @@ def load_policy(model_cfg:dict, # the `model` section
     opts = {k: model_cfg[k] for k in LOAD_KEYS if model_cfg.get(k) is not None}
     dtype = training_dtype(model_cfg)
     if model_cfg.get('backend') == 'unsloth': model, proc = models.load_unsloth(src, **(model_cfg.get('unsloth') or {}))
-    elif size := models.tiny_size(src): model, proc = models.get_tiny_model(size, seed=int(model_cfg.get('seed', 0)), dtype=dtype)
+    elif size := models.tiny_size(src):
+        model, proc = models.get_tiny_model(size, seed=int(model_cfg.get('seed', 0)), dtype=dtype)
     else: model, proc = models.load_model(src, dtype=dtype, **opts)
     if model_cfg.get('freeze_vision', True): models.freeze_vision_tower(model)
     return model, proc
 
 # %% ../nbs/05a_runs.ipynb #b6077be0
-from transformers import TrainerCallback
-
-def truncate_log(path, # a JSONL log
-                 max_step:int, # keep rows whose `step` is at most this
-                ):
-    "Drop rows logged after `max_step` (they will be logged again after a resume)."
-    path = Path(path)
-    if not path.exists(): return
-    rows = [l for l in path.read_text().splitlines() if l.strip()]
-    keep = [l for l in rows if json.loads(l).get('step', 0) <= max_step]
-    if len(keep) != len(rows): atomic_write_text(path, ''.join(l+'\n' for l in keep))
-
 class JsonlLog(TrainerCallback):
     "Append each log row, with its step, to a JSONL file (main process only)."
     def __init__(self, path, # the JSONL file
@@ -81,13 +72,26 @@ class JsonlLog(TrainerCallback):
         if not state.is_world_process_zero or not logs: return
         row = {'step': state.global_step, **logs, **(self.extra(logs) if self.extra else {})}
         with open(self.path, 'a', encoding='utf-8') as f:
-            f.write(json.dumps(row, default=float)+'\n'); f.flush()
+            f.write(json.dumps(row, default=float)+'\n')
+            f.flush()
 
+# %% ../nbs/05a_runs.ipynb #dfe3fa81
 def read_log(path) -> list[dict]:
     "The rows of a JSONL training log (a file, or a run directory holding `log.jsonl`)."
     path = Path(path)
     if path.is_dir(): path = path/'log.jsonl'
     return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+
+# %% ../nbs/05a_runs.ipynb #e734b101
+def truncate_log(path, # a JSONL log
+                 max_step:int, # keep rows whose `step` is at most this
+                ):
+    "Drop rows logged after `max_step` (they will be logged again after a resume)."
+    path = Path(path)
+    if not path.exists(): return
+    rows = [l for l in path.read_text().splitlines() if l.strip()]
+    keep = [l for l in rows if json.loads(l).get('step', 0) <= max_step]
+    if len(keep) != len(rows): atomic_write_text(path, ''.join(l+'\n' for l in keep))
 
 # %% ../nbs/05a_runs.ipynb #aaa74c2e
 def model_card(run:RunDir, # the run that produced the model
@@ -100,6 +104,7 @@ def model_card(run:RunDir, # the run that produced the model
             f"## Summary\n\n```json\n{json.dumps(summary or {}, indent=2, default=str)}\n```\n\n"
             f"## Run manifest\n\n```json\n{json.dumps(m, indent=2, default=str)}\n```\n")
 
+# %% ../nbs/05a_runs.ipynb #28c6d57a
 def save_final(trainer, # a trained (TRL) trainer
                processor, # its processor
                dest, # the output directory
@@ -125,6 +130,7 @@ def open_run(out_dir, stage:str, cfg:dict, seed:int, resume:bool=False, overwrit
     if launch_rank() == 0: return RunDir(out_dir, stage, config=cfg, seed=seed, resume=resume, overwrite=overwrite)
     return RunDir.view(out_dir, stage)
 
+# %% ../nbs/05a_runs.ipynb #63163399
 def last_checkpoint(d, # a trainer's output directory
                    ) -> str|None:
     "The newest `checkpoint-<step>` in `d` (transformers' rule), or None."
@@ -132,11 +138,11 @@ def last_checkpoint(d, # a trainer's output directory
     return get_last_checkpoint(str(d)) if Path(d).is_dir() else None
 
 # %% ../nbs/05a_runs.ipynb #f46c9e15
-_HELD = ('model', 'model_wrapped', 'ref_model', 'optimizer', 'lr_scheduler', 'deepspeed', 'vllm_generation', 'train_dataset',
-         'eval_dataset', 'processing_class')
+_HELD = ('model', 'model_wrapped', 'ref_model', 'optimizer', 'lr_scheduler', 'deepspeed', 'vllm_generation',
+         'train_dataset', 'eval_dataset', 'processing_class')
 
 def _shutdown_vllm(vg):
-    "Best effort: vLLM's `LLM` has no close(); shut its engine core and drop vLLM's model-parallel groups (not torch's own)."
+    "Best effort: vLLM's `LLM` has no close(); shut its engine core, drop vLLM's model-parallel groups (not torch's)."
     llm = getattr(vg, 'llm', None)
     if llm is None: return
     core = getattr(getattr(llm, 'llm_engine', None), 'engine_core', None)
@@ -147,16 +153,20 @@ def _shutdown_vllm(vg):
     except ImportError: pass
     vg.llm = None
 
+# %% ../nbs/05a_runs.ipynb #acfa6aa3
 def release_trainer(trainer):
-    "Free what a finished trainer holds (models, optimizer, DeepSpeed and vLLM engines) and empty the accelerator's cache."
+    "Free what a finished trainer holds (models, optimizer, DeepSpeed and vLLM engines); empty the accelerator's cache."
     import gc, torch
     _shutdown_vllm(getattr(trainer, 'vllm_generation', None))
     if getattr(trainer, 'accelerator', None) is not None: trainer.accelerator.free_memory()
     for a in _HELD:
         if hasattr(trainer, a): setattr(trainer, a, None)
     h = trainer.callback_handler   # transformers' CallbackHandler keeps the model, optimizer and data loaders too
-    for a in ('model', 'processing_class', 'optimizer', 'lr_scheduler', 'train_dataloader', 'eval_dataloader'): setattr(h, a, None)
+    for a in ('model', 'processing_class', 'optimizer', 'lr_scheduler', 'train_dataloader', 'eval_dataloader'):
+        setattr(h, a, None)
     for cb in h.callbacks:
         if getattr(cb, 'trainer', None) is trainer: cb.trainer = None
     gc.collect()
-    if torch.cuda.is_available(): torch.cuda.empty_cache(); torch.cuda.ipc_collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.ipc_collect()
