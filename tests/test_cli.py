@@ -43,6 +43,13 @@ def test_score_mathvista_official_counts(shared_benchmarks):
         rep = json.loads(vr1('score', '-b', 'mathvista', '-p', mv/'results'/f'output_{name}.json', '-d', mv/'testmini.json', '--compact').stdout)
         assert (rep['correct'], rep['total']) == (want, 1000), name
 
+def test_score_mathvision_modes(shared_benchmarks):
+    mv = shared_benchmarks/'mathvision'
+    got = {m: json.loads(vr1('score', '-b', 'mathvision', '-p', mv/'outputs'/'ChatGPT3.5-CoT.jsonl', '-d', mv/'test.jsonl',
+                             '--mathv-mode', m, '--compact').stdout) for m in ('official', 'corrected')}
+    assert (got['official']['correct'], got['official']['mode']) == (296, 'official')   # the published 296/3040
+    assert (got['corrected']['correct'], got['corrected']['mode']) == (318, 'corrected')
+
 def test_synth_bridge_filter_cold_start(tmp_path):
     "Issue 4's done-when: on synthetic data with the scene teacher, bridge + filter keep only verifying chains, yield < 100%."
     vr1('synth', '-c', 'smoke', '-o', tmp_path/'data', '--n-train', 40, '--n-test', 8)
