@@ -45,6 +45,7 @@ def _grpo_d(kw:dict, total_steps:int) -> Callable[[int], float]:
                           f"warmup_frac), got {sorted(kw)}")
     return lambda s: grpo_d_beta(s, total_steps, **kw)
 
+# %% ../nbs/10_grpo.ipynb #96a537de
 def beta_schedule(spec, # None, a `beta_schedule:` dict, or a callable step -> beta
                   total_steps:int, # the run's total optimizer steps
                   default:float=0.04, # beta when `spec` is None (the `grpo.beta` value)
@@ -57,7 +58,8 @@ def beta_schedule(spec, # None, a `beta_schedule:` dict, or a callable step -> b
     if kind == 'grpo_d': return _grpo_d(kw, total_steps)
     if kind != 'constant':
         raise ConfigError(f"section 'beta_schedule': unknown kind {kind!r}; use 'grpo_d' or 'constant' (or a callable)")
-    if set(kw) != {'beta'}: raise ConfigError(f"section 'beta_schedule': kind 'constant' takes only 'beta', got {sorted(kw)}")
+    if set(kw) != {'beta'}:
+        raise ConfigError(f"section 'beta_schedule': kind 'constant' takes only 'beta', got {sorted(kw)}")
     return lambda s: float(kw['beta'])
 
 # %% ../nbs/10_grpo.ipynb #adfffad8
@@ -92,6 +94,7 @@ def _stage_list(cfg:dict) -> tuple[dict, list]:
     if not base.get('max_steps', -1) > 0: raise ConfigError("section 'grpo': set max_steps (or give a 'stages' list)")
     return base, [{'name': 'grpo'}]
 
+# %% ../nbs/10_grpo.ipynb #11cb4669
 def ptst_stages(cfg:dict, # a full config (sections `grpo`, `stages`)
                ) -> list[dict]:
     "Each PTST stage's name, GRPOConfig section and run-wide [start, end) step range."
@@ -134,18 +137,19 @@ def grpo_dataset(src, # records, a `datasets.Dataset`, or a path: ours or a rele
                  instruction:str|None=R1_INSTRUCTION, # appended to each question
                  **pixels, # `data.pixel_caps(cfg)`: max_pixels, min_pixels, factor (each image capped when read)
                 ):
-    "A memory-mapped `datasets.Dataset` of records plus a TRL conversational `prompt` column, built once (`data.training_dataset`)."
+    "A memory-mapped `datasets.Dataset` of records plus TRL's conversational `prompt` (`data.training_dataset`)."
     from vr1_nb.data import training_dataset
     return training_dataset(src, 'grpo', instruction, **pixels)
 
 # %% ../nbs/10_grpo.ipynb #56e1774d
 from . import rewards as _rewards
 
-REFLECTION_WORDS = tuple(_rewards.REFLECTION_KEYWORDS)  # the one list of notebook 04 (OpenVLThinker's three); 'extended' for ours
+# the one list of notebook 04 (OpenVLThinker's three); 'extended' names ours
+REFLECTION_WORDS = tuple(_rewards.REFLECTION_KEYWORDS)
 
 # %% ../nbs/10_grpo.ipynb #a43c299e
 class ReflectionWords:
-    "Monitor reward: reflection keywords per completion; while `capture` is set it keeps the batch (for `SampleWriter`)."
+    "Monitor reward: reflection keywords per completion; while `capture` is set it keeps the batch for `SampleWriter`."
     __name__ = 'reflection_words'
     def __init__(self, words=REFLECTION_WORDS): # a keyword set's name, a list of words, or None (the paper's)
         words = _rewards.reflection_keywords(words)
@@ -166,8 +170,9 @@ class SampleWriter(TrainerCallback):
                  offset:int=0, # optimizer steps of earlier PTST stages
                  sample_every:int=10, # run-wide steps between samples (0-based steps)
                  num_samples:int=4, # completions written each time
-                ): self.source, self.path, self.offset, self.every, self.n = source, Path(path), offset, sample_every, num_samples
-    def on_train_begin(self, args, state, control, **kw): self.source.capture = False   # evaluation batches are not samples
+                ):
+        self.source, self.path, self.offset, self.every, self.n = source, Path(path), offset, sample_every, num_samples
+    def on_train_begin(self, args, state, control, **kw): self.source.capture = False   # evaluations are not samples
     def on_step_begin(self, args, state, control, **kw):
         self.step, self.source.capture, self.source.last = self.offset + state.global_step, True, None
     def on_step_end(self, args, state, control, **kw):
@@ -187,6 +192,7 @@ def _monitors(funcs:list, weights:list, fmt:str, monitor:dict) -> ReflectionWord
     funcs.append(refl); weights.append(0.0)
     return refl
 
+# %% ../nbs/10_grpo.ipynb #1c0cb956
 def reward_setup(rcfg:dict|None, # the `rewards:` section
                  monitor:dict|None=None, # the `monitor:` section (sample_every, num_samples, reflection_words, enabled)
                 ) -> tuple[list, list[float], ReflectionWords|None]:
@@ -194,11 +200,13 @@ def reward_setup(rcfg:dict|None, # the `rewards:` section
     rcfg, monitor = dict(rcfg or {}), dict(monitor or {})
     names, weights = rcfg.pop('funcs', None) or ['hard_format_reward'], rcfg.pop('weights', None)
     opts = {k: rcfg.pop(k) for k in ('alpha', 'format', 'timeout') if k in rcfg}
-    if rcfg: raise ConfigError(f"section 'rewards': unknown key(s) {sorted(rcfg)}; use funcs, weights, alpha, format, timeout")
+    if rcfg:
+        raise ConfigError(f"section 'rewards': unknown key(s) {sorted(rcfg)}; use funcs, weights, alpha, format, timeout")
     try: funcs = [n if callable(n) else _rewards.make_reward(str(n), **opts) for n in names]
     except ValueError as e: raise ConfigError(f"section 'rewards': {e}") from None
     weights = [1.0] * len(funcs) if weights is None else list(weights)
-    if len(weights) != len(funcs): raise ConfigError(f"section 'rewards': {len(weights)} weights for {len(funcs)} functions")
+    if len(weights) != len(funcs):
+        raise ConfigError(f"section 'rewards': {len(weights)} weights for {len(funcs)} functions")
     refl = _monitors(funcs, weights, opts.get('format', 'r1'), monitor) if monitor.get('enabled', True) else None
     return funcs, [float(w) for w in weights], refl
 
@@ -227,7 +235,7 @@ def _derived(logs:dict) -> dict:
     out = {}
     for pre in ('', 'eval_'):
         for k, src in _PLOTTED:
-            hit = [key for key in logs if key.startswith(pre+src) and key.endswith('/mean')]   # format_reward_<layout> too
+            hit = [key for key in logs if key.startswith(pre+src) and key.endswith('/mean')]   # and format_reward_<layout>
             if hit: out[pre+k] = logs[hit[0]]
     return out
 
@@ -257,7 +265,8 @@ PTST_KEYS = {'kl_reference': ('stage_start', 'initial')}
 def kl_reference(cfg:dict) -> str:
     "`ptst.kl_reference` of the config ('stage_start' unless set), checked."
     p = dict(cfg.get('ptst') or {}); ref = p.pop('kl_reference', 'stage_start')
-    if p or ref not in PTST_KEYS['kl_reference']: raise ConfigError(f"section 'ptst': keys {PTST_KEYS}; got {cfg.get('ptst')}")
+    if p or ref not in PTST_KEYS['kl_reference']:
+        raise ConfigError(f"section 'ptst': keys {PTST_KEYS}; got {cfg.get('ptst')}")
     if ref == 'initial' and (cfg.get('model') or {}).get('lora'):
         raise ConfigError("ptst.kl_reference 'initial' is for full fine-tuning (with LoRA the reference is the "
                           "adapter-disabled base)")
@@ -267,7 +276,8 @@ def kl_reference(cfg:dict) -> str:
 def _initial_weights(mcfg:dict) -> str:
     "Where the run's first weights live: the tiny model's cached directory, a local checkpoint, or a hub id."
     from vr1_nb import models
-    if size := models.tiny_size(mcfg.get('path', '')): return str(models.tiny_model_dir(size, seed=int(mcfg.get('seed', 0))))
+    if size := models.tiny_size(mcfg.get('path', '')):
+        return str(models.tiny_model_dir(size, seed=int(mcfg.get('seed', 0))))
     return str(mcfg['path'])
 
 # %% ../nbs/10_grpo.ipynb #ea7be869
@@ -294,14 +304,16 @@ def _stage_callbacks(ctx:StageContext, st:dict) -> tuple[BetaCallback, list]:
                                                         mon.get('sample_every', 10), mon.get('num_samples', 4))]
     return beta_cb, [beta_cb, log_cb, *samples, *ctx.callbacks]
 
+# %% ../nbs/10_grpo.ipynb #a4b659e8
 def build_stage_trainer(ctx:StageContext, # the run's shared context
                         st:dict, # one item of `ptst_stages`
                         start=None, # weights the stage starts from (None: `model.path`)
                        ) -> StageGRPOTrainer:
-    "The stage's trainer as the run builds it: its GRPOConfig, the policy, beta and log callbacks, the caller's callbacks."
+    "The stage's trainer as the run builds it: its GRPOConfig, the policy, its callbacks and the caller's."
     mcfg, st = ctx.cfg.get('model') or {}, {**st, 'section': planned_section(ctx.cfg, st)}
     if ctx.eval_ds is not None: _eval_defaults(st['section'], ctx.cfg.get('monitor'))
-    args = stage_args(st, _stage_dir(ctx.run, st), ctx.schedule, int(ctx.cfg.get('seed', 0)), reward_weights=ctx.weights)
+    seed = int(ctx.cfg.get('seed', 0))
+    args = stage_args(st, _stage_dir(ctx.run, st), ctx.schedule, seed, reward_weights=ctx.weights)
     model, proc, peft_cfg = _policy_for_stage(mcfg, start)
     if start is not None and kl_reference(ctx.cfg) == 'initial':
         model.config._name_or_path = _initial_weights(mcfg)   # TRL loads the reference model from here
@@ -340,6 +352,7 @@ def _complete(run, stages:list):
     run.complete(steps=stages[-1]['end'], stages=[s['name'] for s in stages],
                  last_reward=hist[-1]['reward'] if hist else None, processes=PartialState().num_processes)
 
+# %% ../nbs/10_grpo.ipynb #69ef41dc
 def grpo_run(config, # a config dict, preset name or YAML path
              train, # training prompts (records), or a path `core.load_problems` reads
              out_dir, # the run directory
@@ -355,29 +368,32 @@ def grpo_run(config, # a config dict, preset name or YAML path
     stages, seed = ptst_stages(cfg), int(cfg.get('seed', 0))
     if launch_rank() == 0: RunDir.check(out_dir, resume, overwrite)   # refuse an existing run before reading anything
     if resume and (Path(out_dir)/RunDir.DONE).exists(): return Path(out_dir)/'final'
-    ctx = stage_context(cfg, train, out_dir, resume, eval_records, beta_fn, reward_funcs, callbacks)  # bad input fails here
+    # bad input fails here, before the run directory exists
+    ctx = stage_context(cfg, train, out_dir, resume, eval_records, beta_fn, reward_funcs, callbacks)
     run = ctx.run = open_run(out_dir, 'grpo', cfg, seed, resume, overwrite)
     if run.is_complete: return run.path/'final'
     seed_everything(seed); start = None
     for st in stages:
         done = _stage_dir(run, st)/STAGE_DONE
-        start = Path(json.loads(done.read_text())['weights']) if done.exists() else _run_stage(ctx, st, start, st is stages[-1])
+        if done.exists(): start = Path(json.loads(done.read_text())['weights'])
+        else: start = _run_stage(ctx, st, start, st is stages[-1])
     if launch_rank() == 0: _complete(run, stages)
     return run.path/'final'
 
 # %% ../nbs/10_grpo.ipynb #b97db7ed
 def _eval_defaults(sec:dict, monitor:dict|None):
-    "Evaluate the held-out slice every `monitor.eval_every` steps, one sample per prompt, unless the section says otherwise."
+    "Evaluate the held-out slice every `monitor.eval_every` steps, one sample per prompt, unless the section says so."
     sec.setdefault('eval_strategy', 'steps'); sec.setdefault('eval_steps', (monitor or {}).get('eval_every', 10))
     sec.setdefault('num_generations_eval', 1)
     sec.setdefault('per_device_eval_batch_size', sec.get('per_device_train_batch_size', 8))
 
 # %% ../nbs/10_grpo.ipynb #52c9ba6d
 def _save_stage(trainer, ctx, st, is_last) -> Path:
-    "Save the stage's weights (the run's `final/` after the last stage), mark the stage done; return the weights' folder."
+    "Save the stage's weights (the run's `final/` after the last stage), mark it done; return the weights' folder."
     run, sdir, proc = ctx.run, _stage_dir(ctx.run, st), trainer.processing_class
     if is_last:
-        weights_dir = save_final(trainer, proc, run.path/'final', run, summary={'steps': st['end'], 'stage': st['name']},
+        summary = {'steps': st['end'], 'stage': st['name']}
+        weights_dir = save_final(trainer, proc, run.path/'final', run, summary=summary,
                                  merge_lora=(ctx.cfg.get('model') or {}).get('merge_lora', False))
     else:
         weights_dir = sdir/'final'; trainer.save_model(str(weights_dir))
@@ -419,9 +435,9 @@ def _mark_stages(axs, x, stage):
 def plot_curves(log, # a run directory, its `log.jsonl`, or a list of log rows
                ):
     "A matplotlib Figure with reward, completion length and beta per step, PTST stage boundaries marked."
-    from matplotlib.figure import Figure   # no pyplot: no global state, no GUI backend needed, still shown inline by Jupyter
+    from matplotlib.figure import Figure   # no pyplot: no global state or GUI backend; Jupyter still shows it
     rows = log if isinstance(log, list) else read_log(log)
-    tr = [r for r in rows if 'loss' in r and 'beta' in r]   # one row per optimizer step; generation metrics on generation steps
+    tr = [r for r in rows if 'loss' in r and 'beta' in r]   # one row per optimizer step
     ev = [r for r in rows if 'eval_accuracy' in r]
     if not tr: raise ValueError(f"no training rows in {log if not isinstance(log, list) else 'the rows'}")
     x, col = [r['step'] for r in tr], lambda k: [float('nan') if r.get(k) is None else r[k] for r in tr]
@@ -469,9 +485,10 @@ def _phase(cfg:dict, i:int, ph, sizes:dict|None, n_proc:int) -> dict:
     return dict(index=i, name=name, data=ph.get('data'), episodes=ph.get('episodes'), n_prompts=n, processes=n_proc,
                 max_steps=steps, config=c)
 
+# %% ../nbs/10_grpo.ipynb #36b70476
 def curriculum_phases(cfg:dict, # a full config with a `curriculum:` list
                       sizes:dict|None=None, # phase name -> problems counted in its data (default: the phases' `size`)
-                      processes:int|None=None, # training processes (default: WORLD_SIZE, else `hardware.num_gpus`, else 1)
+                      processes:int|None=None, # training processes (WORLD_SIZE, else `hardware.num_gpus`, else 1)
                      ) -> list[dict]:
     "Each curriculum phase with its config (the phase's `model`/`grpo` merged in, one stage) and its `max_steps`."
     phases = cfg.get('curriculum')
@@ -485,10 +502,12 @@ def _phase_sets(cfg:dict, train) -> list:
     phases = cfg.get('curriculum') or []
     sets = list(train) if train is not None else [ph.get('data') for ph in phases]
     if len(sets) != len(phases) or any(s is None for s in sets):
-        raise ConfigError(f"curriculum: {len(phases)} phases need one training set each (phase `data`, or -t per phase); "
+        raise ConfigError(f"curriculum: {len(phases)} phases need one training set each (phase `data`, or -t per "
+                          "phase); "
                           f"got {sets}")
     return sets
 
+# %% ../nbs/10_grpo.ipynb #3646a5fa
 def curriculum_run(config, # a config dict, preset name or YAML path, with a `curriculum:` list
                    out_dir, # the curriculum's directory (one sub-directory per phase)
                    train:list|None=None, # one training set per phase (default: each phase's `data`)
@@ -496,7 +515,7 @@ def curriculum_run(config, # a config dict, preset name or YAML path, with a `cu
                    overwrite:bool=False, # move an existing curriculum directory aside
                    **kw, # passed to every `grpo_run` (eval_records, callbacks, reward_funcs, beta_fn)
                   ) -> Path:
-    "OpenVLThinker's GRPO curriculum: the phases in order, each from the last one's weights; the final model's directory."
+    "OpenVLThinker's GRPO curriculum: the phases in order, each from the last one's weights; returns the final model."
     cfg = load_config(config); out = Path(out_dir)
     if launch_rank() == 0: RunDir.check(out, resume, overwrite)
     sets, instr, caps = _phase_sets(cfg, train), stage_prompt(cfg, 'rl'), pixel_caps(cfg)
