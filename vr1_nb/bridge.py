@@ -15,7 +15,7 @@ __all__ = ['PROMPTS', 'REWRITES', 'CAPTION_PROMPTS', 'SELECT_RULES', 'TRUNCATE_O
            'misquery', 'r1_text', 'REFLECTION_KEYWORDS']
 
 # %% ../nbs/07_bridge.ipynb #040cd45b
-import hashlib, json, random, re
+import hashlib, io, json, random, re
 from pathlib import Path
 from .core import (derive_seed, format_question, validate_record, save_jsonl, load_problems, RunDir,
                          RecordError, R1_INSTRUCTION)
@@ -30,6 +30,11 @@ _all_ = ['SceneTeacher', 'SCENE_ERRORS', 'SCENE_STYLES', 'perceive', 'misquery',
 PROMPTS: dict = {}  # name -> (version, template); each step below adds its own
 
 # %% ../nbs/07_bridge.ipynb #874bdedc
+def _custom_version(text):
+    "The version of an edited template: `custom-` and a hash of its text."
+    return "custom-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+
+# %% ../nbs/07_bridge.ipynb #e61cc8ce
 def get_prompt(name: str, # a key of `PROMPTS`, e.g. "vision_r1/reasoning"
                overrides: dict | None = None) -> tuple[str, str]: # {name: template text or {"text", "version"}}
     "`(version, template)` for prompt `name`, with a config override taking precedence."
@@ -37,14 +42,15 @@ def get_prompt(name: str, # a key of `PROMPTS`, e.g. "vision_r1/reasoning"
     if o is None:
         if name not in PROMPTS: raise KeyError(f"unknown prompt {name!r}; known: {sorted(PROMPTS)}")
         return PROMPTS[name]
-    if isinstance(o, dict): return str(o.get("version") or "custom-" + hashlib.sha256(o["text"].encode()).hexdigest()[:8]), o["text"]
-    return "custom-" + hashlib.sha256(o.encode()).hexdigest()[:8], o
+    if isinstance(o, dict): return str(o.get("version") or _custom_version(o["text"])), o["text"]
+    return _custom_version(o), o
 
 # %% ../nbs/07_bridge.ipynb #c64a45b5
 def user_message(text: str, # the prompt text
                  images: list = ()) -> list: # images to put before the text
     "An OpenAI-style single user turn: the images, then the text."
-    return [{"role": "user", "content": [{"type": "image", "image": im} for im in images] + [{"type": "text", "text": text}]}]
+    content = [{"type": "image", "image": im} for im in images] + [{"type": "text", "text": text}]
+    return [{"role": "user", "content": content}]
 
 # %% ../nbs/07_bridge.ipynb #68d3a6df
 def run_stage(backend: Backend, # the teacher for this stage
@@ -55,6 +61,7 @@ def run_stage(backend: Backend, # the teacher for this stage
     run_requests(backend, requests, store, desc=requests[0].stage if requests else None, progress=progress)
     return {r.key: store.get(r.key) for r in requests}
 
+# %% ../nbs/07_bridge.ipynb #eec01a59
 def _text(resp, i=0):
     "The i-th text of a response, or (None, reason)."
     if resp is None: return None, "teacher_unavailable"
@@ -78,7 +85,8 @@ def pseudo_cot(problems: list, # problem records (with images and `answer_text`)
     "Vision-R1 (a): `{id: (pseudo-CoT, error)}`, a caption and a reasoning written knowing the answer."
     version, template = get_prompt("vision_r1/pseudo_cot", prompts)
     ask = lambda r: user_message(template.format(question=format_question(r), answer=r["answer_text"]), r["images"])
-    reqs = [Request(r["id"], "pseudo_cot", mllm.name, ask(r), prompt_version=version, params=params or {}) for r in problems]
+    reqs = [Request(r["id"], "pseudo_cot", mllm.name, ask(r), prompt_version=version, params=params or {})
+            for r in problems]
     done = run_stage(mllm, reqs, store, progress)
     return {q.id: _text(done[q.key]) for q in reqs}
 
@@ -99,7 +107,8 @@ def detailed_description(problems: list, # problem records (with images)
                          progress: bool = True) -> dict: # progress bar
     "Vision-R1 (b): `{id: (description, error)}` for the problems that have a pseudo-CoT."
     version, template = get_prompt("vision_r1/description", prompts)
-    ask = lambda r: user_message(template.format(question=format_question(r), pseudo_cot=pseudo_cots[r["id"]][0]), r["images"])
+    ask = lambda r: user_message(template.format(question=format_question(r), pseudo_cot=pseudo_cots[r["id"]][0]),
+                                 r["images"])
     reqs = [Request(r["id"], "description", mllm.name, ask(r), prompt_version=version, params=params or {})
             for r in problems if pseudo_cots[r["id"]][0] is not None]
     done = run_stage(mllm, reqs, store, progress)
@@ -108,7 +117,8 @@ def detailed_description(problems: list, # problem records (with images)
 # %% ../nbs/07_bridge.ipynb #9e6a505c
 PROMPTS["vision_r1/reasoning"] = ("v1",
     "Below is a detailed description of an image, followed by a question about the image.\n\nDescription:\n"
-    "{description}\n\nQuestion: {question}\n{answer_hint}Think step by step, then give the final answer in \\boxed{{}}.")
+    "{description}\n\nQuestion: {question}\n{answer_hint}"
+    "Think step by step, then give the final answer in \\boxed{{}}.")
 PROMPTS["vision_r1/answer_hint"] = ("v1", "The correct answer is {answer}: use it only to check your reasoning.\n")
 
 # %% ../nbs/07_bridge.ipynb #a03ba936
@@ -117,7 +127,7 @@ def reasoning_from_description(problems: list, # problem records
                                reasoner: Backend, # the text-only reasoning teacher (DeepSeek-R1 in the paper)
                                store: Store, # the run's resumable store
                                k: int = 1, # reasoning chains per problem
-                               reasoner_sees_answer: bool = True, # give the gold answer to the reasoner (as the authors did)
+                               reasoner_sees_answer: bool = True, # show the reasoner the gold answer (authors' choice)
                                prompts: dict | None = None, # prompt overrides
                                params: dict | None = None, # the reasoner's sampling params
                                progress: bool = True) -> dict: # progress bar
@@ -125,8 +135,9 @@ def reasoning_from_description(problems: list, # problem records
     version, template = get_prompt("vision_r1/reasoning", prompts)
     hint_version, hint = get_prompt("vision_r1/answer_hint", prompts)
     if reasoner_sees_answer: version = f"{version}+{hint_version}"
+    answer_hint = lambda r: hint.format(answer=r["answer_text"]) if reasoner_sees_answer else ""
     ask = lambda r: user_message(template.format(description=descriptions[r["id"]][0], question=format_question(r),
-                                                 answer_hint=hint.format(answer=r["answer_text"]) if reasoner_sees_answer else ""))
+                                                 answer_hint=answer_hint(r)))
     reqs = [Request(r["id"], "reasoning", reasoner.name, ask(r), prompt_version=version, sample=s, params=params or {})
             for r in problems if descriptions.get(r["id"], (None,))[0] is not None for s in range(k)]
     done = run_stage(reasoner, reqs, store, progress)
@@ -134,14 +145,16 @@ def reasoning_from_description(problems: list, # problem records
 
 # %% ../nbs/07_bridge.ipynb #3640c834
 REWRITES = [
-    (r"\bread the description\b", "look at the image"), (r"\bthe description says\b", "the image shows"), (r"\bthe description states\b", "the image shows"),
-    (r"\bthe description mentions\b", "the image shows"), (r"\bthe description shows\b", "the image shows"),
+    (r"\bread the description\b", "look at the image"), (r"\bthe description says\b", "the image shows"),
+    (r"\bthe description states\b", "the image shows"), (r"\bthe description mentions\b", "the image shows"),
+    (r"\bthe description shows\b", "the image shows"),
     (r"\baccording to the description\b", "according to the image"), (r"\bas described\b", "as shown"),
     (r"\b(?:mentioned|stated|given|described) in the description\b", "shown in the image"),
     (r"\bfrom the description\b", "from the image"), (r"\bin the description\b", "in the image"),
     (r"\bthe description\b", "the image"), (r"\bthis description\b", "this image"), (r"\bdescribed\b", "shown"),
 ]
 
+# %% ../nbs/07_bridge.ipynb #c0af154f
 def rewrite_description_refs(text: str, # reasoning that refers to a description
                              rules: list = REWRITES) -> str: # (regex, replacement) pairs, applied in order
     "Make `text` refer to the image instead of the description, keeping the case of the first letter."
@@ -158,6 +171,7 @@ def split_think(text: str, # an R1-style output
         a, b = text.split("</think>", 1); return a.replace("<think>", "").strip(), b.strip()
     return text.replace("<think>", "").strip(), ""
 
+# %% ../nbs/07_bridge.ipynb #eefadeac
 def final_answer(text: str, # a teacher's output
                  rec: dict, # its problem (choices decide whether a letter is wanted)
                 ) -> str | None:
@@ -171,6 +185,7 @@ def _summary(rest: str) -> str:
     "The conclusion after `</think>` without any `<answer>` block (the layout writes its own)."
     return re.sub(r"<answer>.*?</answer>", "", rest, flags=re.S).strip()
 
+# %% ../nbs/07_bridge.ipynb #a25234df
 def training_target(reasoning: str, # the reasoner's text (thinking, `</think>`, a conclusion with the answer)
                     rec: dict, # its problem (choices decide whether a letter is wanted)
                     layout = "r1", # the answer layout written (a name of `rewards.LAYOUTS`)
@@ -185,6 +200,7 @@ def training_target(reasoning: str, # the reasoner's text (thinking, `</think>`,
     if truncate: think = truncate_reflection(think, reflection_keywords)
     return get_layout(layout).write(think, pred, _summary(rest)), pred
 
+# %% ../nbs/07_bridge.ipynb #ec9279df
 def format_r1(think: str, # the reasoning
               answer: str, # the final answer
              ) -> str:
@@ -200,6 +216,7 @@ def _chain(rec, sample, k, reasoning, error, extra, meta, **target):
     if reasoning is not None and error is None: row["response"], row["pred"] = training_target(reasoning, rec, **target)
     return row
 
+# %% ../nbs/07_bridge.ipynb #39350396
 def _verify_rows(rows):
     "Check each generated chain's answer against its gold (`verdict`)."
     todo = [r for r in rows if r["reject_reason"] is None]
@@ -207,16 +224,21 @@ def _verify_rows(rows):
     for r, v in zip(todo, res): r["verdict"] = v
     return rows
 
+# %% ../nbs/07_bridge.ipynb #3180f5d2
 def _diag(resp, i=0):
+    "The teacher's diagnostics for the i-th text of a response, if any."
     d = (resp or {}).get("diagnostics")
     return d[i] if isinstance(d, list) else d
 
 # %% ../nbs/07_bridge.ipynb #d536f4a5
 def _vision_r1_row(rec, s, k, pcots, descs, cots, meta, target):
     "Chain `s` of `rec`: the first failed step's reason, or the reasoner's text as a training target."
-    pc, pc_err = pcots[rec["id"]]; d, d_err = descs.get(rec["id"], (None, None)); resp = cots.get((rec["id"], s))
+    pc, pc_err = pcots[rec["id"]]
+    d, d_err = descs.get(rec["id"], (None, None))
+    resp = cots.get((rec["id"], s))
     txt, c_err = _text(resp) if d is not None else (None, None)
-    row = _chain(rec, s, k, txt, pc_err or d_err or c_err, dict(pseudo_cot=pc, description=d), {**meta, "sample": s}, **target)
+    extra = dict(pseudo_cot=pc, description=d)
+    row = _chain(rec, s, k, txt, pc_err or d_err or c_err, extra, {**meta, "sample": s}, **target)
     if (dg := _diag(resp)): row["metadata"]["teacher_diagnostics"] = dg
     return row
 
@@ -234,12 +256,12 @@ def vision_r1_bridge(problems: list, # problem records (with images)
                      rewrite: bool = True, # replace references to the description
                      truncate_reflection: bool = False, # cut thinking at reflection keywords (not in Vision-R1)
                      reflection_keywords = None) -> list[dict]: # a keyword set's name or a list
-    "Raw Vision-R1 chains: (a) pseudo-CoT, (b) description, (c) k reasoning chains, (d) training targets, answer-checked."
+    "Raw Vision-R1 chains: (a) pseudo-CoT, (b) description, (c) k reasoning chains, (d) answer-checked targets."
     params, kw = params or {}, dict(prompts=prompts, progress=progress)
     pcots = pseudo_cot(problems, mllm, store, params=params.get("mllm"), **kw)
     descs = detailed_description(problems, pcots, mllm, store, params=params.get("mllm"), **kw)
-    cots = reasoning_from_description(problems, descs, reasoner, store, k, reasoner_sees_answer, params=params.get("reasoner"),
-                                      **kw)
+    cots = reasoning_from_description(problems, descs, reasoner, store, k, reasoner_sees_answer,
+                                      params=params.get("reasoner"), **kw)
     versions = {n: get_prompt(f"vision_r1/{n}", prompts)[0] for n in ("pseudo_cot", "description", "reasoning")}
     meta = dict(method="vision_r1", mllm=mllm.name, reasoner=reasoner.name, prompts=versions,
                 reasoner_sees_answer=reasoner_sees_answer)
@@ -253,7 +275,8 @@ PROMPTS["openvlthinker/caption"] = ("v1",
 PROMPTS["openvlthinker/caption_paper"] = ("paper",  # report App. B, "Prompt for image description generation"
     "Please provide a detailed description of this image that could help another AI model understand it completely. "
     "Be specific and comprehensive while maintaining natural language flow.")
-CAPTION_PROMPTS = dict(question="openvlthinker/caption", paper="openvlthinker/caption_paper")  # `caption_prompt` -> prompt
+# `caption_prompt` -> prompt
+CAPTION_PROMPTS = dict(question="openvlthinker/caption", paper="openvlthinker/caption_paper")
 PROMPTS["openvlthinker/reasoning"] = ("v1",
     "{caption}\n\n{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}.")
 
@@ -261,6 +284,7 @@ PROMPTS["openvlthinker/reasoning"] = ("v1",
 def _check_choice(key, value, choices):
     if value not in choices: raise ValueError(f"{key}={value!r}: use one of {', '.join(map(repr, choices))}")
 
+# %% ../nbs/07_bridge.ipynb #5b4c550b
 def captions(problems: list, # problem records (with images)
              captioner: Backend, # the vision-language model that captions
              store: Store, # the run's resumable store
@@ -272,7 +296,8 @@ def captions(problems: list, # problem records (with images)
     _check_choice("caption_prompt", caption_prompt, tuple(CAPTION_PROMPTS))
     version, template = get_prompt(CAPTION_PROMPTS[caption_prompt], prompts)
     ask = lambda r: user_message(template.format(question=format_question(r)), r["images"])
-    reqs = [Request(r["id"], "caption", captioner.name, ask(r), prompt_version=version, params=params or {}) for r in problems]
+    reqs = [Request(r["id"], "caption", captioner.name, ask(r), prompt_version=version, params=params or {})
+            for r in problems]
     done = run_stage(captioner, reqs, store, progress)
     return {q.id: _text(done[q.key]) for q in reqs}
 
@@ -296,9 +321,12 @@ def reasoning_from_caption(problems: list, # problem records
 
 # %% ../nbs/07_bridge.ipynb #b4a0f260
 def _kw_pattern(keywords):
+    "A regex for any of `keywords` (longest first) where a sentence or a line starts."
     kws = sorted(keywords, key=len, reverse=True)
-    return re.compile(r"(?:(?<=^)|(?<=[\n.!?]\s)|(?<=[\n.!?])|(?<=\n\s))(?:" + "|".join(re.escape(k) for k in kws) + r")\b")
+    starts = r"(?:(?<=^)|(?<=[\n.!?]\s)|(?<=[\n.!?])|(?<=\n\s))"
+    return re.compile(starts + "(?:" + "|".join(re.escape(k) for k in kws) + r")\b")
 
+# %% ../nbs/07_bridge.ipynb #964deab5
 def truncate_reflection(think: str, # the thinking text
                         keywords = None, # a keyword set's name or a list (default `REFLECTION_KEYWORDS`)
                         min_chars: int = 1) -> str: # never cut before this many characters
@@ -335,20 +363,26 @@ def select_chain(rows: list, # candidate chains of one problem
 
 # %% ../nbs/07_bridge.ipynb #41b49b1d
 def _select_per_problem(problems, rows, k, how, seed):
+    "One row per problem: its selected correct chain, or its shortest one marked `no_correct_sample`."
     out = []
     for i, r in enumerate(problems):
-        cand = rows[i * k:(i + 1) * k]; best = select_chain(cand, how, derive_seed(seed, r["id"]))
+        cand = rows[i * k:(i + 1) * k]
+        best = select_chain(cand, how, derive_seed(seed, r["id"]))
         if best is None:
             best = dict(min(cand, key=lambda c: len(c["response"] or "")))
             best["reject_reason"] = best["reject_reason"] or "no_correct_sample"
-        best = {**best, "id": r["id"]}; best["metadata"] = {**best["metadata"], "n_samples": k,
-                                                             "n_correct": sum(bool(c["verdict"]) for c in cand)}
+        best = {**best, "id": r["id"]}
+        best["metadata"] = {**best["metadata"], "n_samples": k, "n_correct": sum(bool(c["verdict"]) for c in cand)}
         out.append(best)
     return out
 
 # %% ../nbs/07_bridge.ipynb #99d8bd6f
 TRUNCATE_ORDERS = ("after_select", "before_select")
 
+def _check_select(select, truncate_order):
+    _check_choice("truncate_order", truncate_order, TRUNCATE_ORDERS); _check_choice("select", select, SELECT_RULES)
+
+# %% ../nbs/07_bridge.ipynb #137d2d26
 def _select_then_cut(problems, rows, k, select, seed, cut, layout, keywords):
     "One verified row per problem (`select`); with `cut`, the chosen targets cut at reflection keywords."
     out = _select_per_problem(problems, _verify_rows(rows), k, select, seed)
@@ -356,9 +390,11 @@ def _select_then_cut(problems, rows, k, select, seed, cut, layout, keywords):
     new = [truncate_target(r["response"], layout, keywords) if r["response"] else None for r in out]
     return [r if t is None else {**r, "response": t} for r, t in zip(out, new)]
 
+# %% ../nbs/07_bridge.ipynb #035ce1ca
 def _ovt_row(rec, s, k, caps, cots, meta, target):
     "Chain `s` of `rec`: the caption's or the reasoner's failure, or the reasoning as a training target."
-    c, c_err = caps[rec["id"]]; resp = cots.get((rec["id"], s))
+    c, c_err = caps[rec["id"]]
+    resp = cots.get((rec["id"], s))
     txt, t_err = _text(resp) if c is not None else (None, None)
     row = _chain(rec, s, k, txt, c_err or t_err, dict(caption=c), {**meta, "sample": s}, **target)
     if (dg := _diag(resp)): row["metadata"]["teacher_diagnostics"] = dg
@@ -382,17 +418,20 @@ def openvlthinker_distill(problems: list, # problem records (with images)
                           caption_prompt: str = "question", # "question" (ours) or "paper" (App. B)
                           truncate_order: str = "after_select") -> list[dict]: # or "before_select" (see above)
     "One chain per problem: caption, k reasoning samples from the caption, keep the correct, select one, truncate."
-    _check_choice("truncate_order", truncate_order, TRUNCATE_ORDERS); _check_choice("select", select, SELECT_RULES)
+    _check_select(select, truncate_order)
     params, kw = params or {}, dict(prompts=prompts, progress=progress)
     caps = captions(problems, captioner, store, caption_prompt, params=params.get("captioner"), **kw)
-    cots = reasoning_from_caption(problems, caps, reasoner, store, k, params=params.get("reasoner", {"temperature": 0.7}), **kw)
+    cots = reasoning_from_caption(problems, caps, reasoner, store, k,
+                                  params=params.get("reasoner", {"temperature": 0.7}), **kw)
     versions = dict(caption=get_prompt(CAPTION_PROMPTS[caption_prompt], prompts)[0],
                     reasoning=get_prompt("openvlthinker/reasoning", prompts)[0])
-    meta = dict(method="openvlthinker", captioner=captioner.name, reasoner=reasoner.name, prompts=versions, select=select)
+    meta = dict(method="openvlthinker", captioner=captioner.name, reasoner=reasoner.name, prompts=versions,
+                select=select)
     before = truncate_reflection and truncate_order == "before_select"
     target = dict(layout=layout, rewrite=rewrite, truncate=before, reflection_keywords=reflection_keywords)
     rows = [_ovt_row(r, s, k, caps, cots, meta, target) for r in problems for s in range(k)]
-    return _select_then_cut(problems, rows, k, select, seed, truncate_reflection and not before, layout, reflection_keywords)
+    cut_after = truncate_reflection and not before
+    return _select_then_cut(problems, rows, k, select, seed, cut_after, layout, reflection_keywords)
 
 # %% ../nbs/07_bridge.ipynb #55e36fd2
 PROMPTS["rejection/solve"] = ("v1", "{question}\n" + R1_INSTRUCTION)
@@ -414,17 +453,19 @@ def rejection_sample(backend: Backend, # the model that answers (e.g. the RL mod
                      reflection_keywords = None, # a keyword set's name or a list
                      truncate_order: str = "after_select"): # or "before_select"
     "Next SFT set: one verified, selected chain per problem the model can solve (plus the rejected, if asked)."
-    _check_choice("truncate_order", truncate_order, TRUNCATE_ORDERS); _check_choice("select", select, SELECT_RULES)
+    _check_select(select, truncate_order)
     v, t = get_prompt("rejection/solve", prompts)
     todo = [(r, s) for r in problems for s in range(k)]
-    reqs = [Request(r["id"], f"rs{round}", backend.name, user_message(t.format(question=format_question(r)), r["images"]),
-                    prompt_version=v, sample=s, params=params or {"temperature": 1.0}) for r, s in todo]
+    ask = lambda r: user_message(t.format(question=format_question(r)), r["images"])
+    reqs = [Request(r["id"], f"rs{round}", backend.name, ask(r), prompt_version=v, sample=s,
+                    params=params or {"temperature": 1.0}) for r, s in todo]
     done = run_stage(backend, reqs, store, progress)
     meta = dict(method="rejection_sampling", model=backend.name, round=round, prompt=v, select=select)
     before = truncate_reflection and truncate_order == "before_select"
     target = dict(layout=layout, rewrite=False, truncate=before, reflection_keywords=reflection_keywords)
     rows = [_chain(r, s, k, *_text(done[q.key]), {}, {**meta, "sample": s}, **target) for q, (r, s) in zip(reqs, todo)]
-    out = _select_then_cut(problems, rows, k, select, seed, truncate_reflection and not before, layout, reflection_keywords)
+    cut_after = truncate_reflection and not before
+    out = _select_then_cut(problems, rows, k, select, seed, cut_after, layout, reflection_keywords)
     kept = [r for r in out if r["reject_reason"] is None]
     return (kept, [r for r in out if r["reject_reason"] is not None]) if return_rejected else kept
 
@@ -432,8 +473,10 @@ def rejection_sample(backend: Backend, # the model that answers (e.g. the RL mod
 _ROLE = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 
 def _turns(item, where):
+    "`[(role, text)]` of a sharegpt item's `conversations` or `messages`."
     conv = item.get("conversations", item.get("messages"))
-    if not isinstance(conv, list): raise RecordError(where, "conversations", "needs a 'conversations' or 'messages' list")
+    if not isinstance(conv, list):
+        raise RecordError(where, "conversations", "needs a 'conversations' or 'messages' list")
     out = []
     for t in conv:
         role = _ROLE.get(t.get("from", t.get("role")))
@@ -447,26 +490,34 @@ def _answer_type(a: str) -> str:
     if re.fullmatch(r"[+-]?\d*\.\d+", a or ""): return "float"
     return "text"
 
+# %% ../nbs/07_bridge.ipynb #110bf018
+def _json_rows(path):
+    "The items of a JSON list file, or the lines of a JSONL file."
+    txt = path.read_text(encoding="utf-8")
+    return json.loads(txt) if txt.lstrip().startswith("[") else [json.loads(l) for l in txt.splitlines() if l.strip()]
+
+# %% ../nbs/07_bridge.ipynb #386c4342
+def _sharegpt_row(it, i, path, root, source):
+    "Item `i` of a sharegpt file as a chain row."
+    rid = str(it.get("id", f"{path.stem}-{i:06d}")); where = f"{path.name}[{i}]"
+    turns = _turns(it, where)
+    user, bot = [c for r, c in turns if r == "user"], [c for r, c in turns if r == "assistant"]
+    if not user or not bot: raise RecordError(rid, "conversations", f"{where}: needs a user and an assistant turn")
+    imgs = it.get("images", it.get("image")) or []
+    imgs = [imgs] if isinstance(imgs, str) else list(imgs)
+    imgs = [str(p) if Path(p).is_absolute() else str(root / p) for p in imgs]
+    ans = final_answer(bot[0], {}) or ""
+    return validate_record(dict(id=rid, images=imgs, question=user[0].replace("<image>", "").strip(), choices=[],
+                                answer=ans, answer_type=_answer_type(ans), source=source, response=bot[0],
+                                metadata=dict(answer_from="response", format="sharegpt", file=path.name)))
+
+# %% ../nbs/07_bridge.ipynb #9586f21a
 def load_sharegpt(path, # LLaMA-Factory sharegpt .json (list) or .jsonl
                   image_root=None, # folder image paths are relative to (default: the file's folder)
                   source: str = "vision-r1-cold") -> list[dict]: # `source` of the records
     "Chain rows (question, images, response, answer from the response) from a sharegpt cold-start file."
     path = Path(path); root = Path(image_root) if image_root else path.parent
-    txt = path.read_text(encoding="utf-8")
-    items = json.loads(txt) if txt.lstrip().startswith("[") else [json.loads(l) for l in txt.splitlines() if l.strip()]
-    out = []
-    for i, it in enumerate(items):
-        rid = str(it.get("id", f"{path.stem}-{i:06d}")); where = f"{path.name}[{i}]"
-        turns = _turns(it, where); user = [c for r, c in turns if r == "user"]; bot = [c for r, c in turns if r == "assistant"]
-        if not user or not bot: raise RecordError(rid, "conversations", f"{where}: needs a user and an assistant turn")
-        imgs = it.get("images", it.get("image")) or []
-        imgs = [imgs] if isinstance(imgs, str) else list(imgs)
-        imgs = [str(p) if Path(p).is_absolute() else str(root / p) for p in imgs]
-        ans = final_answer(bot[0], {}) or ""
-        out.append(validate_record(dict(id=rid, images=imgs, question=user[0].replace("<image>", "").strip(), choices=[],
-                                        answer=ans, answer_type=_answer_type(ans), source=source, response=bot[0],
-                                        metadata=dict(answer_from="response", format="sharegpt", file=path.name))))
-    return out
+    return [_sharegpt_row(it, i, path, root, source) for i, it in enumerate(_json_rows(path))]
 
 # %% ../nbs/07_bridge.ipynb #789e3f45
 def _first(d, *keys, default=None):
@@ -474,29 +525,37 @@ def _first(d, *keys, default=None):
         if d.get(k) is not None: return d[k]
     return default
 
+# %% ../nbs/07_bridge.ipynb #c52768d5
+def _ovt_images(imgs, root):
+    "A row's images: embedded bytes decoded, relative paths put under `root`."
+    imgs = imgs if isinstance(imgs, list) else [imgs]
+    return [load_image(io.BytesIO(im["bytes"])) if isinstance(im, dict) and im.get("bytes") else
+            im if not isinstance(im, str) else str(im) if Path(im).is_absolute() else str(root / im) for im in imgs]
+
+# %% ../nbs/07_bridge.ipynb #ad84af8d
+def _ovt_sft_row(it, i, path, root, source):
+    "Row `i` of an OpenVLThinker SFT table as a chain row."
+    rid = str(_first(it, "id", default=f"{path.stem}-{i:06d}"))
+    q, sol = _first(it, "problem", "question"), _first(it, "solution", "response")
+    if q is None or sol is None:
+        raise RecordError(rid, "problem" if q is None else "solution", f"{path.name} row {i}: missing")
+    imgs = _ovt_images(_first(it, "images", "image", default=[]), root)
+    ans = str(_first(it, "answer", default=None) or final_answer(sol, {}) or "")
+    meta = dict(answer_from="answer" if it.get("answer") is not None else "response", format="openvlthinker")
+    return validate_record(dict(id=rid, images=imgs, question=q.replace("<image>", "").strip(), choices=[], answer=ans,
+                                answer_type=_answer_type(ans), source=source, response=sol, metadata=meta))
+
+# %% ../nbs/07_bridge.ipynb #aa349e20
 def load_openvlthinker(path, # .json, .jsonl or .parquet SFT set
                        image_root=None, # folder image paths are relative to
                        source: str = "openvlthinker-sft") -> list[dict]: # `source` of the records
     "Chain rows from an OpenVLThinker-style SFT table (problem, solution, image[s], optional answer)."
     path = Path(path); root = Path(image_root) if image_root else path.parent
     if path.suffix == ".parquet":
-        import datasets; rows = list(datasets.Dataset.from_parquet(str(path)))
-    else:
-        txt = path.read_text(encoding="utf-8")
-        rows = json.loads(txt) if txt.lstrip().startswith("[") else [json.loads(l) for l in txt.splitlines() if l.strip()]
-    out = []
-    for i, it in enumerate(rows):
-        rid = str(_first(it, "id", default=f"{path.stem}-{i:06d}"))
-        q, sol = _first(it, "problem", "question"), _first(it, "solution", "response")
-        if q is None or sol is None: raise RecordError(rid, "problem" if q is None else "solution", f"{path.name} row {i}: missing")
-        imgs = _first(it, "images", "image", default=[]); imgs = imgs if isinstance(imgs, list) else [imgs]
-        imgs = [load_image(__import__("io").BytesIO(im["bytes"])) if isinstance(im, dict) and im.get("bytes") else
-                im if not isinstance(im, str) else str(im) if Path(im).is_absolute() else str(root / im) for im in imgs]
-        ans = str(_first(it, "answer", default=None) or final_answer(sol, {}) or "")
-        out.append(validate_record(dict(id=rid, images=imgs, question=q.replace("<image>", "").strip(), choices=[], answer=ans,
-                                        answer_type=_answer_type(ans), source=source, response=sol,
-                                        metadata=dict(answer_from="answer" if it.get("answer") is not None else "response", format="openvlthinker"))))
-    return out
+        import datasets
+        rows = list(datasets.Dataset.from_parquet(str(path)))
+    else: rows = _json_rows(path)
+    return [_ovt_sft_row(it, i, path, root, source) for i, it in enumerate(rows)]
 
 # %% ../nbs/07_bridge.ipynb #7acd2358
 def make_teacher(cfg: dict | Backend, # {"backend": "scene"|"openai"|"hf"|"vllm", ...options} or a ready Backend
@@ -516,14 +575,17 @@ def make_teacher(cfg: dict | Backend, # {"backend": "scene"|"openai"|"hf"|"vllm"
 
 # %% ../nbs/07_bridge.ipynb #40aecbe0
 BRIDGE_DEFAULTS = dict(method="vision_r1", k=1, select="shortest", reasoner_sees_answer=True, rewrite=True,
-                       truncate_reflection=False, teachers=dict(mllm=dict(backend="scene"), reasoner=dict(backend="scene")),
+                       truncate_reflection=False,
+                       teachers=dict(mllm=dict(backend="scene"), reasoner=dict(backend="scene")),
                        prompts={}, params={}, seed=0, progress=True, layout="r1", reflection_keywords="openvlthinker",
                        caption_prompt="question", truncate_order="after_select")
 
+# %% ../nbs/07_bridge.ipynb #3a05e92d
 def _check_bridge_config(cfg):
     "A clear error for an unknown key or value, before anything is generated."
     known = set(BRIDGE_DEFAULTS) | {"problems", "synth"}
-    if set(cfg) - known: raise ValueError(f"bridge config: unknown key(s) {sorted(set(cfg) - known)}; known: {sorted(known)}")
+    if set(cfg) - known:
+        raise ValueError(f"bridge config: unknown key(s) {sorted(set(cfg) - known)}; known: {sorted(known)}")
     _check_choice("method", cfg["method"], ("vision_r1", "openvlthinker")); get_layout(cfg["layout"])
     for key, choices in (("select", SELECT_RULES), ("truncate_order", TRUNCATE_ORDERS),
                          ("caption_prompt", tuple(CAPTION_PROMPTS))): _check_choice(key, cfg[key], choices)
@@ -531,17 +593,22 @@ def _check_bridge_config(cfg):
 
 # %% ../nbs/07_bridge.ipynb #d8579480
 def _problems(cfg):
+    "The bridge's problems: a problem file, or synthetic ones."
     if cfg.get("problems"): return load_problems(cfg["problems"])
     if cfg.get("synth") is not None:
         from vr1_nb import synth
         return synth.generate(**cfg["synth"])
     raise ValueError("bridge config: set 'problems' (a .jsonl/.parquet path) or 'synth' (arguments of synth.generate)")
 
+# %% ../nbs/07_bridge.ipynb #78a21c08
 def _teachers(cfg, problems):
-    t = cfg["teachers"]; mllm = make_teacher(t["mllm"], problems)
+    "The MLLM and the reasoner, one instance when both configs are equal."
+    t = cfg["teachers"]
+    mllm = make_teacher(t["mllm"], problems)
     reasoner = mllm if t.get("reasoner") == t["mllm"] else make_teacher(t["reasoner"], problems)
     return mllm, reasoner
 
+# %% ../nbs/07_bridge.ipynb #5fe894d9
 def _generate(cfg, problems, store):
     "The raw chains of `cfg['method']` for `problems`."
     mllm, reasoner = _teachers(cfg, problems)
@@ -560,28 +627,37 @@ def bridge_run(config: dict, # the `bridge` section (see BRIDGE_DEFAULTS)
     "Generate raw chains into `out_dir/chains.jsonl` (resumable); returns that path."
     cfg = {**BRIDGE_DEFAULTS, **(config or {})}; _check_bridge_config(cfg)
     RunDir.check(out_dir, resume, overwrite)
-    if resume and (Path(out_dir) / "chains.jsonl").exists() and (Path(out_dir) / RunDir.DONE).exists(): return Path(out_dir) / "chains.jsonl"
+    finished = Path(out_dir) / "chains.jsonl"
+    if resume and finished.exists() and (Path(out_dir) / RunDir.DONE).exists(): return finished
     problems = _problems(cfg)   # bad input fails here, before the run directory exists
     run = RunDir(out_dir, "bridge", config=cfg, seed=cfg["seed"], resume=resume, overwrite=overwrite)
     out = run / "chains.jsonl"
     with Store(run / "generations.jsonl") as store: rows = _generate(cfg, problems, store)
     save_jsonl(rows, out)
     missing = sum(r["reject_reason"] == "teacher_unavailable" for r in rows)
-    if missing: run.log("bridge_log.jsonl", dict(incomplete=missing, hint="rerun with resume=True to retry")); return out
+    if missing:
+        run.log("bridge_log.jsonl", dict(incomplete=missing, hint="rerun with resume=True to retry"))
+        return out
     run.complete(problems=len(problems), chains=len(rows), verified=sum(bool(r["verdict"]) for r in rows),
                  generation_failed=sum(r["reject_reason"] is not None for r in rows), teacher_unavailable=missing)
     return out
 
 # %% ../nbs/07_bridge.ipynb #3932f977
+def _teacher_roles(t: dict) -> dict:
+    "`teachers` (the MLLM's and the reasoner's backend configs) from a full config's `teacher` section."
+    kind = t.pop("kind", "scene")
+    if kind == "scene":
+        one = dict(backend="scene", **t)
+        return dict(mllm=one, reasoner=one)
+    m, r = t.get("mllm", t.get("captioner")), t.get("reasoner")
+    if m is None or r is None:
+        raise ValueError(f"teacher section (kind {kind!r}): needs 'mllm' (or 'captioner') and 'reasoner' sub-sections")
+    return dict(mllm=dict(backend=kind, **m), reasoner=dict(backend=kind, **r))
+
+# %% ../nbs/07_bridge.ipynb #5f265bf6
 def bridge_config(cfg: dict) -> dict: # a full config (sections `bridge`, `teacher`, `seed`, ...)
     "The `bridge_run` section of a full config: `bridge`, with `teachers` built from the `teacher` section."
     b = dict(cfg.get("bridge") or {}); t = dict(cfg.get("teacher") or {})
     b.setdefault("seed", cfg.get("seed", 0))
-    if t and "teachers" not in b:
-        kind = t.pop("kind", "scene")
-        if kind == "scene": one = dict(backend="scene", **t); b["teachers"] = dict(mllm=one, reasoner=one)
-        else:
-            m, r = t.get("mllm", t.get("captioner")), t.get("reasoner")
-            if m is None or r is None: raise ValueError(f"teacher section (kind {kind!r}): needs 'mllm' (or 'captioner') and 'reasoner' sub-sections")
-            b["teachers"] = dict(mllm=dict(backend=kind, **m), reasoner=dict(backend=kind, **r))
+    if t and "teachers" not in b: b["teachers"] = _teacher_roles(t)
     return b

@@ -11,8 +11,9 @@ from __future__ import annotations
 import bisect, hashlib, io, json, logging, math, os, re
 from collections import Counter, defaultdict
 from pathlib import Path
-from .core import (LETTERS, R1_INSTRUCTION, prompt_text, prompt_spec, to_prompt, RecordError, RunDir, atomic_write_text, format_question, load_problems, infer_answer_type,
-                         resolve_source, validate_record)
+from .core import (LETTERS, R1_INSTRUCTION, prompt_text, prompt_spec, to_prompt, RecordError, RunDir,
+                         atomic_write_text, format_question, load_problems, infer_answer_type, resolve_source,
+                         validate_record)
 from .answers import answer_block, choice_letter, clean_answer, extract_answer, parse_number, verify_batch
 from .generate import DECODING_KEYS, Backend, HFBackend, OpenAIBackend, Request, Store, decoding, run_requests
 
@@ -28,20 +29,37 @@ __all__ = ['log', 'PROTOCOLS', 'MATHVISTA_EXTRACT_PROMPT', 'TEST_KEYS', 'resolve
 
 # %% ../nbs/12_eval.ipynb #7c4624dd
 PROTOCOLS = {
-    'vision-r1': dict(temperature=0.6, top_p=0.95, top_k=0, repetition_penalty=1.0, max_tokens=16000, reask=4, k=1, instruction=None,
-                      prompt='query', source="Vision-R1 evaluation (Osilly/Vision-R1@c061681 evaluation/): T=0.6, top-p 0.95, 16,000 tokens, "
-                                             "re-ask up to 4x without </answer>; top-k and repetition penalty off (the client sets neither); "
-                                             "the benchmark's own question (VLMEvalKit's, e.g. MathVista's query), no instruction"),
-    'openvlthinker': dict(temperature=0.01, top_p=0.001, top_k=1, repetition_penalty=1.0, max_tokens=2048, reask=0, k=1, instruction=None,
-                          prompt='query', source="OpenVLThinker evaluation (eval_openvlthinker.py): T=0.01, top-p 0.001, top-k 1, "
-                                                 "repetition penalty 1.0, 2,048 tokens, benchmark query"),
-    'greedy': dict(temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.0, max_tokens=1024, reask=0, k=1, instruction=R1_INSTRUCTION,
-                   prompt='question', source="greedy decoding"),
+    'vision-r1': dict(
+        temperature=0.6, top_p=0.95, top_k=0, repetition_penalty=1.0, max_tokens=16000, reask=4, k=1, instruction=None,
+        prompt='query',
+        source="Vision-R1 evaluation (Osilly/Vision-R1@c061681 evaluation/): T=0.6, top-p 0.95, 16,000 tokens, "
+               "re-ask up to 4x without </answer>; top-k and repetition penalty off (the client sets neither); "
+               "the benchmark's own question (VLMEvalKit's, e.g. MathVista's query), no instruction"),
+    'openvlthinker': dict(
+        temperature=0.01, top_p=0.001, top_k=1, repetition_penalty=1.0, max_tokens=2048, reask=0, k=1, instruction=None,
+        prompt='query',
+        source="OpenVLThinker evaluation (eval_openvlthinker.py): T=0.01, top-p 0.001, top-k 1, "
+               "repetition penalty 1.0, 2,048 tokens, benchmark query"),
+    'greedy': dict(temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.0, max_tokens=1024, reask=0, k=1,
+                   instruction=R1_INSTRUCTION, prompt='question', source="greedy decoding"),
 }
-_EVAL_KEYS = {'protocol', 'temperature', 'top_p', 'top_k', 'repetition_penalty', 'max_new_tokens', 'max_tokens', 'reask', 'k',
-              'instruction', 'prompt', 'n', 'benchmark', 'judge', 'backend', 'batch_size', 'plots', 'max_pixels', 'min_pixels'}
+
+# %% ../nbs/12_eval.ipynb #c2053e45
+# the keys an `eval:` section may hold
+_EVAL_KEYS = {'protocol', 'temperature', 'top_p', 'top_k', 'repetition_penalty', 'max_new_tokens', 'max_tokens',
+              'reask', 'k', 'instruction', 'prompt', 'n', 'benchmark', 'judge', 'backend', 'batch_size', 'plots',
+              'max_pixels', 'min_pixels'}
 
 # %% ../nbs/12_eval.ipynb #c13efecc
+def _override(p, spec):
+    "`p` with an `eval:` section's values (`max_new_tokens` is `max_tokens`; None keeps a value, except `instruction`)."
+    if 'max_new_tokens' in spec: p['max_tokens'] = spec['max_new_tokens']
+    for key in ('temperature', 'top_p', 'top_k', 'repetition_penalty', 'max_tokens', 'reask', 'k', 'prompt'):
+        if spec.get(key) is not None: p[key] = spec[key]
+    if 'instruction' in spec: p['instruction'] = spec['instruction']   # None (no instruction) is a valid choice
+    return p
+
+# %% ../nbs/12_eval.ipynb #8e51e181
 def resolve_protocol(spec=None, # a protocol name, or an `eval:` section (dict) naming one and overriding values
                     ) -> dict:
     "The full decoding protocol: a named preset from `PROTOCOLS` with the section's overrides applied."
@@ -50,12 +68,9 @@ def resolve_protocol(spec=None, # a protocol name, or an `eval:` section (dict) 
     if name not in PROTOCOLS: raise ValueError(f"eval.protocol {name!r}: unknown; choose one of {sorted(PROTOCOLS)}")
     bad = set(spec) - _EVAL_KEYS
     if bad: raise ValueError(f"eval section: unknown key(s) {sorted(bad)}; known: {sorted(_EVAL_KEYS)}")
-    p = dict(PROTOCOLS[name], name=name)
-    if 'max_new_tokens' in spec: p['max_tokens'] = spec['max_new_tokens']
-    for key in ('temperature', 'top_p', 'top_k', 'repetition_penalty', 'max_tokens', 'reask', 'k', 'prompt'):
-        if spec.get(key) is not None: p[key] = spec[key]
-    if 'instruction' in spec: p['instruction'] = spec['instruction']   # None (no instruction) is a valid choice
-    if p['prompt'] not in ('question', 'query'): raise ValueError(f"eval.prompt {p['prompt']!r}: use 'question' or 'query'")
+    p = _override(dict(PROTOCOLS[name], name=name), spec)
+    if p['prompt'] not in ('question', 'query'):
+        raise ValueError(f"eval.prompt {p['prompt']!r}: use 'question' or 'query'")
     try: p.update(decoding({k: p[k] for k in DECODING_KEYS}))   # checked, and stated in full
     except ValueError as e: raise ValueError(f"eval protocol {name!r}: {e}") from None
     p['reask'], p['k'] = int(p['reask']), int(p['k'])
@@ -69,7 +84,8 @@ def protocol_version(p:dict) -> str:
     blob = {k: p.get(k) for k in ('instruction', 'prompt', 'temperature', 'top_p', 'max_tokens')}
     blob.update({k: p[k] for k, off in (('top_k', 0), ('repetition_penalty', 1.0)) if p.get(k) not in (None, off)})
     if float(p.get('temperature') or 0) > 0: blob['decoding'] = 'stated'
-    return f"{p.get('name', 'custom')}-{hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:8]}"
+    digest = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{p.get('name', 'custom')}-{digest}"
 
 # %% ../nbs/12_eval.ipynb #83000128
 def eval_text(rec:dict, # a record
@@ -78,21 +94,33 @@ def eval_text(rec:dict, # a record
              ) -> str:
     "The text a model is asked about `rec`."
     md, q = rec.get('metadata') or {}, None
-    if prompt == 'query': q = next((md[k] for k in ('query_cot', 'query') if isinstance(md.get(k), str) and md[k].strip()), None)
+    if prompt == 'query':
+        q = next((md[k] for k in ('query_cot', 'query') if isinstance(md.get(k), str) and md[k].strip()), None)
     return prompt_text(rec, instruction, question=q)
 
-def eval_messages(rec:dict, instruction=R1_INSTRUCTION, prompt:str='question') -> list:
-    "The chat a model is asked: the prompt's system turn if any, then the record's images and `eval_text` (as `core.to_prompt`)."
+# %% ../nbs/12_eval.ipynb #a5ae78a5
+def eval_messages(rec:dict, # a record
+                  instruction=R1_INSTRUCTION, # the prompt (see `eval_text`)
+                  prompt:str='question', # 'question' or 'query'
+                 ) -> list:
+    "The chat a model is asked: the prompt's system turn if any, then the images and `eval_text` (`core.to_prompt`)."
     msgs = to_prompt({**rec, 'images': []}, instruction)
     ims = [{'type': 'image', 'image': im} for im in rec.get('images') or []]
     text = [{'type': 'text', 'text': eval_text(rec, instruction, prompt)}]
     msgs[-1]['content'] = ims + text if prompt_spec(instruction)['images'] == 'first' else text + ims
     return msgs
 
-def eval_request(rec:dict, p:dict, teacher:str, sample:int=0, attempt:int=0) -> Request:
+# %% ../nbs/12_eval.ipynb #339eee04
+def eval_request(rec:dict, # a record
+                 p:dict, # a resolved protocol
+                 teacher:str, # the backend's name
+                 sample:int=0, # which of the protocol's k samples
+                 attempt:int=0, # 0, or the re-ask's number
+                ) -> Request:
     "The `Request` for sample `sample`, attempt `attempt` of `rec` under protocol `p`."
     params = {k: p[k] for k in DECODING_KEYS if k in p}   # the five decoding fields, stated by `resolve_protocol`
-    return Request(rec['id'], 'eval' if attempt == 0 else f'eval-reask{attempt}', teacher, eval_messages(rec, p.get('instruction'), p.get('prompt', 'question')),
+    msgs = eval_messages(rec, p.get('instruction'), p.get('prompt', 'question'))
+    return Request(rec['id'], 'eval' if attempt == 0 else f'eval-reask{attempt}', teacher, msgs,
                    prompt_version=protocol_version(p), sample=sample, params=params)
 
 # %% ../nbs/12_eval.ipynb #51cf9b5e
@@ -100,6 +128,17 @@ def _text(resp):
     if resp is None: return None
     return resp['texts'][0] if resp.get('texts') else ''
 
+# %% ../nbs/12_eval.ipynb #a583faf3
+def _read_round(todo, reqs, store, attempt, out):
+    "Each answer of this round into `out`; returns the (record, sample) pairs to re-ask: no `</answer>`, no error."
+    nxt = []
+    for (r, s), q in zip(todo, reqs):
+        resp = store.get(q.key); t = _text(resp)
+        out[(r['id'], s)] = dict(text=t or '', attempts=attempt + 1, error=resp.get('error'))
+        if '</answer>' not in (t or '') and not resp.get('error'): nxt.append((r, s))
+    return nxt
+
+# %% ../nbs/12_eval.ipynb #d3f381fe
 def generate_responses(records:list, # records to answer
                        backend:Backend, # who answers
                        p:dict, # a resolved protocol (`resolve_protocol`)
@@ -111,15 +150,12 @@ def generate_responses(records:list, # records to answer
     for attempt in range(p['reask'] + 1):
         if not todo: break
         reqs = [eval_request(r, p, backend.name, s, attempt) for r, s in todo]
-        stats = run_requests(backend, reqs, store, desc=f"eval {backend.name}" + (f" re-ask {attempt}" if attempt else ''), progress=progress)
-        if stats['failed']: raise RuntimeError(f"{stats['failed']} of {len(reqs)} generation requests failed transiently "
-                                               f"(see the log); rerun with resume=True (--resume) to retry only those")
-        nxt = []
-        for (r, s), q in zip(todo, reqs):
-            resp = store.get(q.key); t = _text(resp)
-            out[(r['id'], s)] = dict(text=t or '', attempts=attempt + 1, error=resp.get('error'))
-            if '</answer>' not in (t or '') and not resp.get('error'): nxt.append((r, s))
-        todo = nxt
+        desc = f"eval {backend.name}" + (f" re-ask {attempt}" if attempt else '')
+        stats = run_requests(backend, reqs, store, desc=desc, progress=progress)
+        if stats['failed']:
+            raise RuntimeError(f"{stats['failed']} of {len(reqs)} generation requests failed transiently "
+                               f"(see the log); rerun with resume=True (--resume) to retry only those")
+        todo = _read_round(todo, reqs, store, attempt, out)
     return out
 
 # %% ../nbs/12_eval.ipynb #f289bed2
@@ -128,7 +164,8 @@ def pass_at_k(n:int, # samples drawn
               k:int, # budget
              ) -> float:
     "Unbiased pass@k estimate (Chen et al. 2021): 1 - C(n-c, k) / C(n, k)."
-    if not 0 <= c <= n or not 1 <= k <= n: raise ValueError(f"pass_at_k: need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass_at_k: need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
     if n - c < k: return 1.0
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
@@ -146,8 +183,9 @@ def answer_key(pred, # an extracted answer (or None)
     v = parse_number(p)
     return repr(round(v, 9)) if v is not None else re.sub(r'\s+', '', p.lower())
 
+# %% ../nbs/12_eval.ipynb #49954c58
 def majority_vote(preds:list, # extracted answers of one problem's samples
-                  choices=None) -> int|None:
+                  choices=None) -> int|None: # the record's options, for multiple choice
     "Index of a sample holding the most frequent answer (first such sample), None when no sample has one."
     keys = [answer_key(p, choices) for p in preds]
     counts = Counter(k for k in keys if k is not None)
@@ -166,6 +204,7 @@ def _benchmark_scorer(benchmark):
     if b in conv: return lambda preds, probs, **kw: scoring.score_synth(preds, probs, convention=conv[b], **kw)
     return getattr(scoring, f"score_{b}", None)
 
+# %% ../nbs/12_eval.ipynb #4ba551bb
 def score_samples(records:list, # one record per text (repeat a record for its k samples)
                   texts:list, # the model's texts
                   benchmark:str|None=None, # a benchmark whose scorer to use, if `vr1_nb.scoring` has one
@@ -177,15 +216,18 @@ def score_samples(records:list, # one record per text (repeat a record for its k
     fn = _benchmark_scorer(benchmark)
     if fn:
         key = 'extraction' if benchmark == 'mathvista' else 'prediction'
-        preds = [dict(id=r['id'], response=t, **({key: extractions[i]} if extractions is not None else {})) for i, (r, t) in enumerate(zip(records, texts))]
+        ext = lambda i: {key: extractions[i]} if extractions is not None else {}
+        preds = [dict(id=r['id'], response=t, **ext(i)) for i, (r, t) in enumerate(zip(records, texts))]
         _, results = fn(preds, records, **(scorer_kwargs or {}))
-        return [res.get('extracted', res.get('prediction')) for res in results], [bool(res['correct']) for res in results]
+        return ([res.get('extracted', res.get('prediction')) for res in results],
+                [bool(res['correct']) for res in results])
     preds = list(extractions) if extractions is not None else [extract_answer(t) for t in texts]
     ok = verify_batch(preds, [r['answer'] for r in records], [r.get('choices') or None for r in records])
     return preds, [bool(v) for v in ok]
 
 # %% ../nbs/12_eval.ipynb #00ff6115
-MATHVISTA_EXTRACT_PROMPT = """Please read the following example. Then extract the answer from the model response and type it at the end of the prompt.
+MATHVISTA_EXTRACT_PROMPT = """Please read the following example. Then extract the answer from the model response and \
+type it at the end of the prompt.
 
 Hint: Please answer the question requiring an integer answer and provide the final value, e.g., 1, 2, 3, at the end.
 Question: Which number is missing?
@@ -194,21 +236,25 @@ Model response: The number missing in the sequence is 14.
 
 Extracted answer: 14
 
-Hint: Please answer the question requiring a floating-point number with one decimal place and provide the final value, e.g., 1.2, 1.3, 1.4, at the end.
+Hint: Please answer the question requiring a floating-point number with one decimal place and provide the final \
+value, e.g., 1.2, 1.3, 1.4, at the end.
 Question: What is the fraction of females facing the camera?
 
-Model response: The fraction of females facing the camera is 0.6, which means that six out of ten females in the group are facing the camera.
+Model response: The fraction of females facing the camera is 0.6, which means that six out of ten females in the \
+group are facing the camera.
 
 Extracted answer: 0.6
 
-Hint: Please answer the question requiring a floating-point number with two decimal places and provide the final value, e.g., 1.23, 1.34, 1.45, at the end.
+Hint: Please answer the question requiring a floating-point number with two decimal places and provide the final \
+value, e.g., 1.23, 1.34, 1.45, at the end.
 Question: How much money does Luca need to buy a sour apple candy and a butterscotch candy? (Unit: $)
 
 Model response: Luca needs $1.45 to buy a sour apple candy and a butterscotch candy.
 
 Extracted answer: 1.45
 
-Hint: Please answer the question requiring a Python list as an answer and provide the final list, e.g., [1, 2, 3], [1.2, 1.3, 1.4], at the end.
+Hint: Please answer the question requiring a Python list as an answer and provide the final list, e.g., [1, 2, 3], \
+[1.2, 1.3, 1.4], at the end.
 Question: Between which two years does the line  graph saw its maximum peak?
 
 Model response: The line graph saw its maximum peak between 2007 and 2008.
@@ -236,47 +282,74 @@ def extract_prompt(rec:dict, # the problem (its `metadata['query']` is used when
     query = q if isinstance(q, str) and q.strip() else format_question(rec)
     return f"{MATHVISTA_EXTRACT_PROMPT}\n\n{query}\n\nModel response: {response}\n\nExtracted answer: "
 
+# %% ../nbs/12_eval.ipynb #1fa81d68
 def _quick_extract(rec, response):
     "The official shortcuts: an empty response, an exact option text, or a bare integer/float needs no LLM."
     r = (response or '').strip()
     if not r: return ''
     if rec.get('choices') and r in [str(c) for c in rec['choices']]: return r
     if rec.get('answer_type') == 'integer' and re.fullmatch(r'[+-]?\d+', r): return str(int(r))
-    if rec.get('answer_type') == 'float' and parse_number(r) is not None and re.fullmatch(r'[+-]?[\d.]+', r): return str(float(r))
+    if rec.get('answer_type') == 'float' and parse_number(r) is not None and re.fullmatch(r'[+-]?[\d.]+', r):
+        return str(float(r))
     return None
 
 # %% ../nbs/12_eval.ipynb #263c9c51
+def _extract_request(r, t, judge, h):
+    "The judge's request to extract the answer of response `t` (its hash `h`) to `r`."
+    return Request(r['id'], 'extract', judge.name, [{'role': 'user', 'content': extract_prompt(r, t)}],
+                   prompt_version=f"mathvista-ext-v1-{h}", params=dict(temperature=0.0, max_tokens=64))
+
+# %% ../nbs/12_eval.ipynb #c9b24a78
 def llm_extract(records:list, # one record per response
                 responses:list, # the model's responses
                 judge:Backend, # any backend; `make_judge` builds an OpenAI-compatible one
                 store:Store, # resumable store for the judge's answers
-                progress:bool=True) -> list:
+                progress:bool=True) -> list: # show a progress bar
     "The judge's extracted answer for each response (MathVista's GPT extraction step), '' when it failed."
-    out, reqs, where, keyed = [None] * len(responses), [], [], {}
+    out, where, keyed = [None] * len(responses), [], {}
     for i, (r, t) in enumerate(zip(records, responses)):
         q = _quick_extract(r, t)
-        if q is not None: out[i] = q; continue
+        if q is not None:
+            out[i] = q
+            continue
         h = hashlib.sha256(t.encode()).hexdigest()[:12]   # the key names the response: a new text is a new extraction
-        if (r['id'], h) not in keyed:
-            keyed[(r['id'], h)] = Request(r['id'], 'extract', judge.name, [{'role': 'user', 'content': extract_prompt(r, t)}],
-                                          prompt_version=f"mathvista-ext-v1-{h}", params=dict(temperature=0.0, max_tokens=64))
+        if (r['id'], h) not in keyed: keyed[(r['id'], h)] = _extract_request(r, t, judge, h)
         where.append((i, keyed[(r['id'], h)]))
     if keyed:
         stats = run_requests(judge, list(keyed.values()), store, desc=f"extract {judge.name}", progress=progress)
-        if stats['failed']: raise RuntimeError(f"LLM extraction: {stats['failed']} requests failed transiently; rerun with resume=True")
+        if stats['failed']:
+            raise RuntimeError(f"LLM extraction: {stats['failed']} requests failed transiently; rerun with resume=True")
     for i, q in where: out[i] = (_text(store.get(q.key)) or '').strip()
     return out
 
-def make_judge(cfg:dict) -> Backend:
+# %% ../nbs/12_eval.ipynb #607d43cd
+def make_judge(cfg:dict) -> Backend: # the `eval.judge` section: `{base_url, model, api_key_env}`
     "An OpenAI-compatible judge from `{base_url, model, api_key_env}` (the `eval.judge` section)."
-    if not cfg.get('base_url') or not cfg.get('model'): raise ValueError("eval.judge needs base_url and model (an OpenAI-compatible endpoint)")
-    return OpenAIBackend(cfg['base_url'], cfg['model'], api_key_env=cfg.get('api_key_env', 'OPENAI_API_KEY'), name=cfg.get('name'))
+    if not cfg.get('base_url') or not cfg.get('model'):
+        raise ValueError("eval.judge needs base_url and model (an OpenAI-compatible endpoint)")
+    return OpenAIBackend(cfg['base_url'], cfg['model'], api_key_env=cfg.get('api_key_env', 'OPENAI_API_KEY'),
+                         name=cfg.get('name'))
 
 # %% ../nbs/12_eval.ipynb #64e337f3
 def _acc(rows, key='correct'):
     n = len(rows); c = sum(bool(r[key]) for r in rows)
     return dict(correct=c, total=n, accuracy=c / n if n else 0.0)
 
+# %% ../nbs/12_eval.ipynb #b6a946d3
+def _pass_at(rows, k):
+    "Mean unbiased pass@j over the problems, for j = 1, 2, 4, ... up to k, and k."
+    ks = sorted({j for j in [2 ** e for e in range(int(math.log2(k)) + 1)] + [k]})
+    right = [sum(s['correct'] for s in r['samples']) for r in rows]
+    return {f"pass@{j}": sum(pass_at_k(k, c, j) for c in right) / max(1, len(rows)) for j in ks}
+
+# %% ../nbs/12_eval.ipynb #6b10d953
+def _reask_counts(samples):
+    "Samples re-asked, attempts, samples rescued (re-asked, then closed), samples without `</answer>`."
+    return dict(reasked=sum(s['attempts'] > 1 for s in samples), attempts=sum(s['attempts'] for s in samples),
+                rescued=sum(s['attempts'] > 1 and '</answer>' in s['response'] for s in samples),
+                missing_answer_tag=sum('</answer>' not in s['response'] for s in samples), samples=len(samples))
+
+# %% ../nbs/12_eval.ipynb #c9775ee5
 def summarize(rows:list, # prediction rows (see `evaluate`)
               k:int=1, # samples per problem
              ) -> dict:
@@ -288,15 +361,12 @@ def summarize(rows:list, # prediction rows (see `evaluate`)
     samples = [s for r in rows for s in r['samples']]
     if k > 1:
         out['mean_accuracy'] = _acc(samples)['accuracy']
-        ks = sorted({j for j in [2 ** e for e in range(int(math.log2(k)) + 1)] + [k]})
-        out['pass_at_k'] = {f"pass@{j}": sum(pass_at_k(k, sum(s['correct'] for s in r['samples']), j) for r in rows) / max(1, len(rows)) for j in ks}
+        out['pass_at_k'] = _pass_at(rows, k)
         out['majority'] = _acc(rows, 'majority_correct')
         for s, g in out['by_source'].items(): g['majority_accuracy'] = _acc(groups[s], 'majority_correct')['accuracy']
     lens = [s['length'] for s in samples]
     out['length'] = dict(mean=sum(lens) / max(1, len(lens)), max=max(lens, default=0))
-    out['reask'] = dict(reasked=sum(s['attempts'] > 1 for s in samples), attempts=sum(s['attempts'] for s in samples),
-                        rescued=sum(s['attempts'] > 1 and '</answer>' in s['response'] for s in samples),
-                        missing_answer_tag=sum('</answer>' not in s['response'] for s in samples), samples=len(samples))
+    out['reask'] = _reask_counts(samples)
     out['errors'] = sum(bool(s.get('error')) for s in samples)
     return out
 
@@ -311,8 +381,10 @@ def plot_accuracy(scores:dict, # from `summarize`
     fig, ax = plt.subplots(figsize=(max(4, 1 + 0.9 * len(src)), 3.2))
     ax.bar(range(len(src)), [100 * v['accuracy'] for v in src.values()], color='tab:blue')
     ax.set_xticks(range(len(src))); ax.set_xticklabels(list(src), rotation=30, ha='right', fontsize=8)
-    for i, v in enumerate(src.values()): ax.text(i, 100 * v['accuracy'] + 1, f"{v['correct']}/{v['total']}", ha='center', fontsize=7)
-    ax.set_ylim(0, 105); ax.set_ylabel('accuracy (%)'); ax.set_title(f"accuracy per source (all: {100 * scores['accuracy']:.1f}%)", fontsize=9)
+    for i, v in enumerate(src.values()):
+        ax.text(i, 100 * v['accuracy'] + 1, f"{v['correct']}/{v['total']}", ha='center', fontsize=7)
+    ax.set_ylim(0, 105); ax.set_ylabel('accuracy (%)')
+    ax.set_title(f"accuracy per source (all: {100 * scores['accuracy']:.1f}%)", fontsize=9)
     fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
     return Path(path)
 
@@ -326,15 +398,15 @@ def plot_lengths(rows:list, # prediction rows (with `samples`)
     import matplotlib.pyplot as plt
     ss = [s for r in rows for s in r['samples']]
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.hist([[s['length'] for s in ss if s['correct']], [s['length'] for s in ss if not s['correct']]], bins=20, stacked=True,
-            label=['right', 'wrong'], color=['tab:green', 'tab:red'])
+    right, wrong = [s['length'] for s in ss if s['correct']], [s['length'] for s in ss if not s['correct']]
+    ax.hist([right, wrong], bins=20, stacked=True, label=['right', 'wrong'], color=['tab:green', 'tab:red'])
     ax.set_xlabel(f'completion length ({unit})'); ax.set_ylabel('samples'); ax.legend(fontsize=8)
     ax.set_title(f"completion length (mean {sum(s['length'] for s in ss) / max(1, len(ss)):.1f})", fontsize=9)
     fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
     return Path(path)
 
 # %% ../nbs/12_eval.ipynb #285cb72a
-def infer_benchmark(records:list) -> str|None:
+def infer_benchmark(records:list) -> str|None: # records with their `source`
     "'synth' when every record comes from `vr1_nb.synth`, else the one shared `source` if it names a known benchmark."
     srcs = {str(r.get('source', '')) for r in records}
     if srcs and all(s.startswith('synth') for s in srcs): return 'synth'
@@ -344,19 +416,24 @@ def infer_benchmark(records:list) -> str|None:
 
 # %% ../nbs/12_eval.ipynb #077bc7a5
 def _length_fn(backend):
+    "`(length of a text, unit)`: tokens of the backend's tokenizer when it has one, else words."
     tok = getattr(backend, 'tok', None)
     if tok is not None: return (lambda t: len(tok(t, add_special_tokens=False)['input_ids'])), 'tokens'
     return (lambda t: len(t.split())), 'words'
 
+# %% ../nbs/12_eval.ipynb #ed2c7c1d
 def _row(rec, samples, judged):
+    "The predictions-file row of one problem: its first sample, the gold, every sample, and their majority vote."
     s0 = samples[0]
-    row = dict(id=rec['id'], source=rec.get('source', ''), response=s0['response'], prediction=s0['prediction'], correct=s0['correct'], answer=rec['answer'], answer_text=rec.get('answer_text', rec['answer']),
+    row = dict(id=rec['id'], source=rec.get('source', ''), response=s0['response'], prediction=s0['prediction'],
+               correct=s0['correct'], answer=rec['answer'], answer_text=rec.get('answer_text', rec['answer']),
                choices=rec.get('choices') or [], answer_type=rec.get('answer_type'), attempts=s0['attempts'],
                error=s0.get('error'), length=s0['length'], samples=samples)
     if judged: row['extraction'] = s0['prediction']   # MathVista's field for an LLM-extracted answer
     if len(samples) > 1:
         m = majority_vote([s['prediction'] for s in samples], rec.get('choices'))
-        row.update(majority=None if m is None else samples[m]['prediction'], majority_correct=bool(m is not None and samples[m]['correct']))
+        row.update(majority=None if m is None else samples[m]['prediction'],
+                   majority_correct=bool(m is not None and samples[m]['correct']))
     return row
 
 # %% ../nbs/12_eval.ipynb #aa3e70dc
@@ -365,19 +442,62 @@ def _judge_and_score(run, recs, texts, benchmark, judge, progress):
     if judge is None: return (*score_samples(recs, texts, benchmark), False, None)
     if isinstance(judge, dict) and benchmark == 'mathverse':
         url = judge['base_url'] if isinstance(judge['base_url'], str) else judge['base_url'][0]
-        kw = dict(judge=dict(model=judge['model'], base_url=url, api_key=os.environ.get(judge.get('api_key_env', 'OPENAI_API_KEY'))))
+        key = os.environ.get(judge.get('api_key_env', 'OPENAI_API_KEY'))
+        kw = dict(judge=dict(model=judge['model'], base_url=url, api_key=key))
         return (*score_samples(recs, texts, benchmark, scorer_kwargs=kw), False, f"mathverse-judge:{judge['model']}")
     judge = make_judge(judge) if isinstance(judge, dict) else judge
     with Store(run/'extractions.jsonl') as js: ext = llm_extract(recs, texts, judge, js, progress)
     return (*score_samples(recs, texts, benchmark, ext), True, judge.name)
 
 # %% ../nbs/12_eval.ipynb #3ac58862
+def _eval_records(records):
+    "The records, validated; a clear error for an empty set or a duplicate id."
+    records = [validate_record(dict(r)) for r in records]
+    if not records: raise ValueError("evaluate: no problems to evaluate (empty data file or eval.n = 0?)")
+    ids = [r['id'] for r in records]
+    if len(set(ids)) != len(ids):
+        raise RecordError(next(i for i in ids if ids.count(i) > 1), 'id', "duplicate id in the evaluation set")
+    return records
+
+# %% ../nbs/12_eval.ipynb #02451133
+def _finished(run, p, n):
+    "The scores of a finished evaluation in `run` (it must match protocol `p` and `n` problems); None if unfinished."
+    if not (run.is_complete and (run/'scores.json').exists()): return None
+    done = json.loads((run/'scores.json').read_text())
+    if protocol_version(done['protocol']) != protocol_version(p) or done['k'] != p['k'] or done['total'] != n:
+        raise ValueError(f"{run.path} holds a finished evaluation with another protocol or data "
+                         f"({done['protocol']['name']}, k={done['k']}, {done['total']} problems); "
+                         "use a new out_dir or overwrite=True")
+    return done
+
+# %% ../nbs/12_eval.ipynb #8a689e78
+def _samples(flat, gen, preds, ok, length):
+    "`{id: [sample]}`: each sample's text, prediction, verdict, attempts, error and length."
+    samples = defaultdict(list)
+    for (r, s), pr, c in zip(flat, preds, ok):
+        g = gen[(r['id'], s)]
+        samples[r['id']].append(dict(sample=s, response=g['text'], prediction=pr, correct=bool(c),
+                                     attempts=g['attempts'], error=g['error'], length=length(g['text'])))
+    return samples
+
+# %% ../nbs/12_eval.ipynb #5b836dc3
+def _answer_and_score(run, records, backend, p, benchmark, judge, progress):
+    "Every sample generated (into the run's store) and scored: the prediction rows, the length unit, the extractor."
+    with Store(run/'generations.jsonl') as store: gen = generate_responses(records, backend, p, store, progress)
+    flat = [(r, s) for r in records for s in range(p['k'])]
+    texts = [gen[(r['id'], s)]['text'] for r, s in flat]
+    preds, ok, judged, judge_name = _judge_and_score(run, [r for r, _ in flat], texts, benchmark, judge, progress)
+    length, unit = _length_fn(backend)
+    samples = _samples(flat, gen, preds, ok, length)
+    return [_row(r, samples[r['id']], judged) for r in records], unit, judge_name
+
+# %% ../nbs/12_eval.ipynb #16797efc
 def evaluate(records:list, # problems (records of `vr1_nb.core`)
              backend:Backend, # who answers
              protocol='greedy', # a `PROTOCOLS` name or an `eval:` section
              out_dir=None, # the run directory (a `core.RunDir`, stage 'eval')
              k:int|None=None, # samples per problem (default: the protocol's)
-             benchmark:str|None=None, # scoring convention ('synth', 'mathverse', ...); None: inferred from the sources ('' for generic rules)
+             benchmark:str|None=None, # scoring convention ('synth', 'mathverse', ...); None: inferred; '': rules
              judge:Backend|dict|None=None, # optional LLM extractor (a Backend, or `{base_url, model, api_key_env}`)
              config:dict|None=None, # the full config, stored in the manifest
              resume:bool=False, # continue (or reuse) a run in `out_dir`
@@ -385,62 +505,59 @@ def evaluate(records:list, # problems (records of `vr1_nb.core`)
              progress:bool=True, # progress bars
              plots:bool=True, # write the PNGs
             ) -> dict:
-    "Generate, score and report: writes predictions.jsonl, scores.json, report.md and plots into `out_dir`; returns the scores."
+    "Generate, score, report: predictions.jsonl, scores.json, report.md and plots in `out_dir`; returns the scores."
     if out_dir is None: raise ValueError("evaluate: out_dir is required (the run directory)")
     p = resolve_protocol(protocol)
     if k is not None: p['k'] = int(k)
-    records = [validate_record(dict(r)) for r in records]
-    if not records: raise ValueError("evaluate: no problems to evaluate (empty data file or eval.n = 0?)")
+    records = _eval_records(records)
     if benchmark is None: benchmark = infer_benchmark(records)
-    ids = [r['id'] for r in records]
-    if len(set(ids)) != len(ids): raise RecordError(next(i for i in ids if ids.count(i) > 1), 'id', "duplicate id in the evaluation set")
-    run = RunDir(out_dir, 'eval', config=dict(config or {}, protocol=p, benchmark=benchmark), resume=resume, overwrite=overwrite)
-    if run.is_complete and (run/'scores.json').exists():
-        done = json.loads((run/'scores.json').read_text())
-        if protocol_version(done['protocol']) != protocol_version(p) or done['k'] != p['k'] or done['total'] != len(records):
-            raise ValueError(f"{run.path} holds a finished evaluation with another protocol or data ({done['protocol']['name']}, "
-                             f"k={done['k']}, {done['total']} problems); use a new out_dir or overwrite=True")
-        return done
-    with Store(run/'generations.jsonl') as store: gen = generate_responses(records, backend, p, store, progress)
-    flat = [(r, s) for r in records for s in range(p['k'])]
-    texts = [gen[(r['id'], s)]['text'] for r, s in flat]
-    preds, ok, judged, judge_name = _judge_and_score(run, [r for r, _ in flat], texts, benchmark, judge, progress)
-    length, unit = _length_fn(backend)
-    samples = defaultdict(list)
-    for (r, s), t, pr, c in zip(flat, texts, preds, ok):
-        g = gen[(r['id'], s)]
-        samples[r['id']].append(dict(sample=s, response=t, prediction=pr, correct=bool(c), attempts=g['attempts'], error=g['error'], length=length(t)))
-    rows = [_row(r, samples[r['id']], judged) for r in records]
+    manifest = dict(config or {}, protocol=p, benchmark=benchmark)
+    run = RunDir(out_dir, 'eval', config=manifest, resume=resume, overwrite=overwrite)
+    if (done := _finished(run, p, len(records))) is not None: return done
+    rows, unit, judge_name = _answer_and_score(run, records, backend, p, benchmark, judge, progress)
     return _write_outputs(run, rows, p, benchmark, backend, unit, judge_name, plots)
 
 # %% ../nbs/12_eval.ipynb #b68f0fef
+def _reask_note(n, r):
+    "The report's warning that up to `n` re-asks (counts `r`) make the numbers incomparable to single attempts."
+    return (f"non-standard protocol: a sample without </answer> was re-asked up to {n} times "
+            f"({r['reasked']} of {r['samples']} samples re-asked, {r['rescued']} rescued); "
+            "numbers are not comparable to single-attempt protocols")
+
+# %% ../nbs/12_eval.ipynb #b704d6c6
 def _write_outputs(run, rows, p, benchmark, backend, unit, judge_name, plots):
-    atomic_write_text(run/'predictions.jsonl', ''.join(json.dumps(r, ensure_ascii=False, default=str) + '\n' for r in rows))
+    "predictions.jsonl, scores.json, the plots and report.md into `run`, marked complete; returns the scores."
+    lines = ''.join(json.dumps(r, ensure_ascii=False, default=str) + '\n' for r in rows)
+    atomic_write_text(run/'predictions.jsonl', lines)
     scores = dict(summarize(rows, p['k']), benchmark=benchmark, model=backend.name, k=p['k'], length_unit=unit,
                   protocol={k: v for k, v in p.items()}, extractor=judge_name or 'rules')
-    if p['reask']:
-        scores['reask']['note'] = (f"non-standard protocol: a sample without </answer> was re-asked up to {p['reask']} times "
-                                   f"({scores['reask']['reasked']} of {scores['reask']['samples']} samples re-asked, "
-                                   f"{scores['reask']['rescued']} rescued); numbers are not comparable to single-attempt protocols")
+    if p['reask']: scores['reask']['note'] = _reask_note(p['reask'], scores['reask'])
     atomic_write_text(run/'scores.json', json.dumps(scores, indent=1, default=str))
-    if plots: scores['plots'] = [plot_accuracy(scores, run/'accuracy_by_source.png').name, plot_lengths(rows, run/'length_hist.png', unit).name]
+    if plots:
+        scores['plots'] = [plot_accuracy(scores, run/'accuracy_by_source.png').name,
+                           plot_lengths(rows, run/'length_hist.png', unit).name]
     atomic_write_text(run/'report.md', report_markdown(scores))
     run.complete(accuracy=scores['accuracy'], correct=scores['correct'], total=scores['total'])
     return scores
 
-def report_markdown(scores:dict) -> str:
+# %% ../nbs/12_eval.ipynb #9bd14c12
+def report_markdown(scores:dict) -> str: # from `evaluate` (or `summarize` plus the protocol, model and extractor)
     "A short Markdown report of `scores`."
     p = scores['protocol']
-    lines = [f"# Evaluation: {scores['model']}", "", f"- protocol: **{p['name']}** (T={p['temperature']}, top-p {p['top_p']}, "
-             f"{p['max_tokens']} tokens, k={scores['k']}, re-ask {p['reask']}); {p.get('source', '')}",
+    lines = [f"# Evaluation: {scores['model']}", "",
+             f"- protocol: **{p['name']}** (T={p['temperature']}, top-p {p['top_p']}, {p['max_tokens']} tokens, "
+             f"k={scores['k']}, re-ask {p['reask']}); {p.get('source', '')}",
              f"- scoring: {scores['benchmark'] or 'generic rules'}; extraction: {scores['extractor']}",
              f"- accuracy: **{100 * scores['accuracy']:.2f}%** ({scores['correct']}/{scores['total']})"]
     if 'pass_at_k' in scores:
         lines.append("- " + ", ".join(f"{k}: {100 * v:.2f}%" for k, v in scores['pass_at_k'].items()) +
-                     f", majority: {100 * scores['majority']['accuracy']:.2f}%, mean over samples: {100 * scores['mean_accuracy']:.2f}%")
+                     f", majority: {100 * scores['majority']['accuracy']:.2f}%, "
+                     f"mean over samples: {100 * scores['mean_accuracy']:.2f}%")
     if scores['reask'].get('note'): lines.append(f"- **{scores['reask']['note']}**")
-    lines += [f"- mean completion length: {scores['length']['mean']:.1f} {scores['length_unit']}", "", "| source | correct | total | accuracy |", "|---|---|---|---|"]
-    lines += [f"| {s} | {v['correct']} | {v['total']} | {100 * v['accuracy']:.2f}% |" for s, v in scores['by_source'].items()]
+    lines += [f"- mean completion length: {scores['length']['mean']:.1f} {scores['length_unit']}", "",
+              "| source | correct | total | accuracy |", "|---|---|---|---|"]
+    lines += [f"| {s} | {v['correct']} | {v['total']} | {100 * v['accuracy']:.2f}% |"
+              for s, v in scores['by_source'].items()]
     lines += [""] + [f"![{x}]({x})" for x in scores.get('plots', [])]
     return '\n'.join(lines) + '\n'
 
@@ -448,11 +565,13 @@ def report_markdown(scores:dict) -> str:
 _CHOICE_LINE = re.compile(r'^\s*\(?([A-H])\s*[).:：]\s*(.+?)\s*$')
 
 def split_problem_choices(text:str, # a problem text that may end with lettered options
-                  answer:str, # the gold (a letter if the problem is multiple choice)
-                 ) -> tuple[str, list]:
-    "`(question, choices)`: lettered option lines after a `Choices:` header (or at the end) split off when `answer` is one of the letters."
-    lines = text.rstrip().split('\n'); opts = []
-    while lines and (m := _CHOICE_LINE.match(lines[-1])): opts.insert(0, (m.group(1), m.group(2))); lines.pop()
+                          answer:str, # the gold (a letter if the problem is multiple choice)
+                         ) -> tuple[str, list]:
+    "`(question, choices)`: the lettered options ending `text` (and a `Choices:` header) split off if `answer` is one."
+    lines, opts = text.rstrip().split('\n'), []
+    while lines and (m := _CHOICE_LINE.match(lines[-1])):
+        opts.insert(0, (m.group(1), m.group(2)))
+        lines.pop()
     letters = ''.join(l for l, _ in opts)
     if len(opts) < 2 or letters != LETTERS[:len(opts)] or answer.strip().strip('()') not in letters: return text, []
     if lines and re.fullmatch(r'\s*(choices|options)\s*[:：]?\s*', lines[-1], re.I): lines.pop()
@@ -460,11 +579,12 @@ def split_problem_choices(text:str, # a problem text that may end with lettered 
 
 # %% ../nbs/12_eval.ipynb #2496ab83
 def _rows_from(path, split='train'):
-    "Rows of a local file or folder (a `save_to_disk` folder, a hub snapshot) or of a hub dataset id, and the folder images are relative to."
+    "Rows of a local file or folder (`save_to_disk`, a hub snapshot) or hub dataset id; the folder images are under."
     from vr1_nb.data import iter_rows
     rows, root = [], None
     for f, _, row in iter_rows(path, split):
-        rows.append(row); root = root or (Path(f) if Path(f).is_dir() else Path(f).parent)
+        rows.append(row)
+        root = root or (Path(f) if Path(f).is_dir() else Path(f).parent)
     return rows, root
 
 # %% ../nbs/12_eval.ipynb #6886b9f1
@@ -481,16 +601,20 @@ def _image(x, root, rid):
     if hasattr(x, 'size'): return x
     raise RecordError(rid, 'images', f"unsupported image value of type {type(x).__name__}")
 
-def detect_layout(row:dict) -> str:
+# %% ../nbs/12_eval.ipynb #1f1ae034
+def detect_layout(row:dict) -> str: # a row of a released set
     "'easyr1', 'r1v', 'r1v_test' or 'mm_math' from a row's columns."
     if 'problem' in row and 'answer' in row: return 'easyr1'
     if 'problem' in row and 'solution' in row: return 'r1v'
-    if 'question' in row and 'ground_truth' in row: return 'r1v_test'   # R1-V's test prompts: image_path, question, ground_truth
+    # R1-V's test prompts: image_path, question, ground_truth
+    if 'question' in row and 'ground_truth' in row: return 'r1v_test'
     if 'question' in row and ('solution' in row or 'answer' in row): return 'mm_math'
-    raise ValueError(f"unknown RL-set layout: columns {sorted(row)}; expected problem+answer (EasyR1), problem+solution (R1-V), question+ground_truth (R1-V test) or question+solution (MM-Math)")
+    raise ValueError(f"unknown RL-set layout: columns {sorted(row)}; expected problem+answer (EasyR1), "
+                     "problem+solution (R1-V), question+ground_truth (R1-V test) or question+solution (MM-Math)")
 
 # %% ../nbs/12_eval.ipynb #d36b8e54
 def _gold(row, layout, rid):
+    "The gold answer of a row in `layout`; a clear error when the row has none."
     if layout == 'r1v':
         a = answer_block(str(row['solution']))
         if a is None: raise RecordError(rid, 'solution', "no <answer>...</answer> in the R1-V solution")
@@ -504,6 +628,26 @@ def _gold(row, layout, rid):
     a = a[0] if isinstance(a, list) and len(a) == 1 else a
     return clean_answer(str(a)) or str(a).strip()
 
+# %% ../nbs/12_eval.ipynb #9697259b
+def _rl_record(row, i, lay, source, root):
+    "Row `i` of a released set in layout `lay` as a record (choices split off, images resolved under `root`)."
+    rid = str(row.get('id') or row.get('qid') or f"{source}-{i:06d}")
+    q = str(row.get('problem') if lay not in ('mm_math', 'r1v_test') else row.get('question'))
+    imgs = row.get('images') if 'images' in row else row.get('image', row.get('file_name', row.get('image_path')))
+    imgs = [] if imgs in (None, '') else imgs if isinstance(imgs, list) else [imgs]
+    gold = _gold(row, lay, rid)
+    q, choices = split_problem_choices(re.sub(r'<image\d*>', '', q).strip(), gold)
+    skip = ('images', 'image', 'problem', 'question', 'answer', 'solution')
+    rec = dict(id=rid, images=[_image(x, root, rid) for x in imgs], question=q, choices=choices, source=source,
+               metadata={k: v for k, v in row.items() if k not in skip and isinstance(v, (str, int, float, bool))})
+    if choices:
+        letter = gold.strip().strip('()')
+        rec.update(answer=letter, answer_text=choices[LETTERS.index(letter)], answer_type='multiple_choice')
+    else: rec.update(answer=gold, answer_text=gold, answer_type=infer_answer_type(gold))
+    rec['metadata'].update(layout=lay, row=i)
+    return validate_record(rec)
+
+# %% ../nbs/12_eval.ipynb #f135f06d
 def load_rl_set(path, # a local .parquet/.json/.jsonl/dataset dir, or a hub id (network only)
                 layout:str='auto', # 'easyr1', 'r1v', 'r1v_test', 'mm_math' or 'auto' (from the columns)
                 source:str|None=None, # `source` of the records (default: the file or dataset name)
@@ -515,35 +659,28 @@ def load_rl_set(path, # a local .parquet/.json/.jsonl/dataset dir, or a hub id (
     rows, root = _rows_from(path, split)
     root = Path(image_root) if image_root else root
     source = source or Path(str(path)).stem
-    out = []
-    for i, row in enumerate(rows[:limit] if limit else rows):
-        lay = detect_layout(row) if layout == 'auto' else layout
-        rid = str(row.get('id') or row.get('qid') or f"{source}-{i:06d}")
-        q = str(row.get('problem') if lay not in ('mm_math', 'r1v_test') else row.get('question'))
-        imgs = row.get('images') if 'images' in row else row.get('image', row.get('file_name', row.get('image_path')))
-        imgs = [] if imgs in (None, '') else imgs if isinstance(imgs, list) else [imgs]
-        gold = _gold(row, lay, rid)
-        q, choices = split_problem_choices(re.sub(r'<image\d*>', '', q).strip(), gold)
-        rec = dict(id=rid, images=[_image(x, root, rid) for x in imgs], question=q, choices=choices, source=source,
-                   metadata={k: v for k, v in row.items() if k not in ('images', 'image', 'problem', 'question', 'answer', 'solution') and isinstance(v, (str, int, float, bool))})
-        if choices:
-            letter = gold.strip().strip('()'); rec.update(answer=letter, answer_text=choices[LETTERS.index(letter)], answer_type='multiple_choice')
-        else: rec.update(answer=gold, answer_text=gold, answer_type=infer_answer_type(gold))
-        rec['metadata'].update(layout=lay, row=i)
-        out.append(validate_record(rec))
-    return out
+    rows = rows[:limit] if limit else rows
+    return [_rl_record(row, i, detect_layout(row) if layout == 'auto' else layout, source, root)
+            for i, row in enumerate(rows)]
 
 # %% ../nbs/12_eval.ipynb #d1bafe0e
-def _target_batch(processor, recs, images, column, instruction):
-    "Model inputs for `recs` with `images` (one list per record) and labels covering only the target text."
+def _chat_texts(processor, recs, column, instruction):
+    "Each record's prompt and prompt-plus-target, as the processor's chat template writes them."
     from vr1_nb.core import to_completion, to_prompt
     prompts, fulls = [], []
     for r in recs:
         msgs = to_prompt(r, instruction)
         p = processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
         f = processor.apply_chat_template(msgs + to_completion(str(r[column])), tokenize=False)
-        if not f.startswith(p): raise ValueError(f"record {r['id']}: the chat template does not extend the prompt with the answer")
+        if not f.startswith(p):
+            raise ValueError(f"record {r['id']}: the chat template does not extend the prompt with the answer")
         prompts.append(p); fulls.append(f)
+    return prompts, fulls
+
+# %% ../nbs/12_eval.ipynb #f83cfed3
+def _target_batch(processor, recs, images, column, instruction):
+    "Model inputs for `recs` with `images` (one list per record) and labels covering only the target text."
+    prompts, fulls = _chat_texts(processor, recs, column, instruction)
     flat = [im for ims in images for im in ims] or None
     tok = processor.tokenizer; side = tok.padding_side; tok.padding_side = 'right'
     try:
@@ -555,6 +692,7 @@ def _target_batch(processor, recs, images, column, instruction):
     labels[enc['attention_mask'] == 0] = -100
     return enc, labels
 
+# %% ../nbs/12_eval.ipynb #908d5748
 def _target_losses(model, enc, labels):
     "Mean token loss of each row's labelled positions."
     import torch
@@ -565,6 +703,36 @@ def _target_losses(model, enc, labels):
     return (nll.sum(1) / mask.sum(1).clamp(min=1)).tolist()
 
 # %% ../nbs/12_eval.ipynb #408cea72
+def _swapped_images(recs, column, shift):
+    "Each record's images, and record i + shift's; checked: two records or more, images, a target, equal image counts."
+    from vr1_nb.core import open_images
+    if len(recs) < 2: raise ValueError(f"image_reliance needs at least 2 records to swap images, got {len(recs)}")
+    for r in recs:
+        if not r.get('images'):
+            raise RecordError(r['id'], 'images', "no image: image_reliance swaps images between records")
+        if r.get(column) in (None, ''): raise RecordError(r['id'], column, "missing target")
+    if shift % len(recs) == 0: raise ValueError(f"shift={shift} maps every record to itself for {len(recs)} records")
+    ims = [open_images(r) for r in recs]
+    other = [ims[(i + shift) % len(recs)] for i in range(len(recs))]
+    for i, r in enumerate(recs):
+        if len(other[i]) != len(ims[i]):
+            raise RecordError(r['id'], 'images',
+                              f"{len(ims[i])} images, but the record it swaps with has {len(other[i])}")
+    return ims, other
+
+# %% ../nbs/12_eval.ipynb #8b9f9885
+def _paired_losses(model, processor, recs, ims, other, column, instruction, batch_size):
+    "Each record's target loss with its own images and with the swapped ones (eval mode, the model's mode restored)."
+    was = model.training; model.eval(); own, oth = [], []
+    try:
+        for s in range(0, len(recs), batch_size):
+            b = slice(s, s + batch_size)
+            own += _target_losses(model, *_target_batch(processor, recs[b], ims[b], column, instruction))
+            oth += _target_losses(model, *_target_batch(processor, recs[b], other[b], column, instruction))
+    finally: model.train(was)
+    return own, oth
+
+# %% ../nbs/12_eval.ipynb #850cac9b
 def image_reliance(model, # a Qwen-VL model
                    processor, # its processor (with an image processor)
                    records:list, # problems, each with at least one image
@@ -573,38 +741,27 @@ def image_reliance(model, # a Qwen-VL model
                    shift:int=1, # record i is also scored with the images of record i + shift (mod n)
                    batch_size:int=32, # records per forward pass
                   ) -> dict:
-    "Mean target loss with each record's own images and with another record's: `loss_own`, `loss_other`, `gap`, `share_worse`."
-    from vr1_nb.core import open_images
+    "Mean target loss with own images and with another record's: `loss_own`, `loss_other`, `gap`, `share_worse`."
     from vr1_nb.models import is_image_processor
-    if not is_image_processor(processor): raise TypeError(f"image_reliance needs an image processor, got {type(processor).__name__}; use models.load_processor()")
+    if not is_image_processor(processor):
+        raise TypeError(f"image_reliance needs an image processor, got {type(processor).__name__}; "
+                        "use models.load_processor()")
     recs = [validate_record(dict(r)) for r in records]
-    if len(recs) < 2: raise ValueError(f"image_reliance needs at least 2 records to swap images, got {len(recs)}")
-    for r in recs:
-        if not r.get('images'): raise RecordError(r['id'], 'images', "no image: image_reliance swaps images between records")
-        if r.get(column) in (None, ''): raise RecordError(r['id'], column, "missing target")
-    if shift % len(recs) == 0: raise ValueError(f"shift={shift} maps every record to itself for {len(recs)} records")
-    ims = [open_images(r) for r in recs]
-    other = [ims[(i + shift) % len(recs)] for i in range(len(recs))]
-    for i, r in enumerate(recs):
-        if len(other[i]) != len(ims[i]): raise RecordError(r['id'], 'images', f"{len(ims[i])} images, but the record it swaps with has {len(other[i])}")
-    was = model.training; model.eval(); own, oth = [], []
-    try:
-        for s in range(0, len(recs), batch_size):
-            b = slice(s, s + batch_size)
-            own += _target_losses(model, *_target_batch(processor, recs[b], ims[b], column, instruction))
-            oth += _target_losses(model, *_target_batch(processor, recs[b], other[b], column, instruction))
-    finally: model.train(was)
+    ims, other = _swapped_images(recs, column, shift)
+    own, oth = _paired_losses(model, processor, recs, ims, other, column, instruction, batch_size)
     n = len(recs); lo, lx = sum(own) / n, sum(oth) / n
-    return dict(n=n, loss_own=lo, loss_other=lx, gap=lx - lo, share_worse=sum(b > a + 1e-6 for a, b in zip(own, oth)) / n)
+    worse = sum(b > a + 1e-6 for a, b in zip(own, oth))
+    return dict(n=n, loss_own=lo, loss_other=lx, gap=lx - lo, share_worse=worse / n)
 
 # %% ../nbs/12_eval.ipynb #40329535
-def normalize_question(text:str) -> str:
+def normalize_question(text:str) -> str: # a question
     "Question text for overlap checks: lower case, no `<image>` tokens, punctuation and runs of spaces collapsed."
     t = re.sub(r'<image\s*\d*>', ' ', str(text).lower())
     t = re.sub(r'[^\w]+', ' ', t, flags=re.UNICODE)
     return ' '.join(t.split())
 
-def image_hash(img) -> str|None:
+# %% ../nbs/12_eval.ipynb #bb990ba0
+def image_hash(img) -> str|None: # a PIL image or a path
     "sha256 of an image's RGB pixels and size (path or PIL), None when it cannot be read."
     from PIL import Image
     try:
@@ -612,8 +769,6 @@ def image_hash(img) -> str|None:
         im = im.convert('RGB')
         return hashlib.sha256(f"{im.size}".encode() + im.tobytes()).hexdigest()
     except Exception: return None
-
-def _ngrams(words, n): return {' '.join(words[i:i + n]) for i in range(len(words) - n + 1)}
 
 # %% ../nbs/12_eval.ipynb #18378816
 def contamination(train_records:list, # the training set (records)
@@ -635,6 +790,8 @@ def contamination(train_records:list, # the training set (records)
     return _overlap_report(train_records, bench_records, ix, thash, min_containment, min_words, images, max_listed)
 
 # %% ../nbs/12_eval.ipynb #8af9910a
+def _ngrams(words, n): return {' '.join(words[i:i + n]) for i in range(len(words) - n + 1)}
+
 class _TextIndex:
     "Normalised training questions: exact lookup, word n-gram index, and a joined text for short-phrase search."
     def __init__(self, texts, ngram):
@@ -662,6 +819,7 @@ class _TextIndex:
 
 # %% ../nbs/12_eval.ipynb #7adc2bf6
 def _overlap_report(train, bench, ix, thash, min_containment, min_words, images, max_listed):
+    "The report: benchmark items found in training by question and by image, the pairs, and the method."
     pairs, q_ids, img_ids, unreadable = [], set(), set(), 0
     for b in bench:
         j, exact = ix.find(normalize_question(b.get('question', '')), min_containment, min_words)
@@ -671,12 +829,15 @@ def _overlap_report(train, bench, ix, thash, min_containment, min_words, images,
             h = image_hash(im)
             if h is None: unreadable += 1
             elif h in thash:
-                img_ids.add(b['id']); pairs.append(dict(bench=b['id'], train=train[thash[h][0]]['id'], by='image')); break
+                img_ids.add(b['id'])
+                pairs.append(dict(bench=b['id'], train=train[thash[h][0]]['id'], by='image'))
+                break
     n = len(bench); both = q_ids | img_ids
-    return dict(train=len(train), bench=n, question_overlap=len(q_ids), image_overlap=len(img_ids), any_overlap=len(both),
-                fraction=len(both) / n if n else 0.0, overlapping_ids=sorted(both), pairs=pairs[:max_listed],
-                unreadable_bench_images=unreadable, method=dict(ngram=ix.ngram, min_containment=min_containment, min_words=min_words,
-                image_hash='sha256 of RGB pixels (lossless re-saves match, re-encoded JPEGs do not)'))
+    method = dict(ngram=ix.ngram, min_containment=min_containment, min_words=min_words,
+                  image_hash='sha256 of RGB pixels (lossless re-saves match, re-encoded JPEGs do not)')
+    return dict(train=len(train), bench=n, question_overlap=len(q_ids), image_overlap=len(img_ids),
+                any_overlap=len(both), fraction=len(both) / n if n else 0.0, overlapping_ids=sorted(both),
+                pairs=pairs[:max_listed], unreadable_bench_images=unreadable, method=method)
 
 # %% ../nbs/12_eval.ipynb #00b6d0bb
 def contamination_run(train_path, # the training set (our JSONL/Parquet, or a released RL-set layout)
@@ -687,38 +848,59 @@ def contamination_run(train_path, # the training set (our JSONL/Parquet, or a re
                      ) -> dict:
     "`contamination` between two files; the report also names both files."
     bench = load_eval_data(bench_path, benchmark or sniff_benchmark(bench_path))
-    rep = dict(contamination(load_eval_data(train_path), bench, **kwargs), train_path=str(train_path), bench_path=str(bench_path))
+    train = load_eval_data(train_path)
+    rep = dict(contamination(train, bench, **kwargs), train_path=str(train_path), bench_path=str(bench_path))
     if out: atomic_write_text(out, json.dumps(rep, indent=1, default=str))
     return rep
 
 # %% ../nbs/12_eval.ipynb #843f66bb
 def _cuda() -> bool:
-    try: import torch; return torch.cuda.is_available()
+    try: import torch
     except ImportError: return False
+    return torch.cuda.is_available()
 
+# %% ../nbs/12_eval.ipynb #14efbd3b
+def _hf_model(model, size, mc):
+    "`(model, processor, name)` for the HF backend: the tiny model, or a checkpoint (on the GPU when there is one)."
+    from vr1_nb import models
+    if size:
+        m, proc = models.get_tiny_model(size, seed=int(mc.get('seed', 0)))
+        return m, proc, f"tiny-{size}"
+    keys = ('dtype', 'attn_implementation', 'min_pixels', 'max_pixels', 'device_map')
+    opts = {k: mc[k] for k in keys if mc.get(k) is not None}
+    if 'device_map' not in opts and _cuda(): opts['device_map'] = 'cuda'
+    m, proc = models.load_model(model, **opts)
+    return m, proc, Path(str(model)).name or str(model)
+
+# %% ../nbs/12_eval.ipynb #b399f1e0
+def _backend_spec(ev):
+    "`(kind, options)` of `eval.backend`: a kind, or `{kind, ...options}`; 'hf' when unset."
+    b = ev.get('backend') or {}
+    b = {'kind': b} if isinstance(b, str) else dict(b)
+    return b.pop('kind', 'hf'), b
+
+# %% ../nbs/12_eval.ipynb #74306332
 def make_eval_backend(model:str, # 'tiny:<size>', a checkpoint directory, or a hub id (network only)
                       eval_cfg:dict|None=None, # the `eval:` section (`backend`, `batch_size`, the protocol)
                       model_cfg:dict|None=None, # the `model:` section (seed of the tiny model, dtype, device_map, ...)
                      ) -> Backend:
-    "The backend that answers: `eval.backend` kind 'hf' (default), 'vllm' (the GPU presets') or 'openai' (a served model)."
+    "The backend that answers: `eval.backend` kind 'hf' (default), 'vllm' (the GPU presets') or 'openai' (a server)."
     from vr1_nb import models
     ev, mc = eval_cfg or {}, model_cfg or {}
-    b = ev.get('backend') or {}; b = {'kind': b} if isinstance(b, str) else dict(b); kind = b.pop('kind', 'hf')
+    kind, b = _backend_spec(ev)
     p, size = resolve_protocol({k: v for k, v in ev.items() if k != 'backend'}), models.tiny_size(model)
     if kind == 'vllm' and size:   # a GPU preset rehearsed on the CPU
-        log.warning("eval.backend 'vllm' with the tiny model %s: the HF backend on the CPU answers instead", model); kind = 'hf'
+        log.warning("eval.backend 'vllm' with the tiny model %s: the HF backend on the CPU answers instead", model)
+        kind = 'hf'
     if kind == 'openai':
-        if not b.get('base_url'): raise ValueError("eval.backend kind 'openai' needs base_url (and model: the name the server expects)")
+        if not b.get('base_url'):
+            raise ValueError("eval.backend kind 'openai' needs base_url (and model: the name the server expects)")
         return OpenAIBackend(b.pop('base_url'), b.pop('model', model), **{'max_tokens': p['max_tokens'], **b})
     if kind == 'vllm':
         from vr1_nb.generate import VLLMBackend
         return VLLMBackend(b.pop('model', model), max_tokens=p['max_tokens'], **b)
     if kind != 'hf': raise ValueError(f"eval.backend.kind {kind!r}: use 'hf', 'openai' or 'vllm'")
-    if size: m, proc = models.get_tiny_model(size, seed=int(mc.get('seed', 0))); name = f"tiny-{size}"
-    else:
-        opts = {k: mc[k] for k in ('dtype', 'attn_implementation', 'min_pixels', 'max_pixels', 'device_map') if mc.get(k) is not None}
-        if 'device_map' not in opts and _cuda(): opts['device_map'] = 'cuda'
-        m, proc = models.load_model(model, **opts); name = Path(str(model)).name or str(model)
+    m, proc, name = _hf_model(model, size, mc)
     return HFBackend(m, proc, name=name, batch_size=int(ev.get('batch_size', 8)), max_tokens=p['max_tokens'])
 
 # %% ../nbs/12_eval.ipynb #c911cf5c
@@ -729,11 +911,12 @@ def _benchmark_loader(benchmark):
     except ImportError: return None
     return getattr(benchmarks, f"load_{benchmark}", None)
 
+# %% ../nbs/12_eval.ipynb #75607ff5
 def load_eval_data(path, # problems JSONL/Parquet, a benchmark file, or a released set
-                   benchmark:str|None=None, # the benchmark the file holds ('mathvista', 'mathverse', 'mathvision', 'synth', ...)
+                   benchmark:str|None=None, # the benchmark the file holds ('mathvista', 'mathverse', 'synth', ...)
                    limit:int|None=None, # keep the first `limit` problems
-                   pixels:dict|None=None, # `data.pixel_caps(cfg, 'eval')`: images opened and capped; None keeps them as they are
-                   image_root=None, # folder a released set's relative image paths are under (default: the file's folder)
+                   pixels:dict|None=None, # `data.pixel_caps(cfg, 'eval')`: images opened and capped; None: as they are
+                   image_root=None, # folder of a released set's relative image paths (default: the file's)
                   ) -> list[dict]:
     "Records to evaluate on: via `vr1_nb.benchmarks` for a named benchmark, our own files, or a released RL-set layout."
     path = Path(str(path))
@@ -752,15 +935,16 @@ def load_eval_data(path, # problems JSONL/Parquet, a benchmark file, or a releas
     return recs
 
 # %% ../nbs/12_eval.ipynb #ada26e55
-def sniff_benchmark(path) -> str|None:
-    "The benchmark a local file holds, from its first problem's fields: MathVista (`pid`), MATH-V (`options`, `subject`), MathVerse (`problem_version`)."
+def sniff_benchmark(path) -> str|None: # a local file
+    "The benchmark a file holds, from its first problem's fields: MathVista, MATH-V or MathVerse; None if none of them."
     p = Path(str(path))
     if not p.is_file() or p.suffix not in ('.json', '.jsonl'): return None
     with open(p, encoding='utf-8') as f: head = f.read(1 << 20)
     try:
         if p.suffix == '.jsonl': row = json.loads(head.split('\n', 1)[0])
         else:
-            d = json.loads(p.read_text(encoding='utf-8')); row = next(iter(d.values() if isinstance(d, dict) else d), {})
+            d = json.loads(p.read_text(encoding='utf-8'))
+            row = next(iter(d.values() if isinstance(d, dict) else d), {})
     except (json.JSONDecodeError, StopIteration): return None
     if not isinstance(row, dict): return None
     if 'problem_version' in row: return 'mathverse'
@@ -768,6 +952,14 @@ def sniff_benchmark(path) -> str|None:
     if 'options' in row and 'subject' in row: return 'mathvision'
     return None
 
+# %% ../nbs/12_eval.ipynb #e156ea12
+def _config_backend(config, ev, model_path):
+    "The backend for `model_path`, else the config's `model.path`; a clear error when neither names a model."
+    model = model_path or (config.get('model') or {}).get('path')
+    if not model: raise ValueError("eval_run: no model (set model.path in the config, or pass a checkpoint directory)")
+    return make_eval_backend(str(model), ev, config.get('model'))
+
+# %% ../nbs/12_eval.ipynb #080c73f4
 def eval_run(config:dict, # the full config (sections `model`, `eval`, `seed`)
              data_path, # what to evaluate on (see `load_eval_data`)
              out_dir, # the run directory
@@ -775,46 +967,58 @@ def eval_run(config:dict, # the full config (sections `model`, `eval`, `seed`)
              backend:Backend|None=None, # a ready backend (then no model is loaded)
              resume:bool=False, # continue an unfinished run / reuse a finished one
              overwrite:bool=False, # move an existing run aside
-             benchmark:str|None=None, # scoring convention (default: `eval.benchmark`, else sniffed from the file or the records)
+             benchmark:str|None=None, # scoring convention (default: `eval.benchmark`, else sniffed)
              image_root=None, # folder a released set's relative image paths are under
-             progress:bool=True) -> Path:
-    "Evaluate the config's model on `data_path` into `out_dir` (predictions.jsonl, scores.json, report.md, plots); returns `out_dir`."
+             progress:bool=True) -> Path: # progress bars
+    "Evaluate the config's model on `data_path` into `out_dir` (predictions, scores, report, plots); returns `out_dir`."
     ev = dict(config.get('eval') or {})
     benchmark = benchmark or ev.get('benchmark') or sniff_benchmark(data_path)
     from vr1_nb.data import pixel_caps
-    recs = load_eval_data(data_path, benchmark, ev.get('n'), pixels=pixel_caps(config, 'eval'), image_root=image_root)   # eval.max_pixels: null keeps the checkpoint's
+    caps = pixel_caps(config, 'eval')   # eval.max_pixels: null keeps the checkpoint's
+    recs = load_eval_data(data_path, benchmark, ev.get('n'), pixels=caps, image_root=image_root)
     benchmark = benchmark or infer_benchmark(recs)
-    if backend is None:
-        model = model_path or (config.get('model') or {}).get('path')
-        if not model: raise ValueError("eval_run: no model (set model.path in the config, or pass a checkpoint directory)")
-        backend = make_eval_backend(str(model), ev, config.get('model'))
+    if backend is None: backend = _config_backend(config, ev, model_path)
     judge = ev.get('judge') or None
-    evaluate(recs, backend, {k: v for k, v in ev.items() if k not in ('n', 'benchmark', 'judge', 'backend', 'batch_size', 'plots', 'max_pixels', 'min_pixels')},
-             out_dir, benchmark=benchmark, judge=judge, config=dict(config, data=dict(config.get('data') or {}, eval_path=str(data_path))),
-             resume=resume, overwrite=overwrite, progress=progress, plots=ev.get('plots', True))
+    not_protocol = ('n', 'benchmark', 'judge', 'backend', 'batch_size', 'plots', 'max_pixels', 'min_pixels')
+    manifest = dict(config, data=dict(config.get('data') or {}, eval_path=str(data_path)))
+    evaluate(recs, backend, {k: v for k, v in ev.items() if k not in not_protocol}, out_dir, benchmark=benchmark,
+             judge=judge, config=manifest, resume=resume, overwrite=overwrite, progress=progress,
+             plots=ev.get('plots', True))
     return Path(out_dir)
 
 # %% ../nbs/12_eval.ipynb #fee58680
 TEST_KEYS = ('data', 'benchmark', 'instruction', 'prompt', 'image_root', 'n')
 
+def _test_set(name, t):
+    "The `data.test` entry `name` as a dict with `data` (a bare path is its data), checked."
+    from vr1_nb.core import ConfigError
+    t = {'data': t} if isinstance(t, str) else dict(t)
+    if set(t) - set(TEST_KEYS) or 'data' not in t:
+        raise ConfigError(f"data.test.{name}: keys {sorted(t)}; expected data and any of {TEST_KEYS}")
+    return t
+
+# %% ../nbs/12_eval.ipynb #e53c304b
 def eval_suite(config, # a config dict, preset name or YAML path with `data.test`
                out_dir, # the suite's folder: one run directory per set, and summary.json
                model_path=None, # the checkpoint to evaluate (default: `model.path`)
-               resume:bool=False, overwrite:bool=False, progress:bool=True,
+               resume:bool=False, # continue unfinished runs, reuse finished ones
+               overwrite:bool=False, # move existing runs aside
+               progress:bool=True, # progress bars
               ) -> dict:
     "Evaluate on every set of `data.test`; the accuracies, the trained task's (same task) and the others' (cross task)."
     from vr1_nb.core import load_config, ConfigError
     cfg = load_config(config); d = cfg.get('data') or {}; tests = d.get('test')
-    if not isinstance(tests, dict) or not tests: raise ConfigError("data.test: name each evaluation set, e.g. {counting: {data: file, benchmark: clevr}}")
+    if not isinstance(tests, dict) or not tests:
+        raise ConfigError("data.test: name each evaluation set, e.g. {counting: {data: file, benchmark: clevr}}")
     acc = {}
     for name, t in tests.items():
-        t = {'data': t} if isinstance(t, str) else dict(t)
-        if set(t) - set(TEST_KEYS) or 'data' not in t: raise ConfigError(f"data.test.{name}: keys {sorted(t)}; expected data and any of {TEST_KEYS}")
+        t = _test_set(name, t)
         ev = {**(cfg.get('eval') or {}), **{k: t[k] for k in ('instruction', 'prompt', 'n') if k in t}}
-        eval_run(dict(cfg, eval=ev), t['data'], Path(out_dir)/name, model_path=model_path, resume=resume, overwrite=overwrite,
-                 benchmark=t.get('benchmark'), image_root=t.get('image_root'), progress=progress)
+        eval_run(dict(cfg, eval=ev), t['data'], Path(out_dir)/name, model_path=model_path, resume=resume,
+                 overwrite=overwrite, benchmark=t.get('benchmark'), image_root=t.get('image_root'), progress=progress)
         acc[name] = json.loads((Path(out_dir)/name/'scores.json').read_text())['accuracy']
     trained = d.get('task')
-    summary = dict(accuracy=acc, trained=trained, same_task=acc.get(trained), cross_task={k: v for k, v in acc.items() if k != trained})
+    summary = dict(accuracy=acc, trained=trained, same_task=acc.get(trained),
+                   cross_task={k: v for k, v in acc.items() if k != trained})
     atomic_write_text(Path(out_dir)/'summary.json', json.dumps(summary, indent=1))
     return summary

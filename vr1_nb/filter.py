@@ -23,12 +23,12 @@ from .bridge import split_think, truncate_target
 def format_ok(text, # a response
               layout = "r1", # an answer layout: a name of `rewards.LAYOUTS` or a `Layout`
              ) -> bool:
-    "True when `text` is a target in `layout`: one `<think>` block, (a summary,) one non-empty `<answer>` block, nothing else."
+    "True when `text` is a target in `layout`: one `<think>`, (a summary,) one non-empty `<answer>`, nothing else."
     return get_layout(layout).parse(text).error is None
 
 # %% ../nbs/08_filter.ipynb #06250487
-REFUSAL_PATTERNS = [r"\bI(?:'m| am) sorry\b", r"\bI can(?:'|no)t (?:help|assist|answer|provide)\b", r"\bI(?:'m| am) unable to\b",
-                    r"\bAs an AI\b", r"\bI cannot comply\b"]
+REFUSAL_PATTERNS = [r"\bI(?:'m| am) sorry\b", r"\bI can(?:'|no)t (?:help|assist|answer|provide)\b",
+                    r"\bI(?:'m| am) unable to\b", r"\bAs an AI\b", r"\bI cannot comply\b"]
 
 def is_refusal(text: str, # a response
                patterns: list = REFUSAL_PATTERNS, # regexes of refusal phrases
@@ -51,6 +51,7 @@ def reflection_stats(texts: list, # responses
 def _norm(t: str) -> str:
     return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", t or "").lower()).strip()
 
+# %% ../nbs/08_filter.ipynb #d1812bba
 def shingles(text: str, # any text
              n: int = 3, # words per shingle
             ) -> set:
@@ -58,6 +59,7 @@ def shingles(text: str, # any text
     w = _norm(text).split()
     return {" ".join(w[i:i + n]) for i in range(max(len(w) - n + 1, 1))} if w else set()
 
+# %% ../nbs/08_filter.ipynb #44f80bbf
 def jaccard(a: set, # one set
             b: set, # the other
            ) -> float:
@@ -66,29 +68,34 @@ def jaccard(a: set, # one set
 
 # %% ../nbs/08_filter.ipynb #9501b985
 def _problem_key(r):
-    "The problem a chain answers: `metadata.problem_id`, else its question and images (one question text can go with many images)."
-    pid = (r.get("metadata") or {}).get("problem_id")
+    "The problem a chain answers: `metadata.problem_id`, else its question and images."
+    pid = (r.get("metadata") or {}).get("problem_id")  # (one question text can go with many images)
     return pid if pid is not None else json.dumps([r.get("question"), r.get("images") or []], default=str)
 
+# %% ../nbs/08_filter.ipynb #5beed6de
 def near_duplicates(records: list, # records with `response`
                     threshold: float = 0.9) -> dict: # Jaccard at or above which two chains are duplicates
-    "`{index: index of the earlier record of the same problem it duplicates}` (exact copies, or Jaccard >= `threshold`)."
+    "`{index: the earlier record of the same problem it duplicates}` (exact copies, or Jaccard >= `threshold`)."
     dup, seen, groups = {}, {}, defaultdict(list)
     for i, r in enumerate(records):
-        key = _problem_key(r); h = (key, hashlib.sha256(_norm(r["response"]).encode()).hexdigest())
-        if h in seen: dup[i] = seen[h]; continue
+        key = _problem_key(r)
+        h = (key, hashlib.sha256(_norm(r["response"]).encode()).hexdigest())
+        if h in seen:
+            dup[i] = seen[h]
+            continue
         seen[h] = i
-        g = groups[key]; sh = shingles(r["response"])
+        g, sh = groups[key], shingles(r["response"])
         j = next((j for j, s in g if jaccard(sh, s) >= threshold), None)
         if j is not None: dup[i] = j
         else: g.append((i, sh))
     return dup
 
 # %% ../nbs/08_filter.ipynb #d5f5e669
-FILTER_DEFAULTS = dict(require_format=True, verify=True, min_think_chars=20, max_chars=8000, max_tokens=None, tokenizer=None,
-                       truncate_reflection=False, reflection_keywords="openvlthinker", dedup=True, dedup_threshold=0.9,
-                       reject_refusals=True, layout="r1")
+FILTER_DEFAULTS = dict(require_format=True, verify=True, min_think_chars=20, max_chars=8000, max_tokens=None,
+                       tokenizer=None, truncate_reflection=False, reflection_keywords="openvlthinker", dedup=True,
+                       dedup_threshold=0.9, reject_refusals=True, layout="r1")
 
+# %% ../nbs/08_filter.ipynb #a596ccf6
 def _truncate(r, layout, kws):
     "`r` with its target cut at the first reflection keyword (flagged in its metadata), or `r` itself."
     cut = truncate_target(r["response"], layout, kws)
@@ -97,6 +104,7 @@ def _truncate(r, layout, kws):
 
 # %% ../nbs/08_filter.ipynb #63ec71b9
 def _first_checks(r, cfg):
+    "The first reason among: an earlier stage's, `empty`, `refusal`, `bad_format`; None if all pass."
     if r.get("reject_reason"): return r["reject_reason"]
     t = r.get("response")
     if not isinstance(t, str) or not t.strip(): return "empty"
@@ -104,6 +112,7 @@ def _first_checks(r, cfg):
     if cfg["require_format"] and not format_ok(t, cfg["layout"]): return "bad_format"
     return None
 
+# %% ../nbs/08_filter.ipynb #6c1065f2
 def count_tokens(text: str, # a response
                  tokenizer=None, # a tokenizer (or a local path to load one); None: approximate
                 ) -> int:
@@ -111,7 +120,9 @@ def count_tokens(text: str, # a response
     if tokenizer is None: return len(re.findall(r"\w+|[^\w\s]", text))
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
+# %% ../nbs/08_filter.ipynb #f39a6b43
 def _length_check(r, cfg):
+    "`too_short` (thinking) or `too_long` (characters, tokens), or None."
     think, _ = split_think(r["response"])
     if len(think.strip()) < cfg["min_think_chars"]: return "too_short"
     if cfg["max_chars"] and len(r["response"]) > cfg["max_chars"]: return "too_long"
@@ -119,9 +130,8 @@ def _length_check(r, cfg):
     return None
 
 # %% ../nbs/08_filter.ipynb #9dfc1873
-def filter_records(records: list, # raw chains (project schema + `response`)
-                   **config) -> tuple[list, list]: # options of FILTER_DEFAULTS
-    "Split `records` into (kept, rejected); each rejected record carries its `reject_reason`."
+def _filter_config(config):
+    "`FILTER_DEFAULTS` updated with `config`, checked before any work, with its tokenizer loaded."
     cfg = {**FILTER_DEFAULTS, **config}
     bad = set(cfg) - set(FILTER_DEFAULTS)
     if bad: raise ValueError(f"filter config: unknown key(s) {sorted(bad)}; known: {sorted(FILTER_DEFAULTS)}")
@@ -129,23 +139,38 @@ def filter_records(records: list, # raw chains (project schema + `response`)
     if isinstance(cfg["tokenizer"], (str, Path)):
         from transformers import AutoTokenizer
         cfg["tokenizer"] = AutoTokenizer.from_pretrained(str(cfg["tokenizer"]))
+    return cfg
+
+# %% ../nbs/08_filter.ipynb #46de422c
+def _verify_answers(recs, reason, cfg):
+    "Answer-check the records no earlier check rejected: their `verdict`, and `no_answer`/`wrong_answer` in `reason`."
+    todo = [i for i, x in enumerate(reason) if x is None]
+    res = verify_completions([recs[i]["response"] for i in todo], [recs[i]["answer"] for i in todo],
+                             [recs[i].get("choices") or None for i in todo], tagged_only=cfg["require_format"])
+    for i, v in zip(todo, res):
+        recs[i]["verdict"] = bool(v)
+        if not v: reason[i] = "no_answer" if extract_answer(recs[i]["response"]) is None else "wrong_answer"
+
+# %% ../nbs/08_filter.ipynb #064c743d
+def _dedup(recs, reason, threshold):
+    "`near_duplicate` in `reason` for the near copies among the records still kept."
+    idx = [i for i, x in enumerate(reason) if x is None]
+    for d in near_duplicates([recs[i] for i in idx], threshold): reason[idx[d]] = "near_duplicate"
+
+# %% ../nbs/08_filter.ipynb #d6ee0044
+def filter_records(records: list, # raw chains (project schema + `response`)
+                   **config) -> tuple[list, list]: # options of FILTER_DEFAULTS
+    "Split `records` into (kept, rejected); each rejected record carries its `reject_reason`."
+    cfg = _filter_config(config)
     recs = [dict(r) for r in records]
     if cfg["truncate_reflection"]:
         kws = cfg["reflection_keywords"]
         recs = [_truncate(r, cfg["layout"], kws) if isinstance(r.get("response"), str) else r for r in recs]
     reason = [_first_checks(r, cfg) for r in recs]
-    if cfg["verify"]:
-        todo = [i for i, x in enumerate(reason) if x is None]
-        res = verify_completions([recs[i]["response"] for i in todo], [recs[i]["answer"] for i in todo],
-                                 [recs[i].get("choices") or None for i in todo], tagged_only=cfg["require_format"])
-        for i, v in zip(todo, res):
-            recs[i]["verdict"] = bool(v)
-            if not v: reason[i] = "no_answer" if extract_answer(recs[i]["response"]) is None else "wrong_answer"
+    if cfg["verify"]: _verify_answers(recs, reason, cfg)
     for i, r in enumerate(recs):
         if reason[i] is None: reason[i] = _length_check(r, cfg)
-    if cfg["dedup"]:
-        idx = [i for i, x in enumerate(reason) if x is None]
-        for d in near_duplicates([recs[i] for i in idx], cfg["dedup_threshold"]): reason[idx[d]] = "near_duplicate"
+    if cfg["dedup"]: _dedup(recs, reason, cfg["dedup_threshold"])
     kept, rejected = [], []
     for r, x in zip(recs, reason):
         r["reject_reason"] = x; (rejected if x else kept).append(r)
@@ -153,9 +178,11 @@ def filter_records(records: list, # raw chains (project schema + `response`)
 
 # %% ../nbs/08_filter.ipynb #b4ed2748
 def _pseudo(r):
+    "True when a chain rests on an injected teacher error (scene teacher diagnostics)."
     d = (r.get("metadata") or {}).get("teacher_diagnostics") or {}
     return bool(d.get("caption_errors")) or "wrong_step" in (d.get("reasoning_errors") or [])
 
+# %% ../nbs/08_filter.ipynb #0cb8df52
 def filter_summary(kept: list, # kept records
                    rejected: list, # rejected records (with `reject_reason`)
                    keywords = None, # reflection keywords to count in the kept set (a set's name or a list)
@@ -165,8 +192,9 @@ def filter_summary(kept: list, # kept records
     for r in kept: by_src[r.get("source", "")]["kept"] += 1
     for r in rejected: by_src[r.get("source", "")]["rejected"] += 1
     n = len(kept) + len(rejected)
+    reasons = dict(Counter(r["reject_reason"] for r in rejected).most_common())
     return dict(total=n, kept=len(kept), rejected=len(rejected), yield_=round(len(kept) / n, 4) if n else 0.0,
-                reasons=dict(Counter(r["reject_reason"] for r in rejected).most_common()), by_source=dict(sorted(by_src.items())),
+                reasons=reasons, by_source=dict(sorted(by_src.items())),
                 reflection=reflection_stats([r["response"] for r in kept], keywords),
                 kept_with_teacher_errors=sum(_pseudo(r) for r in kept),
                 kept_with_diagnostics=sum(bool((r.get("metadata") or {}).get("teacher_diagnostics")) for r in kept))
@@ -185,6 +213,28 @@ def summary_table(summary: dict, # from `filter_summary`
     return "\n".join(lines)
 
 # %% ../nbs/08_filter.ipynb #60b567a8
+def _plot_outcomes(ax, s):
+    "Bars: kept, then rejected per reason."
+    ax.barh(["kept"] + list(s["reasons"]), [s["kept"]] + list(s["reasons"].values()),
+            color=["tab:green"] + ["tab:red"] * len(s["reasons"]))
+    ax.invert_yaxis(); ax.set_title(f"records by outcome (yield {s['yield_']:.0%})")
+
+# %% ../nbs/08_filter.ipynb #53417f58
+def _plot_sources(ax, s):
+    "Stacked bars: kept and rejected per source."
+    src = list(s["by_source"])
+    k, rj = [s["by_source"][x]["kept"] for x in src], [s["by_source"][x]["rejected"] for x in src]
+    ax.bar(src, k, label="kept", color="tab:green"); ax.bar(src, rj, bottom=k, label="rejected", color="tab:red")
+    ax.legend(); ax.set_title("per source"); ax.tick_params(axis="x", rotation=30)
+
+# %% ../nbs/08_filter.ipynb #3ecd6613
+def _plot_lengths(ax, kept, rejected):
+    "Stacked histogram of response lengths, kept and rejected."
+    L = lambda rs: [len(r["response"]) for r in rs if isinstance(r.get("response"), str)]
+    ax.hist([L(kept), L(rejected)], bins=20, label=["kept", "rejected"], color=["tab:green", "tab:red"], stacked=True)
+    ax.legend(); ax.set_title("response length (chars)")
+
+# %% ../nbs/08_filter.ipynb #a00acbff
 def plot_summary(kept: list, # kept records
                  rejected: list, # rejected records
                  path=None, # save the figure here (PNG) if given
@@ -194,39 +244,48 @@ def plot_summary(kept: list, # kept records
     import matplotlib.pyplot as plt
     s = filter_summary(kept, rejected)
     fig, ax = plt.subplots(1, 3, figsize=(14, 3.8))
-    ax[0].barh(["kept"] + list(s["reasons"]), [s["kept"]] + list(s["reasons"].values()), color=["tab:green"] + ["tab:red"] * len(s["reasons"]))
-    ax[0].invert_yaxis(); ax[0].set_title(f"records by outcome (yield {s['yield_']:.0%})")
-    src = list(s["by_source"]); k = [s["by_source"][x]["kept"] for x in src]; rj = [s["by_source"][x]["rejected"] for x in src]
-    ax[1].bar(src, k, label="kept", color="tab:green"); ax[1].bar(src, rj, bottom=k, label="rejected", color="tab:red")
-    ax[1].legend(); ax[1].set_title("per source"); ax[1].tick_params(axis="x", rotation=30)
-    L = lambda rs: [len(r["response"]) for r in rs if isinstance(r.get("response"), str)]
-    ax[2].hist([L(kept), L(rejected)], bins=20, label=["kept", "rejected"], color=["tab:green", "tab:red"], stacked=True)
-    ax[2].legend(); ax[2].set_title("response length (chars)")
+    _plot_outcomes(ax[0], s); _plot_sources(ax[1], s); _plot_lengths(ax[2], kept, rejected)
     fig.tight_layout()
     if path: fig.savefig(path, dpi=90)
     return fig
 
 # %% ../nbs/08_filter.ipynb #0095d35f
+def _read_chains(in_path):
+    "`(path, records)` of raw chains (a file, a dataset directory or a bridge run directory), with a response column."
+    in_path = Path(in_path)
+    if in_path.is_dir() and (in_path / "chains.jsonl").exists(): in_path = in_path / "chains.jsonl"  # a bridge run
+    recs = load_problems(in_path)
+    if recs and "response" not in recs[0]:
+        raise ValueError(f"{in_path}: records have no 'response' column (expected raw chains from `vr1 bridge`)")
+    return in_path, recs
+
+# %% ../nbs/08_filter.ipynb #984dd36b
+def _write_summary(run, kept, rejected, keywords):
+    "`summary.json`, `summary.md` and `summary.png` in `run`; returns the summary."
+    s = filter_summary(kept, rejected, keywords)
+    atomic_write_text(run / "summary.json", json.dumps(s, indent=2))
+    atomic_write_text(run / "summary.md", summary_table(s) + "\n")
+    import matplotlib.pyplot as plt
+    plt.close(plot_summary(kept, rejected, run / "summary.png"))
+    return s
+
+# %% ../nbs/08_filter.ipynb #b38d3c71
 def filter_run(config: dict, # the `filter` section (keys of FILTER_DEFAULTS)
                in_path, # raw chains (.jsonl / .parquet / dataset dir, or a bridge run directory)
                out_dir, # run directory
                resume: bool = False, # accept an existing run directory
                overwrite: bool = False) -> Path: # move an existing run aside
-    "Filter `in_path` into `out_dir/cold_start.jsonl` (+ rejected, summary table and plot); returns the kept set's path."
+    "Filter `in_path` into `out_dir/cold_start.jsonl` (+ rejected, summary table, plot); returns the kept set's path."
     cfg = {**FILTER_DEFAULTS, **(config or {})}
     RunDir.check(out_dir, resume, overwrite)
-    if resume and (Path(out_dir) / "cold_start.jsonl").exists() and (Path(out_dir) / RunDir.DONE).exists(): return Path(out_dir) / "cold_start.jsonl"
-    in_path = Path(in_path)
-    if in_path.is_dir() and (in_path / "chains.jsonl").exists(): in_path = in_path / "chains.jsonl"  # a bridge run directory
-    recs = load_problems(in_path)   # bad input fails here, before the run directory exists
-    if recs and "response" not in recs[0]: raise ValueError(f"{in_path}: records have no 'response' column (expected raw chains from `vr1 bridge`)")
-    run = RunDir(out_dir, "filter", config={**cfg, "tokenizer": str(cfg["tokenizer"]), "input": str(in_path)}, resume=resume, overwrite=overwrite)
+    finished = Path(out_dir) / "cold_start.jsonl"
+    if resume and finished.exists() and (Path(out_dir) / RunDir.DONE).exists(): return finished
+    in_path, recs = _read_chains(in_path)   # bad input fails here, before the run directory exists
+    manifest_cfg = {**cfg, "tokenizer": str(cfg["tokenizer"]), "input": str(in_path)}
+    run = RunDir(out_dir, "filter", config=manifest_cfg, resume=resume, overwrite=overwrite)
     out = run / "cold_start.jsonl"
     kept, rejected = filter_records(recs, **cfg)
     save_jsonl(kept, out); save_jsonl(rejected, run / "rejected.jsonl")
-    s = filter_summary(kept, rejected, cfg["reflection_keywords"])
-    atomic_write_text(run / "summary.json", json.dumps(s, indent=2)); atomic_write_text(run / "summary.md", summary_table(s) + "\n")
-    import matplotlib.pyplot as plt
-    plt.close(plot_summary(kept, rejected, run / "summary.png"))
+    s = _write_summary(run, kept, rejected, cfg["reflection_keywords"])
     run.complete(total=s["total"], kept=s["kept"], rejected=s["rejected"], yield_=s["yield_"], reasons=s["reasons"])
     return out

@@ -23,8 +23,10 @@ __all__ = ['GiB', 'GPUS', 'ARCH_KEYS', 'QWEN_PIXELS', 'ASSUMPTIONS', 'ASSUMPTION
 # %% ../nbs/12a_plan.ipynb #521c8753
 GPUS = {  # peak dense bf16 FLOP/s, HBM bytes/s, memory (GiB) as nvidia-smi reports it
     'H100-80GB': dict(bf16_flops=989e12, hbm_bytes_s=3.35e12, mem_gib=79.6,
-                      source="NVIDIA H100 datasheet (SXM5): BF16 1,979 TFLOPS with sparsity, 3.35 TB/s HBM3; 81,559 MiB"),
-    'H800-80GB': dict(bf16_flops=989e12, hbm_bytes_s=3.35e12, mem_gib=79.6, source="H800 SXM5: H100 compute and memory"),
+                      source="NVIDIA H100 datasheet (SXM5): BF16 1,979 TFLOPS with sparsity, 3.35 TB/s HBM3; "
+                             "81,559 MiB"),
+    'H800-80GB': dict(bf16_flops=989e12, hbm_bytes_s=3.35e12, mem_gib=79.6,
+                      source="H800 SXM5: H100 compute and memory"),
     'H200': dict(bf16_flops=989e12, hbm_bytes_s=4.8e12, mem_gib=140.4,
                  source="NVIDIA H200 datasheet (SXM): BF16 1,979 TFLOPS with sparsity, 4.8 TB/s HBM3e; 143,771 MiB"),
     'A100-80GB': dict(bf16_flops=312e12, hbm_bytes_s=2.039e12, mem_gib=80.0,
@@ -41,13 +43,13 @@ def gpu_spec(hw:dict, # the `hardware` section
     key = {k.lower(): k for k in GPUS}.get(str(name).lower())
     if key is None: raise ConfigError(f"hardware.gpu {name!r}: unknown card; choose one of {sorted(GPUS)}")
     spec = dict(GPUS[key], name=key, assumed=not hw.get('gpu'))
-    if stated := float(hw.get('gpu_mem_gib') or 0): spec['mem_gib'] = stated if spec['assumed'] else min(stated, spec['mem_gib'])
+    if stated := float(hw.get('gpu_mem_gib') or 0):
+        spec['mem_gib'] = stated if spec['assumed'] else min(stated, spec['mem_gib'])
     return spec
 
 # %% ../nbs/12a_plan.ipynb #26dadff7
-ARCH_KEYS = ('params_b', 'hidden_size', 'num_hidden_layers', 'num_key_value_heads', 'head_dim', 'vocab_size')
-
 def _local_config(cfg):
+    "The MLP width, attention heads and head tying from a local checkpoint's `config.json`, when there is one."
     p = Path(str((cfg.get('model') or {}).get('path', ''))).expanduser()/'config.json'
     if not p.is_file(): return {}
     c = json.loads(p.read_text()); t = c.get('text_config', c)
@@ -55,9 +57,11 @@ def _local_config(cfg):
     return {k: v for k, v in out.items() if v is not None}
 
 # %% ../nbs/12a_plan.ipynb #95aa9bb0
+ARCH_KEYS = ('params_b', 'hidden_size', 'num_hidden_layers', 'num_key_value_heads', 'head_dim', 'vocab_size')
+
 def plan_arch(cfg:dict, # a full config
              ) -> dict:
-    "`cli.model_arch` plus the MLP width, attention heads and head tying, derived from the parameter count when unstated."
+    "`cli.model_arch` plus MLP width, attention heads and head tying, derived from the parameter count when unstated."
     from vr1_nb.cli import model_arch
     a = {**_local_config(cfg), **dict(model_arch(cfg))}
     if missing := [k for k in ARCH_KEYS if not a.get(k)]: raise ConfigError(f"model.arch: the planner needs {missing}")
@@ -94,13 +98,14 @@ def prompt_budget(cfg:dict, # a full config (reads `data`)
     d = cfg.get('data') or {}
     if d.get('max_prompt_tokens'):
         return dict(tokens=int(d['max_prompt_tokens']), image_tokens=None, capped=True, basis="data.max_prompt_tokens")
-    mx, mn = int(d.get('max_pixels') or QWEN_PIXELS['max_pixels']), int(d.get('min_pixels') or QWEN_PIXELS['min_pixels'])
+    mx = int(d.get('max_pixels') or QWEN_PIXELS['max_pixels'])
+    mn = int(d.get('min_pixels') or QWEN_PIXELS['min_pixels'])
     n = int(d.get('max_images_per_prompt') or images_per_prompt)
     it = n * image_tokens(mx, mn)
+    cap = f"max_pixels {mx:,}{'' if d.get('max_pixels') else ', processor default'}"
     return dict(tokens=it + text_tokens, image_tokens=it, text_tokens=text_tokens, max_pixels=mx, min_pixels=mn,
                 capped=bool(d.get('max_pixels')), images=n,
-                basis=f"{n} image(s) x {it // n:,} tokens (max_pixels {mx:,}{'' if d.get('max_pixels') else ', processor default'})"
-                      f" + {text_tokens} text tokens")
+                basis=f"{n} image(s) x {it // n:,} tokens ({cap}) + {text_tokens} text tokens")
 
 # %% ../nbs/12a_plan.ipynb #dd8848c4
 def model_states(params:float, # all parameters (weights kept in bf16)
@@ -136,10 +141,12 @@ def activation_memory(a:dict, # architecture numbers (`plan_arch`)
     "Per-GPU bytes of the training backward's peak: layer checkpoints plus the largest transient."
     h, L, V = a['hidden_size'], a['num_hidden_layers'], a['vocab_size']
     ckpt = L * tokens * (2 * h if checkpointing else layer_bytes(a))
-    layer = tokens * (layer_bytes(a) + 4 * a['intermediate_size'] + 4 * h) if checkpointing else 0   # + gradients in flight
-    head = min(scored, 4096) * 32768 * 2 + 6 * scored * h + (6 * V * h if head_trainable else 0) + (2 * V * h if zero >= 3 else 0)
+    layer = tokens * (layer_bytes(a) + 4 * a['intermediate_size'] + 4 * h) if checkpointing else 0   # + its gradients
+    head = (min(scored, 4096) * 32768 * 2 + 6 * scored * h + (6 * V * h if head_trainable else 0)
+            + (2 * V * h if zero >= 3 else 0))
     vision = patches * (12 * 1280 + 8 * 3420)   # one Qwen2.5-VL ViT block (hidden 1280, MLP 3420) in flight, no grad
-    return dict(checkpoints=ckpt, layer_recompute=layer, loss_head=head, vision=vision, total=ckpt + max(layer, head, vision))
+    return dict(checkpoints=ckpt, layer_recompute=layer, loss_head=head, vision=vision,
+                total=ckpt + max(layer, head, vision))
 
 # %% ../nbs/12a_plan.ipynb #155df195
 def kv_bytes_per_token(a:dict, # architecture numbers
@@ -161,16 +168,19 @@ def kv_capacity(pool:float, # bytes of the KV pool on one GPU
     seq = math.ceil(seq_len / block) * block
     need = max_num_seqs * seq
     return dict(bytes_per_token=bytes_per_token, capacity_tokens=cap, seq_len=seq_len, need_tokens=need,
-                max_num_seqs=max_num_seqs, concurrency=round(cap / seq, 2), fits_one=cap >= seq, fits_batch=cap >= need)
+                max_num_seqs=max_num_seqs, concurrency=round(cap / seq, 2), fits_one=cap >= seq,
+                fits_batch=cap >= need)
 
 # %% ../nbs/12a_plan.ipynb #80f9b83e
 ASSUMPTIONS = dict(
     mfu=0.25, prefill_mfu=0.4, decode_bw_efficiency=0.5, completion_fill=1.0, hf_step_overhead_s=0.02,
-    step_overhead_s=5.0, tp_allreduce_s=15e-6, vllm_runtime_gib=3.5, kv_margin=0.1, cuda_context_gib=1.0, fragmentation=0.05,
-    text_tokens=512, images_per_prompt=1, util_step=0.05, max_util=0.9)
+    step_overhead_s=5.0, tp_allreduce_s=15e-6, vllm_runtime_gib=3.5, kv_margin=0.1, cuda_context_gib=1.0,
+    fragmentation=0.05, text_tokens=512, images_per_prompt=1, util_step=0.05, max_util=0.9)
 
+# %% ../nbs/12a_plan.ipynb #ae8b4cb6
 ASSUMPTION_NOTES = {
-    'mfu': "training MFU (verl FlopsCounter accounting); EasyR1 measured 16-23% for Qwen2.5-VL-7B on 8xH100 (FSDP + offload)",
+    'mfu': "training MFU (verl FlopsCounter accounting); EasyR1 measured 16-23% for Qwen2.5-VL-7B on 8xH100 "
+           "(FSDP + offload)",
     'prefill_mfu': "MFU of vLLM's prefill and the compute floor of a decode step",
     'decode_bw_efficiency': "fraction of HBM bandwidth a decode step achieves (weights + active KV read once per step)",
     'completion_fill': "completions run to this fraction of max_completion_length (1.0: upper bound)",
@@ -178,7 +188,8 @@ ASSUMPTION_NOTES = {
     'step_overhead_s': "per optimizer step: weight sync to vLLM, rewards, logging",
     'tp_allreduce_s': "latency of one tensor-parallel all-reduce in a decode step (two per layer)",
     'kv_margin': "a planned utilisation sizes the KV pool for the generation batch plus this fraction",
-    'vllm_runtime_gib': "vLLM's profiled non-KV memory besides weights (activation peak, non-torch, CUDA graphs): vllm#16570",
+    'vllm_runtime_gib': "vLLM's profiled non-KV memory besides weights (activation peak, non-torch, CUDA graphs): "
+                        "vllm#16570",
     'cuda_context_gib': "CUDA context, NCCL communicators, cuBLAS workspace per process",
     'fragmentation': "PyTorch caching-allocator slack on the training side",
     'text_tokens': "text allowance of the longest prompt (question, instruction, chat template)",
@@ -186,8 +197,18 @@ ASSUMPTION_NOTES = {
 }
 
 # %% ../nbs/12a_plan.ipynb #51e81ee2
-def generation_time(a:dict, spec:dict, *, seqs:int, prompt:int, completion:int, concurrency:float, tp:int=1,
-                    patches:int=0, vllm:bool=True, A:dict=ASSUMPTIONS) -> float:
+def generation_time(a:dict, # architecture numbers (`plan_arch`)
+                    spec:dict, # the card (`gpu_spec`)
+                    *,
+                    seqs:int, # sequences one engine generates
+                    prompt:int, # prompt tokens per sequence
+                    completion:int, # completion tokens per sequence
+                    concurrency:float, # sequences the KV pool holds at once
+                    tp:int=1, # tensor parallel size: the engine spans `tp` GPUs
+                    patches:int=0, # vision patches per prompt (prefilled through the vision tower)
+                    vllm:bool=True, # False: transformers' `generate`, with its per-step overhead
+                    A:dict=ASSUMPTIONS, # the planner's assumptions
+                   ) -> float:
     "Seconds one engine takes to generate `seqs` sequences (memory-bound decode, compute-bound prefill)."
     P, Pv = a['params_b'] * 1e9, a['vision_params_b'] * 1e9
     C = max(1, min(seqs, int(concurrency)))
@@ -209,13 +230,16 @@ def model_flops(a:dict, # architecture numbers
     return n_seqs * (6 * N * seq_len + attn)
 
 # %% ../nbs/12a_plan.ipynb #f8f2e596
-EASYR1_DEFAULT = dict(rollout_batch_size=512, n=5, global_batch_size=128, max_response_length=2048, updates_per_rollout=4,
-                      rollouts_per_update=640, source="hiyouga/EasyR1 examples/config.yaml@17e6d08a7b0471ff93b2be70e7ce79f6b0a4da9f")
+EASYR1_DEFAULT = dict(rollout_batch_size=512, n=5, global_batch_size=128, max_response_length=2048,
+                      updates_per_rollout=4, rollouts_per_update=640,
+                      source="hiyouga/EasyR1 examples/config.yaml@17e6d08a7b0471ff93b2be70e7ce79f6b0a4da9f")
+
+# %% ../nbs/12a_plan.ipynb #cadaa7d1
 RL_SET_SIZES = {'Vision-R1-rl': 10_000,   # Vision-R1 (arXiv 2503.06749): 10K math problems for RL
                 'CLEVR-70k': 70_000}      # R1-V's CLEVR-70k counting set, by its name
 
-def rl_set_size(cfg:dict) -> int|None:
-    "Problems in the RL set: `data.rl_set_size`, else `data.n_rl`, else the known size of `data.rl_set`; at most `data.train_samples`."
+def rl_set_size(cfg:dict) -> int|None: # a full config (reads `data`)
+    "Problems in the RL set (`data.rl_set_size`, `data.n_rl` or `data.rl_set`'s size), at most `data.train_samples`."
     d = cfg.get('data') or {}
     n = d.get('rl_set_size') or d.get('n_rl') or RL_SET_SIZES.get(str(d.get('rl_set')))
     return min(n, d['train_samples']) if n and d.get('train_samples') else (n or d.get('train_samples'))
@@ -226,15 +250,18 @@ def rl_budget(cfg:dict, # a full config
               n_gpus:int, # training processes
              ) -> dict:
     "Prompts and rollouts per optimizer step and over the stage, against the RL set and EasyR1's default."
+    e = EASYR1_DEFAULT
     rollouts = g['per_device_train_batch_size'] * n_gpus * g['gradient_accumulation_steps'] / g['num_iterations']
-    prompts, e = rollouts / g['num_generations'], EASYR1_DEFAULT
-    gen = g['per_device_train_batch_size'] * n_gpus * (g.get('steps_per_generation') or g['gradient_accumulation_steps'])
+    prompts = rollouts / g['num_generations']
+    spg = g.get('steps_per_generation') or g['gradient_accumulation_steps']
+    gen = g['per_device_train_batch_size'] * n_gpus * spg
     size, seen = rl_set_size(cfg), prompts * g['max_steps']
+    vs_easyr1 = dict(prompts_per_update=prompts / e['global_batch_size'],
+                     rollouts_per_update=rollouts / e['rollouts_per_update'],
+                     prompts_per_rollout_batch=gen / g['num_generations'] / e['rollout_batch_size'])
     return dict(prompts_per_step=prompts, rollouts_per_step=rollouts, prompts_per_generation=gen / g['num_generations'],
                 prompts_seen=seen, rl_set_size=size, fraction_of_rl_set=round(seen / size, 3) if size else None,
-                fraction_of_easyr1_default=dict(prompts_per_update=prompts / e['global_batch_size'],
-                    rollouts_per_update=rollouts / e['rollouts_per_update'],
-                    prompts_per_rollout_batch=gen / g['num_generations'] / e['rollout_batch_size']))
+                fraction_of_easyr1_default=vs_easyr1)
 
 # %% ../nbs/12a_plan.ipynb #aab0f778
 @functools.lru_cache(maxsize=None)
@@ -245,17 +272,29 @@ def trl_defaults(name:str, # 'GRPOConfig' or 'SFTConfig'
     return {f.name: f.default for f in dataclasses.fields(getattr(trl, name)) if f.default is not dataclasses.MISSING}
 
 # %% ../nbs/12a_plan.ipynb #9b8c1f96
+def _trainable(a, lora, full):
+    "Trainable parameters: LoRA's (rank r on the q/k/v/o and MLP projections of every layer), else `full`."
+    if not lora: return full
+    r = lora.get('r', 8) if isinstance(lora, dict) else 8
+    kvd, h, I = a['num_key_value_heads'] * a['head_dim'], a['hidden_size'], a['intermediate_size']
+    return r * a['num_hidden_layers'] * (7 * h + 2 * kvd + 3 * I)
+
+# %% ../nbs/12a_plan.ipynb #a8e64825
+def _max_beta(cfg):
+    "The largest KL coefficient of the run (`beta_schedule`'s beta and beta_max, else `grpo.beta`)."
+    bs = cfg.get('beta_schedule') or {}
+    betas = [bs.get('beta'), bs.get('beta_max')] if bs else [(cfg.get('grpo') or {}).get('beta')]
+    return max(abs(float(b or 0)) for b in betas)
+
+# %% ../nbs/12a_plan.ipynb #2f1736d6
 def _context(cfg, A):
     "What every part of the plan shares: card, architecture, sharding, prompt, trainable parameters."
     hw, m = cfg.get('hardware') or {}, cfg.get('model') or {}
     a, spec = plan_arch(cfg), gpu_spec(hw)
     P, Pv = a['params_b'] * 1e9, a['vision_params_b'] * 1e9
-    lora = m.get('lora'); r = (lora.get('r', 8) if isinstance(lora, dict) else 8) if lora else 0
-    kvd, h, I = a['num_key_value_heads'] * a['head_dim'], a['hidden_size'], a['intermediate_size']
-    T = r * a['num_hidden_layers'] * (7 * h + 2 * kvd + 3 * I) if lora else P - (Pv if m.get('freeze_vision', True) else 0)
-    bs = cfg.get('beta_schedule') or {}
-    betas = [bs.get('beta'), bs.get('beta_max')] if bs else [(cfg.get('grpo') or {}).get('beta')]
-    beta = max(abs(float(b or 0)) for b in betas)
+    lora = m.get('lora')
+    T = _trainable(a, lora, P - (Pv if m.get('freeze_vision', True) else 0))
+    beta = _max_beta(cfg)
     pb = prompt_budget(cfg, A['text_tokens'], A['images_per_prompt'])
     return dict(a=a, spec=spec, n=int(hw.get('num_gpus') or 1), zero=int(hw.get('zero_stage') or 0), P=P, Pv=Pv, T=T,
                 lora=bool(lora), beta=beta, ref=beta > 0 and not lora, M=spec['mem_gib'] * GiB, prompt=pb)
@@ -276,29 +315,30 @@ def _train_memory(c, A, *, pdtbs, seq, scored, checkpointing, reference=True):
 
 # %% ../nbs/12a_plan.ipynb #49f26473
 def _choose_util(M, fixed, one, batch, awake, A):
-    "Smallest utilisation (in `util_step`s) holding `batch` KV bytes, within what the training side leaves, >= one sequence."
+    "Smallest utilisation (`util_step`s) holding `batch` KV bytes in the room training leaves; at least one sequence."
     s = A['util_step']
     up = lambda x: math.ceil(x / s - 1e-9) * s
     room = math.floor((M - awake) / M / s + 1e-9) * s
-    return round(min(A['max_util'], max(up((fixed + one) / M), min(up((fixed + batch * (1 + A['kv_margin'])) / M), room))), 2)
+    lo, want = up((fixed + one) / M), min(up((fixed + batch * (1 + A['kv_margin'])) / M), room)
+    return round(min(A['max_util'], max(lo, want)), 2)
 
 # %% ../nbs/12a_plan.ipynb #9b53a36c
 def _vllm_plan(c, A, g, sec, tr, *, max_len, local):
     "The colocated engine on one GPU: weights, runtime, KV pool, and the memory of both phases."
     tp, sleep, M = int(g['vllm_tensor_parallel_size']), bool(g['vllm_enable_sleep_mode']), c['M']
-    kvb, seqs = kv_bytes_per_token(c['a'], tp), local * tp          # TRL: max_num_seqs = pdtbs x TP x steps_per_generation
+    kvb, seqs = kv_bytes_per_token(c['a'], tp), local * tp     # TRL: max_num_seqs = pdtbs x TP x steps_per_generation
     w, rt, blk = 2 * c['P'] / tp, A['vllm_runtime_gib'] * GiB, math.ceil(max_len / 16) * 16 * kvb
     set_ = sec.get('vllm_gpu_memory_utilization') is not None
     awake = tr['resident'] if sleep else tr['peak']             # what training holds while the engine is awake
     util = float(sec['vllm_gpu_memory_utilization']) if set_ else _choose_util(M, w + rt, blk, seqs * blk, awake, A)
     pool = util * M - w - rt
-    return dict(backend='vllm-colocate', tp=tp, sleep=sleep, util=util, util_source='preset' if set_ else 'plan', weights=w,
-                runtime=rt, pool=max(pool, 0.0), kv=kv_capacity(pool, kvb, max_len, seqs),
+    return dict(backend='vllm-colocate', tp=tp, sleep=sleep, util=util, util_source='preset' if set_ else 'plan',
+                weights=w, runtime=rt, pool=max(pool, 0.0), kv=kv_capacity(pool, kvb, max_len, seqs),
                 generation=tr['resident'] + util * M, training=tr['peak'] + (0 if sleep else util * M))
 
 # %% ../nbs/12a_plan.ipynb #151ad155
 def _hf_plan(c, A, tr, *, max_len, local):
-    "Generation with transformers' `generate` in the training process: full weights (ZeRO-3 gathers them) and a growing cache."
+    "`generate` in the training process: the full weights (ZeRO-3 gathers them) and a KV cache that grows."
     kvb = kv_bytes_per_token(c['a'])
     gathered = 2 * c['P'] - tr['weights'] if c['zero'] >= 3 else 0.0
     need = local * max_len * kvb
@@ -307,21 +347,30 @@ def _hf_plan(c, A, tr, *, max_len, local):
                 pool=need, kv=kv, generation=tr['resident'] + gathered + need, training=tr['peak'])
 
 # %% ../nbs/12a_plan.ipynb #25404e4e
+def _train_flops(c, g, prompt, comp, patches):
+    "`(FLOPs per GPU per optimizer step, extra no-grad forwards)`: the updates, old log-probs and reference, the ViT."
+    a, mu, ga, pd = c['a'], g['num_iterations'], g['gradient_accumulation_steps'], g['per_device_train_batch_size']
+    spg = g.get('steps_per_generation') or ga
+    old = (g['use_vllm'] and g['vllm_importance_sampling_correction']) or ga % (spg * mu) != 0
+    fwd, F, new = int(bool(old)) + int(c['beta'] > 0), model_flops(a, prompt + comp), pd * ga / mu
+    return pd * ga * F + fwd * new * F / 3 + 2 * c['Pv'] * patches * (pd * ga + fwd * new), fwd
+
+# %% ../nbs/12a_plan.ipynb #9600a8dc
 def _stage_time(c, A, g, gen, *, local, prompt):
     "Seconds per optimizer step: generation (per engine, engines in parallel), training FLOPs at `mfu`, overhead."
     a, spec, mu, ga = c['a'], c['spec'], g['num_iterations'], g['gradient_accumulation_steps']
-    spg, pd = g.get('steps_per_generation') or ga, g['per_device_train_batch_size']
-    comp, patches = math.ceil(A['completion_fill'] * g['max_completion_length']), 4 * (c['prompt'].get('image_tokens') or 0)
+    spg = g.get('steps_per_generation') or ga
+    comp = math.ceil(A['completion_fill'] * g['max_completion_length'])
+    patches = 4 * (c['prompt'].get('image_tokens') or 0)
     conc = gen['kv']['capacity_tokens'] / (prompt + comp)
-    t_gen = generation_time(a, spec, seqs=local * gen['tp'], prompt=prompt, completion=comp, concurrency=conc, tp=gen['tp'],
-                            patches=patches, vllm=gen['backend'] != 'transformers', A=A) * ga / (spg * mu)
-    old = (g['use_vllm'] and g['vllm_importance_sampling_correction']) or ga % (spg * mu) != 0
-    fwd, F, new = int(bool(old)) + int(c['beta'] > 0), model_flops(a, prompt + comp), pd * ga / mu
-    flops = pd * ga * F + fwd * new * F / 3 + 2 * c['Pv'] * patches * (pd * ga + fwd * new)
+    t_gen = generation_time(a, spec, seqs=local * gen['tp'], prompt=prompt, completion=comp, concurrency=conc,
+                            tp=gen['tp'], patches=patches, vllm=gen['backend'] != 'transformers', A=A) * ga / (spg * mu)
+    flops, fwd = _train_flops(c, g, prompt, comp, patches)
     t_train = flops / (spec['bf16_flops'] * A['mfu'])
-    basis = (f"{local * gen['tp']} sequences per engine x {prompt:,}+{comp:,} tokens, decode at {A['decode_bw_efficiency']:.0%} of "
-             f"{spec['hbm_bytes_s'] / 1e12:.2f} TB/s; training {flops / 1e15:.1f} PFLOP per GPU (6N + attention, {fwd} extra "
-             f"forward(s)) at {A['mfu']:.0%} MFU of {spec['bf16_flops'] / 1e12:.0f} TFLOP/s; +{A['step_overhead_s']:.0f} s overhead")
+    basis = (f"{local * gen['tp']} sequences per engine x {prompt:,}+{comp:,} tokens, decode at "
+             f"{A['decode_bw_efficiency']:.0%} of {spec['hbm_bytes_s'] / 1e12:.2f} TB/s; training {flops / 1e15:.1f} "
+             f"PFLOP per GPU (6N + attention, {fwd} extra forward(s)) at {A['mfu']:.0%} MFU of "
+             f"{spec['bf16_flops'] / 1e12:.0f} TFLOP/s; +{A['step_overhead_s']:.0f} s overhead")
     return dict(generation=round(t_gen, 1), training=round(t_train, 1), overhead=A['step_overhead_s'],
                 total=round(t_gen + t_train + A['step_overhead_s'], 1), basis=basis)
 
@@ -334,15 +383,25 @@ def _per_gpu(tr, gen=None):
     out = {k: _gib(tr[k]) for k in keys}
     out.update(vllm_weights=_gib(gen['weights']) if gen else 0.0, vllm_runtime=_gib(gen['runtime']) if gen else 0.0,
                vllm_kv_pool=_gib(gen['pool']) if gen else 0.0)
-    phases = dict(generation=_gib(gen['generation']), training=_gib(gen['training'])) if gen else dict(training=_gib(tr['peak']))
+    if gen: phases = dict(generation=_gib(gen['generation']), training=_gib(gen['training']))
+    else: phases = dict(training=_gib(tr['peak']))
     return dict(out, total=max(phases.values()), phases=phases,
                 activation_parts={k: _gib(v) for k, v in tr['activation_parts'].items() if k != 'total'})
 
 # %% ../nbs/12a_plan.ipynb #664e4693
+def _generation(c, A, g, sec, tr, *, max_len, full_len, local):
+    "How a stage generates: a colocated vLLM engine, `generate` in the training process, or a vLLM server elsewhere."
+    colocate = g['use_vllm'] and g['vllm_mode'] == 'colocate'
+    if colocate: return _vllm_plan(c, A, g, sec, tr, max_len=max_len, local=local)
+    gen = _hf_plan(c, A, tr, max_len=full_len, local=local)
+    if g['use_vllm']: gen = dict(gen, backend='vllm-server', weights=0.0, pool=0.0, generation=tr['resident'])
+    return gen
+
+# %% ../nbs/12a_plan.ipynb #692905a5
 def plan_stage(cfg:dict, # a full config
                st:dict, # one item of `grpo.ptst_stages(cfg)`
                A:dict=ASSUMPTIONS, # the planner's assumptions
-               _c:dict|None=None):
+               _c:dict|None=None): # the run's shared numbers (`plan_run` passes them)
     "The per-GPU memory, vLLM KV, time and RL-budget plan of one GRPO stage."
     c, sec = _c or _context(cfg, A), st['section']
     g = {**trl_defaults('GRPOConfig'), **{k: v for k, v in sec.items() if v is not None}}
@@ -350,39 +409,45 @@ def plan_stage(cfg:dict, # a full config
     local = pd * (g.get('steps_per_generation') or g['gradient_accumulation_steps'])   # this rank's generation batch
     tr = _train_memory(c, A, pdtbs=pd, seq=prompt + comp, scored=pd * comp, checkpointing=g['gradient_checkpointing'])
     max_len = int(g.get('vllm_max_model_length') or prompt + comp)
-    colocate = g['use_vllm'] and g['vllm_mode'] == 'colocate'
-    if colocate: gen = _vllm_plan(c, A, g, sec, tr, max_len=max_len, local=local)
-    else: gen = _hf_plan(c, A, tr, max_len=prompt + comp, local=local)
-    if g['use_vllm'] and not colocate: gen = dict(gen, backend='vllm-server', weights=0.0, pool=0.0, generation=tr['resident'])
+    gen = _generation(c, A, g, sec, tr, max_len=max_len, full_len=prompt + comp, local=local)
     t = _stage_time(c, A, g, gen, local=local, prompt=prompt)
-    out = dict(name=st['name'], max_completion_length=comp, num_generations=g['num_generations'], max_steps=g['max_steps'],
-               generation_backend=gen['backend'], per_gpu=_per_gpu(tr, gen), kv=gen['kv'], vllm_max_model_length=max_len,
+    out = dict(name=st['name'], max_completion_length=comp, num_generations=g['num_generations'],
+               max_steps=g['max_steps'], generation_backend=gen['backend'], per_gpu=_per_gpu(tr, gen), kv=gen['kv'],
+               vllm_max_model_length=max_len,
                vllm_max_model_length_source='preset' if g.get('vllm_max_model_length') else 'plan',
                vllm_gpu_memory_utilization=gen['util'], vllm_gpu_memory_utilization_source=gen['util_source'],
                vllm_tensor_parallel_size=gen['tp'], vllm_enable_sleep_mode=gen['sleep'], time_per_step_s=t,
-               hours=round(t['total'] * g['max_steps'] / 3600, 2), gpu_hours=round(t['total'] * g['max_steps'] * c['n'] / 3600, 1),
-               rl_budget=rl_budget(cfg, g, c['n']))
+               hours=round(t['total'] * g['max_steps'] / 3600, 2),
+               gpu_hours=round(t['total'] * g['max_steps'] * c['n'] / 3600, 1), rl_budget=rl_budget(cfg, g, c['n']))
     return _stage_checks(out, c, g, prompt + comp)
 
 # %% ../nbs/12a_plan.ipynb #a440bacc
+def _kv_checks(p, c, need_len, name):
+    "`(errors, warnings)` of a colocated engine: TP against the GPUs, the KV pool against one sequence and the batch."
+    kv, err, warn = p['kv'], [], []
+    if c['n'] % (tp := p['vllm_tensor_parallel_size']):
+        err.append(f"{name}: vllm_tensor_parallel_size {tp} does not divide {c['n']} GPUs")
+    if not kv['fits_one']:
+        err.append(f"{name}: vLLM's KV pool ({p['per_gpu']['vllm_kv_pool']} GiB at gpu_memory_utilization "
+                   f"{p['vllm_gpu_memory_utilization']}) holds {kv['capacity_tokens']:,} tokens, "
+                   f"less than one sequence of vllm_max_model_length {p['vllm_max_model_length']:,}: "
+                   f"vLLM refuses to start; raise vllm_gpu_memory_utilization or lower the length")
+    elif not kv['fits_batch']:
+        warn.append(f"{name}: the KV pool holds {kv['capacity_tokens']:,} tokens = {kv['concurrency']} sequences of "
+                    f"{kv['seq_len']:,}, not the {kv['max_num_seqs']} of a generation batch: "
+                    f"expect ~{int(kv['concurrency'])} at once, the rest queued"
+                    + ('' if p['vllm_enable_sleep_mode']
+                       else "; vllm_enable_sleep_mode frees the pool during training"))
+    if p['vllm_max_model_length'] < need_len:
+        warn.append(f"{name}: vllm_max_model_length {p['vllm_max_model_length']:,} "
+                    f"< longest prompt + completion {need_len:,}")
+    return err, warn
+
+# %% ../nbs/12a_plan.ipynb #00781795
 def _stage_checks(p, c, g, need_len):
     "Attach the stage's errors and warnings (each naming the stage)."
-    kv, M, name = p['kv'], c['M'] / GiB, f"stage {p['name']!r}"
-    err, warn, total = [], [], p['per_gpu']['total']
-    if p['generation_backend'] == 'vllm-colocate':
-        if c['n'] % (tp := p['vllm_tensor_parallel_size']): err.append(f"{name}: vllm_tensor_parallel_size {tp} does not divide {c['n']} GPUs")
-        if not kv['fits_one']:
-            err.append(f"{name}: vLLM's KV pool ({p['per_gpu']['vllm_kv_pool']} GiB at gpu_memory_utilization "
-                       f"{p['vllm_gpu_memory_utilization']}) holds {kv['capacity_tokens']:,} tokens, less than one sequence of "
-                       f"vllm_max_model_length {p['vllm_max_model_length']:,}: "
-                       f"vLLM refuses to start; raise vllm_gpu_memory_utilization or lower the length")
-        elif not kv['fits_batch']:
-            warn.append(f"{name}: the KV pool holds {kv['capacity_tokens']:,} tokens = {kv['concurrency']} sequences of "
-                        f"{kv['seq_len']:,}, not the {kv['max_num_seqs']} of a generation batch: expect ~{int(kv['concurrency'])} "
-                        f"at once, the rest queued"
-                        + ('' if p['vllm_enable_sleep_mode'] else "; vllm_enable_sleep_mode frees the pool during training"))
-        if p['vllm_max_model_length'] < need_len:
-            warn.append(f"{name}: vllm_max_model_length {p['vllm_max_model_length']:,} < longest prompt + completion {need_len:,}")
+    M, name, total = c['M'] / GiB, f"stage {p['name']!r}", p['per_gpu']['total']
+    err, warn = _kv_checks(p, c, need_len, name) if p['generation_backend'] == 'vllm-colocate' else ([], [])
     phase = max(p['per_gpu']['phases'], key=p['per_gpu']['phases'].get)
     if total > M: err.append(f"{name}: needs {total} GiB per GPU ({phase} phase), the card has {M:.1f}")
     elif total > 0.95 * M: warn.append(f"{name}: {total} GiB per GPU is within 5% of the card's {M:.1f}")
@@ -390,33 +455,48 @@ def _stage_checks(p, c, g, need_len):
 
 # %% ../nbs/12a_plan.ipynb #c606718d
 def plan_sft(cfg:dict, # a full config with an `sft` section
-             A:dict=ASSUMPTIONS, _c:dict|None=None) -> dict:
+             A:dict=ASSUMPTIONS, # the planner's assumptions
+             _c:dict|None=None) -> dict: # the run's shared numbers (`plan_run` passes them)
     "Per-GPU memory and time per step of the cold-start SFT at its longest sample."
     c = _c or _context(cfg, A)
     s = {**trl_defaults('SFTConfig'), **(cfg.get('sft') or {})}
     fmax = (cfg.get('filter') or {}).get('max_tokens')
     seq = s['max_length'] or c['prompt']['tokens'] + (fmax or 4096)
-    basis = 'sft.max_length' if s['max_length'] else f"prompt + {'filter.max_tokens' if fmax else 'an assumed 4,096-token'} chain"
+    chain = 'filter.max_tokens' if fmax else 'an assumed 4,096-token'
+    basis = 'sft.max_length' if s['max_length'] else f"prompt + {chain} chain"
     pd, ga = s['per_device_train_batch_size'], s['gradient_accumulation_steps']
-    tr = _train_memory(c, A, pdtbs=pd, seq=seq, scored=pd * seq, checkpointing=s['gradient_checkpointing'], reference=False)
+    tr = _train_memory(c, A, pdtbs=pd, seq=seq, scored=pd * seq, checkpointing=s['gradient_checkpointing'],
+                       reference=False)
     patches = 4 * (c['prompt'].get('image_tokens') or 0)
     flops = pd * ga * (model_flops(c['a'], seq) + 2 * c['Pv'] * patches)
     per_gpu = _per_gpu(tr)
+    step = dict(total=round(flops / (c['spec']['bf16_flops'] * A['mfu']), 1),
+                basis=f"{pd * ga} x {seq:,} tokens per GPU at {A['mfu']:.0%} MFU (longest sample)")
     return dict(seq_len=seq, seq_basis=basis, per_gpu=per_gpu, fits_memory=per_gpu['total'] <= c['M'] / GiB,
-                time_per_step_s=dict(total=round(flops / (c['spec']['bf16_flops'] * A['mfu']), 1),
-                                     basis=f"{pd * ga} x {seq:,} tokens per GPU at {A['mfu']:.0%} MFU (longest sample)"))
+                time_per_step_s=step)
 
 # %% ../nbs/12a_plan.ipynb #da778805
 def _assumption_lines(c, A):
+    "The assumptions every plan prints: the notes, an assumed card, derived numbers, the prompt, the sources."
     out = [f"{k} = {A[k]}: {note}" for k, note in ASSUMPTION_NOTES.items()]
-    if (s := c['spec'])['assumed']: out.insert(0, f"hardware.gpu unset: FLOP/s and bandwidth of an {s['name']} ({s['source']})")
-    if c['a']['derived']: out.append(f"derived from the parameter count (state them in model.arch): {c['a']['derived']}")
+    if (s := c['spec'])['assumed']:
+        out.insert(0, f"hardware.gpu unset: FLOP/s and bandwidth of an {s['name']} ({s['source']})")
+    if c['a']['derived']:
+        out.append(f"derived from the parameter count (state them in model.arch): {c['a']['derived']}")
     out.append(f"longest prompt {c['prompt']['tokens']:,} tokens: {c['prompt']['basis']}")
-    out.append("model states: ZeRO (Rajbhandari et al. 2020) 2+2+12 bytes per parameter; activations: Korthikanti et al. 2023 "
-               "counts for a Qwen2 layer with flash attention and full recomputation; loss head: TRL 1.16's fused chunked log-prob")
+    out.append("model states: ZeRO (Rajbhandari et al. 2020) 2+2+12 bytes per parameter; activations: "
+               "Korthikanti et al. 2023 counts for a Qwen2 layer with flash attention and full recomputation; "
+               "loss head: TRL 1.16's fused chunked log-prob")
     return out + ["GPU-measured calibration pending (bench/gpu_bench.py): no GPU was available when these were set"]
 
 # %% ../nbs/12a_plan.ipynb #39fb1446
+def _cpu_plan(plan, cfg, stages):
+    "A CPU preset's plan: each stage's RL budget on one process, and a warning that nothing else is planned."
+    grpo = lambda st: {**trl_defaults('GRPOConfig'), **st['section']}
+    plan['stages'] = [dict(name=st['name'], rl_budget=rl_budget(cfg, grpo(st), 1)) for st in stages]
+    return dict(plan, warnings=["CPU preset (hardware.num_gpus 0): no GPU memory or time plan"])
+
+# %% ../nbs/12a_plan.ipynb #7ba35ca4
 def plan_run(cfg:dict, # a full config (`core.load_config`)
              **assume, # overrides of `ASSUMPTIONS`, e.g. mfu=0.2, completion_fill=0.5
             ) -> dict:
@@ -428,13 +508,11 @@ def plan_run(cfg:dict, # a full config (`core.load_config`)
     stages = ptst_stages(cfg) if (cfg.get('grpo') or cfg.get('stages')) else []
     plan = dict(name=cfg.get('name'), hardware=dict(num_gpus=int(hw.get('num_gpus') or 0)), assumptions=[], sft=None,
                 stages=[], totals={}, warnings=[], errors=[])
-    if not hw.get('num_gpus'):
-        grpo = lambda st: {**trl_defaults('GRPOConfig'), **st['section']}
-        plan['stages'] = [dict(name=st['name'], rl_budget=rl_budget(cfg, grpo(st), 1)) for st in stages]
-        return dict(plan, warnings=["CPU preset (hardware.num_gpus 0): no GPU memory or time plan"])
+    if not hw.get('num_gpus'): return _cpu_plan(plan, cfg, stages)
     c = _context(cfg, A); spec = c['spec']
-    plan['hardware'].update(gpu=spec['name'], gpu_assumed=spec['assumed'], gpu_mem_gib=round(c['M'] / GiB, 1), zero_stage=c['zero'],
-                            bf16_tflops=spec['bf16_flops'] / 1e12, hbm_tb_s=spec['hbm_bytes_s'] / 1e12, source=spec['source'])
+    plan['hardware'].update(gpu=spec['name'], gpu_assumed=spec['assumed'], gpu_mem_gib=round(c['M'] / GiB, 1),
+                            zero_stage=c['zero'], bf16_tflops=spec['bf16_flops'] / 1e12,
+                            hbm_tb_s=spec['hbm_bytes_s'] / 1e12, source=spec['source'])
     plan.update(prompt=c['prompt'], assumptions=_assumption_lines(c, A))
     if cfg.get('sft'): plan['sft'] = plan_sft(cfg, A, c)
     plan['stages'] = [plan_stage(cfg, st, A, c) for st in stages]
@@ -444,10 +522,13 @@ def plan_run(cfg:dict, # a full config (`core.load_config`)
 def _run_checks(plan, c, cfg):
     "Gather the stages' errors and warnings, the data-cap warning, and the run's totals."
     if not c['prompt']['capped'] and c['prompt']['image_tokens']:
-        plan['warnings'].append(f"data.max_pixels unset: planning {c['prompt']['image_tokens']:,} image tokens per image (the "
-                                f"processor's default cap); set data.max_pixels (or data.max_prompt_tokens)")
-    if (s := plan['sft']) and not s['fits_memory']: plan['errors'].append(f"sft: needs {s['per_gpu']['total']} GiB per GPU")
-    for p in plan['stages']: plan['errors'] += p['errors']; plan['warnings'] += p['warnings']
+        plan['warnings'].append(f"data.max_pixels unset: planning {c['prompt']['image_tokens']:,} image tokens "
+                                f"per image (the processor's default cap); "
+                                f"set data.max_pixels (or data.max_prompt_tokens)")
+    if (s := plan['sft']) and not s['fits_memory']:
+        plan['errors'].append(f"sft: needs {s['per_gpu']['total']} GiB per GPU")
+    for p in plan['stages']:
+        plan['errors'] += p['errors']; plan['warnings'] += p['warnings']
     st, size = plan['stages'], rl_set_size(cfg)
     hours, gpu_h = sum(p['hours'] for p in st), sum(p['gpu_hours'] for p in st)
     plan['totals'] = dict(rl_hours=round(hours, 2), rl_gpu_hours=round(gpu_h, 1),
@@ -469,7 +550,7 @@ def stage_vllm_settings(cfg:dict, # a full config
                         stage, # a stage: its index, its name, or its dict (from `stages` or `grpo.ptst_stages`)
                         **assume, # overrides of `ASSUMPTIONS`
                        ) -> dict:
-    "The GRPOConfig fields the plan sets for a stage: `vllm_max_model_length`, and the utilisation when the preset leaves it unset."
+    "The GRPOConfig fields the plan sets for a stage: `vllm_max_model_length`, the utilisation if the preset has none."
     from vr1_nb.grpo import ptst_stages
     sts = ptst_stages(cfg)
     key = stage if isinstance(stage, (int, str)) else stage.get('index', stage.get('name'))
@@ -478,37 +559,61 @@ def stage_vllm_settings(cfg:dict, # a full config
     p = plan_stage(cfg, found[0], {**ASSUMPTIONS, **assume})
     if p['generation_backend'] != 'vllm-colocate': return {}
     out = dict(vllm_max_model_length=p['vllm_max_model_length'])
-    if p['vllm_gpu_memory_utilization_source'] == 'plan': out['vllm_gpu_memory_utilization'] = p['vllm_gpu_memory_utilization']
+    if p['vllm_gpu_memory_utilization_source'] == 'plan':
+        out['vllm_gpu_memory_utilization'] = p['vllm_gpu_memory_utilization']
     return out
 
 # %% ../nbs/12a_plan.ipynb #0f279c7d
 def _mem_line(g, backend=None):
-    parts = ', '.join(f"{k} {g[k]}" for k in ('weights', 'gradients', 'optimizer', 'reference', 'activations', 'overheads') if g[k])
-    if backend == 'transformers': return f"[{parts}] + generate [gathered weights {g['vllm_weights']}, KV cache {g['vllm_kv_pool']}]"
+    "The per-GPU parts in one line, the generation engine's after the training side's."
+    keys = ('weights', 'gradients', 'optimizer', 'reference', 'activations', 'overheads')
+    parts = ', '.join(f"{k} {g[k]}" for k in keys if g[k])
+    if backend == 'transformers':
+        return f"[{parts}] + generate [gathered weights {g['vllm_weights']}, KV cache {g['vllm_kv_pool']}]"
     if backend != 'vllm-colocate': return f"[{parts}]"
     return f"[{parts}] + vLLM [weights {g['vllm_weights']}, runtime {g['vllm_runtime']}, KV {g['vllm_kv_pool']}]"
 
+# %% ../nbs/12a_plan.ipynb #ce76b5ab
+def _engine(p):
+    "A stage's generation engine in words."
+    if p['generation_backend'] != 'vllm-colocate': return p['generation_backend']
+    sleep = 'on' if p['vllm_enable_sleep_mode'] else 'off'
+    return (f"vLLM colocate TP {p['vllm_tensor_parallel_size']}, sleep {sleep}, "
+            f"vllm_max_model_length {p['vllm_max_model_length']:,} ({p['vllm_max_model_length_source']}), "
+            f"gpu_memory_utilization {p['vllm_gpu_memory_utilization']} ({p['vllm_gpu_memory_utilization_source']})")
+
+# %% ../nbs/12a_plan.ipynb #79b3bccd
+def _kv_line(p):
+    "A stage's KV capacity against one sequence and the generation batch."
+    kv = p['kv']
+    where = ' (transformers cache, free memory)' if p['generation_backend'] == 'transformers' else ''
+    return (f"  KV{where}: {kv['capacity_tokens']:,} tokens ({kv['bytes_per_token'] // 1024} KiB/token/GPU) "
+            f"vs one sequence {kv['seq_len']:,} ({'ok' if kv['fits_one'] else 'NO'}) and the batch "
+            f"{kv['max_num_seqs']} x {kv['seq_len']:,} = {kv['need_tokens']:,} ({'ok' if kv['fits_batch'] else 'no'}); "
+            f"concurrency {kv['concurrency']}")
+
+# %% ../nbs/12a_plan.ipynb #b8b67f56
+def _budget_line(b, num_generations):
+    "A stage's RL budget, beside EasyR1's default."
+    f = b['fraction_of_easyr1_default']
+    return (f"  RL budget: {b['prompts_per_step']:g} prompts x {num_generations} = "
+            f"{b['rollouts_per_step']:g} rollouts/step, {b['prompts_seen']:,.0f} prompts over the stage"
+            + (f" ({b['fraction_of_rl_set']:.1%} of {b['rl_set_size']:,})" if b['rl_set_size'] else '')
+            + f"; EasyR1 default: {f['prompts_per_update']:.0%} of its 128 prompts/update, "
+            f"{f['rollouts_per_update']:.0%} of its 640 rollouts/update")
+
+# %% ../nbs/12a_plan.ipynb #700e4717
 def _stage_lines(p, n, gpu):
-    g, kv, t, b, M = p['per_gpu'], p['kv'], p['time_per_step_s'], p['rl_budget'], None
-    vllm = p['generation_backend'] == 'vllm-colocate'
-    eng = (f"vLLM colocate TP {p['vllm_tensor_parallel_size']}, sleep {'on' if p['vllm_enable_sleep_mode'] else 'off'}, "
-           f"vllm_max_model_length {p['vllm_max_model_length']:,} ({p['vllm_max_model_length_source']}), gpu_memory_utilization "
-           f"{p['vllm_gpu_memory_utilization']} ({p['vllm_gpu_memory_utilization_source']})") if vllm else p['generation_backend']
+    "The lines of one stage in `format_plan`: engine, memory, KV, time, RL budget."
+    g, t = p['per_gpu'], p['time_per_step_s']
     ph = ', '.join(f"{k} {v}" for k, v in g['phases'].items())
-    yield f"stage {p['name']} ({p['max_completion_length']:,}-token completions x {p['num_generations']}): {eng}"
+    yield f"stage {p['name']} ({p['max_completion_length']:,}-token completions x {p['num_generations']}): {_engine(p)}"
     yield (f"  per GPU: {_mem_line(g, p['generation_backend'])} GiB; peak by phase: {ph} -> {g['total']} GiB: "
            f"{'fits' if p['fits_memory'] else 'DOES NOT FIT'}")
-    yield (f"  KV{' (transformers cache, free memory)' if p['generation_backend'] == 'transformers' else ''}: {kv['capacity_tokens']:,} tokens ({kv['bytes_per_token'] // 1024} KiB/token/GPU) vs one sequence {kv['seq_len']:,} "
-           f"({'ok' if kv['fits_one'] else 'NO'}) and the batch {kv['max_num_seqs']} x {kv['seq_len']:,} = {kv['need_tokens']:,} "
-           f"({'ok' if kv['fits_batch'] else 'no'}); concurrency {kv['concurrency']}")
-    yield (f"  time/step: {t['total']} s = generation {t['generation']} + training {t['training']} + overhead {t['overhead']}; "
-           f"{p['max_steps']} steps = {p['hours']} h = {p['gpu_hours']} GPU-h on {n} x {gpu}")
-    f = b['fraction_of_easyr1_default']
-    yield (f"  RL budget: {b['prompts_per_step']:g} prompts x {p['num_generations']} = {b['rollouts_per_step']:g} rollouts/step, "
-           f"{b['prompts_seen']:,.0f} prompts over the stage"
-           + (f" ({b['fraction_of_rl_set']:.1%} of {b['rl_set_size']:,})" if b['rl_set_size'] else '')
-           + f"; EasyR1 default: {f['prompts_per_update']:.0%} of its 128 prompts/update, "
-           f"{f['rollouts_per_update']:.0%} of its 640 rollouts/update")
+    yield _kv_line(p)
+    yield (f"  time/step: {t['total']} s = generation {t['generation']} + training {t['training']} + overhead "
+           f"{t['overhead']}; {p['max_steps']} steps = {p['hours']} h = {p['gpu_hours']} GPU-h on {n} x {gpu}")
+    yield _budget_line(p['rl_budget'], p['num_generations'])
 
 # %% ../nbs/12a_plan.ipynb #58fe8869
 def format_plan(plan:dict, # from `plan_run`
@@ -517,10 +622,11 @@ def format_plan(plan:dict, # from `plan_run`
     hw, out = plan['hardware'], []
     if not hw.get('gpu'):
         out = [f"plan {plan['name']}: " + '; '.join(plan['warnings'])]
-        return '\n'.join(out + [f"stage {s['name']}: {s['rl_budget']['prompts_per_step']:g} prompts/step" for s in plan['stages']])
-    out.append(f"plan {plan['name']}: {hw['num_gpus']} x {hw['gpu']}{' (assumed)' if hw['gpu_assumed'] else ''}, "
-               f"{hw['gpu_mem_gib']} GiB, ZeRO-{hw['zero_stage']}; longest prompt {plan['prompt']['tokens']:,} tokens = "
-               f"{plan['prompt']['basis']}")
+        return '\n'.join(out + [f"stage {s['name']}: {s['rl_budget']['prompts_per_step']:g} prompts/step"
+                                for s in plan['stages']])
+    gpu = f"{hw['gpu']}{' (assumed)' if hw['gpu_assumed'] else ''}"
+    out.append(f"plan {plan['name']}: {hw['num_gpus']} x {gpu}, {hw['gpu_mem_gib']} GiB, ZeRO-{hw['zero_stage']}; "
+               f"longest prompt {plan['prompt']['tokens']:,} tokens = {plan['prompt']['basis']}")
     if s := plan['sft']:
         out.append(f"sft: per GPU {_mem_line(s['per_gpu'])} = {s['per_gpu']['total']} GiB: "
                    f"{'fits' if s['fits_memory'] else 'DOES NOT FIT'}; "
@@ -534,8 +640,10 @@ def format_plan(plan:dict, # from `plan_run`
     return '\n'.join(out)
 
 # %% ../nbs/12a_plan.ipynb #d17735b9
-EASYR1_BASELINES = [  # hiyouga/EasyR1 assets/baselines.md@8460e81797cbba99e8630374d80ad709b98df4f6, Qwen2.5-VL on Geometry3K
-    dict(size='7B', gpus='8 x H100 80GB', bits=bits, micro_batch=mb, vllm_tp=2, peak_vram_gb=vram, tokens_per_s_per_gpu=tps,
-         s_per_step=sec, actor_mfu=mfu)
-    for bits, mb, vram, tps, sec, mfu in [('AMP', '1 / 2', 68, 1600, 145, 0.160), ('AMP', '4 / 8', 72, 2000, 120, 0.232),
+# hiyouga/EasyR1 assets/baselines.md@8460e81797cbba99e8630374d80ad709b98df4f6, Qwen2.5-VL on Geometry3K
+EASYR1_BASELINES = [
+    dict(size='7B', gpus='8 x H100 80GB', bits=bits, micro_batch=mb, vllm_tp=2, peak_vram_gb=vram,
+         tokens_per_s_per_gpu=tps, s_per_step=sec, actor_mfu=mfu)
+    for bits, mb, vram, tps, sec, mfu in [('AMP', '1 / 2', 68, 1600, 145, 0.160),
+                                          ('AMP', '4 / 8', 72, 2000, 120, 0.232),
                                           ('BF16', '1 / 2', 58, 1600, 145, 0.160)]]

@@ -8,11 +8,12 @@ Docs: https://vr1-nb.github.io/vr1_nb/sft.html.md"""
 from __future__ import annotations
 import inspect, json, math, os
 from pathlib import Path
-from .core import (RunDir, ConfigError, load_config, trl_args, to_prompt, to_completion, load_problems, validate_record,
-                   RecordError, set_threads, launch_rank, seed_everything, derive_seed, atomic_write_text, R1_INSTRUCTION, stage_prompt)
+from .core import (RunDir, ConfigError, load_config, trl_args, to_prompt, to_completion, load_problems,
+                         validate_record, RecordError, set_threads, launch_rank, seed_everything, derive_seed,
+                         atomic_write_text, R1_INSTRUCTION, stage_prompt)
 from .data import pixel_caps, train_subset
-from .runs import (load_policy, lora_config, JsonlLog, truncate_log, read_log, save_final, open_run, last_checkpoint,
-                         release_trainer)
+from .runs import (load_policy, lora_config, JsonlLog, truncate_log, read_log, save_final, open_run,
+                         last_checkpoint, release_trainer)
 
 # %% auto #0
 __all__ = ['sft_example', 'sft_dataset', 'sft_args', 'build_sft_trainer', 'sft_run']
@@ -25,7 +26,8 @@ def sft_example(rec:dict, # a record with a `response` column (the cold-start ch
     "One TRL prompt/completion example (with its `images` list) from a record."
     rec = validate_record(dict(rec))
     text = rec.get(column)
-    if not isinstance(text, str) or not text.strip(): raise RecordError(rec['id'], column, "missing or empty: SFT needs the target chain")
+    if not isinstance(text, str) or not text.strip():
+        raise RecordError(rec['id'], column, "missing or empty: SFT needs the target chain")
     return {'prompt': to_prompt(rec, instruction), 'completion': to_completion(text), 'images': list(rec['images'])}
 
 # %% ../nbs/09_sft.ipynb #bc373233
@@ -34,9 +36,9 @@ def sft_dataset(src, # records, a `datasets.Dataset`, or a path: ours or a relea
                 column:str='response', # the target column
                 **pixels, # `data.pixel_caps(cfg)`: max_pixels, min_pixels, factor (each image capped when read)
                ):
-    "A memory-mapped `datasets.Dataset` with `prompt`, `completion` and `images` for `trl.SFTTrainer`, built once (`data.training_dataset`)."
+    "The `datasets.Dataset` of `prompt`, `completion` and `images` that `trl.SFTTrainer` reads (memory-mapped)."
     from vr1_nb.data import training_dataset
-    return training_dataset(src, 'sft', instruction, column, **pixels)
+    return training_dataset(src, 'sft', instruction, column, **pixels)  # built once: `data.training_dataset`
 
 # %% ../nbs/09_sft.ipynb #20bfa448
 def sft_args(cfg:dict, # a full config (sections `sft`, `seed`)
@@ -50,6 +52,12 @@ def sft_args(cfg:dict, # a full config (sections `sft`, `seed`)
     return trl_args(SFTConfig, sec, 'sft', output_dir=str(output_dir))
 
 # %% ../nbs/09_sft.ipynb #1cb28d56
+def _sft_ds(x, instr, caps):
+    "`x` as an `sft_dataset`: records or a path are read and converted, a prepared dataset is used as it is."
+    prepared = hasattr(x, 'column_names') and 'completion' in x.column_names
+    return x if prepared else sft_dataset(x, instr, **caps)
+
+# %% ../nbs/09_sft.ipynb #9db73432
 def build_sft_trainer(cfg:dict, # a full config (sections `model`, `sft`, `prompt`, `seed`)
                       train, # training records, a path `core.load_problems` reads, or an `sft_dataset`
                       output_dir, # where checkpoints go
@@ -60,15 +68,27 @@ def build_sft_trainer(cfg:dict, # a full config (sections `model`, `sft`, `promp
     from trl import SFTTrainer
     mcfg = cfg.get('model') or {}
     args = sft_args(cfg, output_dir)
-    instr = stage_prompt(cfg, 'sft')
-    prepared, caps = lambda x: hasattr(x, 'column_names') and 'completion' in x.column_names, pixel_caps(cfg, 'train')
-    train_ds = train if prepared(train) else sft_dataset(train, instr, **caps)
-    eval_ds = None if eval_records is None else eval_records if prepared(eval_records) else sft_dataset(eval_records, instr, **caps)
+    instr, caps = stage_prompt(cfg, 'sft'), pixel_caps(cfg, 'train')
+    train_ds = _sft_ds(train, instr, caps)
+    eval_ds = None if eval_records is None else _sft_ds(eval_records, instr, caps)
     model, processor = load_policy(mcfg)
     return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=processor,
                       peft_config=lora_config(mcfg.get('lora')), callbacks=list(callbacks or []))
 
 # %% ../nbs/09_sft.ipynb #69483b04
+def _train_and_save(trainer, run, cfg, resume):
+    "Train (from the last checkpoint when resuming), save the final model, mark the run complete; the final directory."
+    ckpt = last_checkpoint(run/'checkpoints') if resume else None
+    if ckpt: truncate_log(run/'log.jsonl', int(ckpt.rsplit('-', 1)[-1]))
+    out = trainer.train(resume_from_checkpoint=ckpt)
+    summary = {'train_loss': out.training_loss, 'steps': trainer.state.global_step,
+               'processes': trainer.accelerator.num_processes}
+    final = save_final(trainer, trainer.processing_class, run/'final', run,
+                       merge_lora=(cfg.get('model') or {}).get('merge_lora', False), summary=summary)
+    if trainer.args.should_save: run.complete(**summary)
+    return final
+
+# %% ../nbs/09_sft.ipynb #6eb3ddb2
 def sft_run(config, # a config dict, preset name or YAML path
             train, # training records, or a path `core.load_problems` reads
             out_dir, # the run directory
@@ -83,18 +103,11 @@ def sft_run(config, # a config dict, preset name or YAML path
     if resume and (Path(out_dir)/RunDir.DONE).exists(): return Path(out_dir)/'final'
     instr = stage_prompt(cfg, 'sft')
     caps = pixel_caps(cfg, 'train')   # data.max_pixels / data.min_pixels: images resized once, in the dataset
-    train_ds = train_subset(sft_dataset(train, instr, **caps), cfg)   # bad input fails here, before the run directory exists
+    train_ds = train_subset(sft_dataset(train, instr, **caps), cfg)   # bad input fails here, before the run dir exists
     eval_ds = sft_dataset(eval_records, instr, **caps) if eval_records is not None else None
     run = open_run(out_dir, 'sft', cfg, int(cfg.get('seed', 0)), resume, overwrite)
     seed_everything(int(cfg.get('seed', 0)))
-    trainer = build_sft_trainer(cfg, train_ds, run/'checkpoints', [JsonlLog(run/'log.jsonl'), *(callbacks or [])], eval_ds)
-    try:
-        ckpt = last_checkpoint(run/'checkpoints') if resume else None
-        if ckpt: truncate_log(run/'log.jsonl', int(ckpt.rsplit('-', 1)[-1]))
-        out = trainer.train(resume_from_checkpoint=ckpt)
-        summary = {'train_loss': out.training_loss, 'steps': trainer.state.global_step, 'processes': trainer.accelerator.num_processes}
-        final = save_final(trainer, trainer.processing_class, run/'final', run,
-                           merge_lora=(cfg.get('model') or {}).get('merge_lora', False), summary=summary)
-        if trainer.args.should_save: run.complete(**summary)
+    logs = [JsonlLog(run/'log.jsonl'), *(callbacks or [])]
+    trainer = build_sft_trainer(cfg, train_ds, run/'checkpoints', logs, eval_ds)
+    try: return _train_and_save(trainer, run, cfg, resume)
     finally: release_trainer(trainer)
-    return final
