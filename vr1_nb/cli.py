@@ -75,6 +75,16 @@ def checkpoint_dir(path) -> Path|None:
     if p.is_dir(): return p
     return cached_snapshot(str(path)) if _HUB_ID.match(str(path)) else None
 
+# %% ../nbs/13_cli.ipynb #e46608fe
+def _params_b(d:Path) -> dict:
+    "Parameters (billions) of the checkpoint in `d`, all and vision tower's, counted on a model built on the meta device."
+    import torch, transformers
+    from vr1_nb.models import count_params
+    with torch.device('meta'):
+        m = transformers.AutoModelForImageTextToText.from_config(transformers.AutoConfig.from_pretrained(d))
+    vis = getattr(m, 'visual', None) or getattr(getattr(m, 'model', None), 'visual', None)
+    return dict(params_b=count_params(m) / 1e9, vision_params_b=count_params(vis) / 1e9 if vis is not None else 0.0)
+
 # %% ../nbs/13_cli.ipynb #1dc322d8
 def model_arch(cfg:dict) -> dict:
     "Architecture numbers: from the checkpoint's config.json when it is here (`checkpoint_dir`), else the preset's `model.arch`."
@@ -85,7 +95,8 @@ def model_arch(cfg:dict) -> dict:
         t = c.get('text_config', c)
         arch = {k: t.get(k) for k in ('hidden_size', 'num_hidden_layers', 'num_key_value_heads', 'vocab_size')}
         arch['head_dim'] = t.get('head_dim') or t['hidden_size'] // t['num_attention_heads']
-        return {**(m.get('arch') or {}), **{k: v for k,v in arch.items() if v}}
+        if not (m.get('arch') or {}).get('params_b'): arch.update(_params_b(d))
+        return {**(m.get('arch') or {}), **{k: v for k,v in arch.items() if v is not None}}
     if not m.get('arch'):
         raise ConfigError(f"model {m.get('path')!r}: no local config.json and no model.arch numbers in the preset")
     return m['arch']

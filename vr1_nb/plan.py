@@ -15,10 +15,10 @@ GiB = 2**30
 
 # %% auto #0
 __all__ = ['GiB', 'GPUS', 'ARCH_KEYS', 'QWEN_PIXELS', 'ASSUMPTIONS', 'ASSUMPTION_NOTES', 'EASYR1_DEFAULT', 'RL_SET_SIZES',
-           'EASYR1_BASELINES', 'gpu_spec', 'plan_arch', 'image_tokens', 'prompt_budget', 'model_states', 'zero_buffers',
-           'layer_bytes', 'activation_memory', 'kv_bytes_per_token', 'kv_capacity', 'generation_time', 'model_flops',
-           'rl_set_size', 'rl_budget', 'trl_defaults', 'plan_stage', 'plan_sft', 'plan_run', 'check_plan',
-           'stage_vllm_settings', 'format_plan']
+           'EASYR1_BASELINES', 'gpu_spec', 'plan_arch', 'image_tokens', 'processor_pixels', 'prompt_budget',
+           'model_states', 'zero_buffers', 'layer_bytes', 'activation_memory', 'kv_bytes_per_token', 'kv_capacity',
+           'generation_time', 'model_flops', 'rl_set_size', 'rl_budget', 'trl_defaults', 'plan_stage', 'plan_sft',
+           'plan_run', 'check_plan', 'stage_vllm_settings', 'format_plan']
 
 # %% ../nbs/12a_plan.ipynb #521c8753
 GPUS = {  # peak dense bf16 FLOP/s, HBM bytes/s, memory (GiB) as nvidia-smi reports it
@@ -49,9 +49,11 @@ def gpu_spec(hw:dict, # the `hardware` section
 
 # %% ../nbs/12a_plan.ipynb #26dadff7
 def _local_config(cfg):
-    "The MLP width, attention heads and head tying from a local checkpoint's `config.json`, when there is one."
-    p = Path(str((cfg.get('model') or {}).get('path', ''))).expanduser()/'config.json'
-    if not p.is_file(): return {}
+    "The MLP width, attention heads and head tying from a local checkpoint's `config.json`, when it is here."
+    from vr1_nb.cli import checkpoint_dir   # the folder itself, the tiny model's, or a cached hub snapshot
+    d = checkpoint_dir((cfg.get('model') or {}).get('path'))
+    p = d/'config.json' if d is not None else None
+    if p is None or not p.is_file(): return {}
     c = json.loads(p.read_text()); t = c.get('text_config', c)
     out = {k: t.get(k, c.get(k)) for k in ('intermediate_size', 'num_attention_heads', 'tie_word_embeddings')}
     return {k: v for k, v in out.items() if v is not None}
@@ -89,6 +91,22 @@ def image_tokens(max_pixels:int, # the cap on an image's area after resizing
              for h in sides for w in sides if max(h, w) / min(h, w) <= max_aspect)
     return max(max_pixels // factor**2, max(h * w // factor**2 for h, w in sizes))
 
+# %% ../nbs/12a_plan.ipynb #a52ff8fc
+def _image_processor_config(d) -> dict:
+    "The image settings of a checkpoint folder: `preprocessor_config.json` or `processor_config.json` (transformers 5)."
+    if d is None: return {}
+    if (f := d/'preprocessor_config.json').is_file(): return json.loads(f.read_text())
+    if (f := d/'processor_config.json').is_file(): return json.loads(f.read_text()).get('image_processor') or {}
+    return {}
+
+def processor_pixels(cfg:dict) -> dict:
+    "The pixel limits of the checkpoint's own image processor when it is here, else Qwen's defaults (`QWEN_PIXELS`)."
+    from vr1_nb.cli import checkpoint_dir
+    c = _image_processor_config(checkpoint_dir((cfg.get('model') or {}).get('path')))
+    size = c.get('size') or {}
+    return dict(min_pixels=int(c.get('min_pixels') or size.get('shortest_edge') or QWEN_PIXELS['min_pixels']),
+                max_pixels=int(c.get('max_pixels') or size.get('longest_edge') or QWEN_PIXELS['max_pixels']))
+
 # %% ../nbs/12a_plan.ipynb #30578c1c
 def prompt_budget(cfg:dict, # a full config (reads `data`)
                   text_tokens:int=512, # allowance for the question, instruction and chat template
@@ -98,8 +116,9 @@ def prompt_budget(cfg:dict, # a full config (reads `data`)
     d = cfg.get('data') or {}
     if d.get('max_prompt_tokens'):
         return dict(tokens=int(d['max_prompt_tokens']), image_tokens=None, capped=True, basis="data.max_prompt_tokens")
-    mx = int(d.get('max_pixels') or QWEN_PIXELS['max_pixels'])
-    mn = int(d.get('min_pixels') or QWEN_PIXELS['min_pixels'])
+    own = processor_pixels(cfg)
+    mx = int(d.get('max_pixels') or own['max_pixels'])
+    mn = int(d.get('min_pixels') or own['min_pixels'])
     n = int(d.get('max_images_per_prompt') or images_per_prompt)
     it = n * image_tokens(mx, mn)
     cap = f"max_pixels {mx:,}{'' if d.get('max_pixels') else ', processor default'}"
