@@ -2,7 +2,7 @@
 import json, os, signal, subprocess, sys, textwrap, time
 from pathlib import Path
 import pytest
-from vr1_nb.core import RunExistsError
+from vr1_nb.core import RunExistsError, ConfigError
 from vr1_nb.synth import red_squares
 from vr1_nb.grpo import grpo_run, grpo_d_beta, read_log, plot_curves, STAGE_DONE
 
@@ -131,3 +131,11 @@ def test_lora_stages_beta_through_zero(tmp_path):
     s0 = tmp_path/'run'/'stage-0-short'/'final'
     assert (s0/'adapter_model.safetensors').exists() and not (s0/'ref').exists()
     assert (final/'adapter_config.json').exists() and not (final/'ref').exists()
+
+def test_too_few_prompts_for_a_generation_batch_is_refused_before_the_run(tmp_path):
+    # 8 completions per device in groups of 2 draw 4 distinct prompts; with 2 the dataloader would be empty and the
+    # stage would "finish" in zero steps with its starting weights
+    cfg = {**config(per_device_train_batch_size=8, num_generations=2, max_steps=3), 'stages': None}
+    with pytest.raises(ConfigError, match="stage 'grpo': one generation batch draws 4 distinct prompts"):
+        grpo_run(cfg, problems(2), tmp_path/'run')
+    assert not (tmp_path/'run').exists()

@@ -22,7 +22,8 @@ from .data import pixel_caps, train_subset
 __all__ = ['REFLECTION_WORDS', 'STAGE_DONE', 'PTST_KEYS', 'CURRICULUM_KEYS', 'grpo_d_beta', 'beta_schedule', 'starts_generation',
            'BetaCallback', 'ptst_stages', 'stage_args', 'planned_section', 'grpo_dataset', 'ReflectionWords',
            'SampleWriter', 'reward_setup', 'StageGRPOTrainer', 'kl_reference', 'StageContext', 'build_stage_trainer',
-           'stage_context', 'grpo_run', 'plot_curves', 'phase_steps', 'curriculum_phases', 'curriculum_run']
+           'prompts_per_generation', 'check_prompts', 'stage_context', 'grpo_run', 'plot_curves', 'phase_steps',
+           'curriculum_phases', 'curriculum_run']
 
 # %% ../nbs/10_grpo.ipynb #bd13d92a
 def grpo_d_beta(step:int, # optimizer steps completed over the whole run (0-based)
@@ -324,6 +325,28 @@ def build_stage_trainer(ctx:StageContext, # the run's shared context
     beta_cb.trainer = trainer; trainer.beta = float(ctx.schedule(st['start']))
     return trainer
 
+# %% ../nbs/10_grpo.ipynb #d0eb6211
+def prompts_per_generation(sec:dict, # a stage's GRPOConfig section
+                           processes:int=1, # training processes
+                          ) -> int:
+    "Distinct prompts one generation batch draws: batch size x steps per generation x processes / group size."
+    from trl import GRPOConfig
+    spg = sec.get('steps_per_generation') or sec.get('gradient_accumulation_steps') or 1
+    n = int(sec.get('per_device_train_batch_size', 8)) * int(spg) * int(processes)
+    return -(-n // int(sec.get('num_generations', GRPOConfig.num_generations)))
+
+def check_prompts(stages:list, # `ptst_stages(cfg)`
+                  n_prompts:int, # the training set's size (after `data.train_samples`)
+                  processes:int|None=None, # training processes (default: WORLD_SIZE, else 1)
+                 ):
+    "Raise `ConfigError` naming the first stage whose generation batch needs more prompts than the training set has."
+    processes = processes or int(os.environ.get('WORLD_SIZE', 1) or 1)
+    for st in stages:
+        if (need := prompts_per_generation(st['section'], processes)) > n_prompts:
+            raise ConfigError(f"stage {st['name']!r}: one generation batch draws {need} distinct prompts "
+                              f"({processes} process(es)), the training set has {n_prompts}; add problems or lower "
+                              "per_device_train_batch_size / steps_per_generation")
+
 # %% ../nbs/10_grpo.ipynb #ea6761db
 def stage_context(cfg:dict, # a full config (already loaded)
                   train, # training prompts (records), or a path `core.load_problems` reads
@@ -342,6 +365,7 @@ def stage_context(cfg:dict, # a full config (already loaded)
     instr, caps = stage_prompt(cfg, 'rl'), pixel_caps(cfg)   # the trainer's processor and vLLM count the same tokens
     ev = grpo_dataset(eval_records, instr, **caps) if eval_records is not None else None
     train_ds = train_subset(grpo_dataset(train, instr, **caps), cfg)
+    check_prompts(ptst_stages(cfg), len(train_ds))
     return StageContext(cfg, None, sched, train_ds, ev, funcs, weights, refl, resume, list(callbacks or []))
 
 # %% ../nbs/10_grpo.ipynb #ff192af9
