@@ -6,7 +6,8 @@ Docs: https://vr1-nb.github.io/vr1_nb/answers.html.md"""
 
 # %% ../nbs/03_answers.ipynb #2ade0a9e
 from __future__ import annotations
-import atexit, functools, importlib, logging, math, multiprocessing as mp, multiprocessing.forkserver, os, re, threading, time
+import atexit, functools, importlib, logging, math, os, re, threading, time
+import multiprocessing as mp, multiprocessing.forkserver
 from collections import deque
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -28,6 +29,15 @@ def answer_block(text, # a completion (anything: non-strings give None)
     start = text.rfind('<answer>', 0, end)
     return None if start < 0 else text[start+len('<answer>'):end].strip()
 
+# %% ../nbs/03_answers.ipynb #4f8b23af
+def _braced(text, j):
+    "Content of the balanced `{…}` group that opens at `text[j]`, stripped, or None when it never closes."
+    depth = 0
+    for k in range(j, len(text)):
+        depth += {'{': 1, '}': -1}.get(text[k], 0)
+        if depth == 0: return text[j+1:k].strip()
+    return None
+
 # %% ../nbs/03_answers.ipynb #084512e0
 def last_boxed(text, # any text
               ) -> str|None:
@@ -41,20 +51,24 @@ def last_boxed(text, # any text
     if text[j] != '{':  # `\boxed 5`
         m = re.match(r'[^\s$]+', text[j:])
         return m.group(0) if m else None
-    depth = 0
-    for k in range(j, len(text)):
-        depth += {'{': 1, '}': -1}.get(text[k], 0)
-        if depth == 0: return text[j+1:k].strip()
-    return None
+    return _braced(text, j)
 
 # %% ../nbs/03_answers.ipynb #d8a150ca
-_PHRASE = re.compile(r"(?:the\s+(?:final\s+|correct\s+)?answer\s+(?:is|should\s+be)\s*:?|final\s+answer\s*(?:is\s*:?|:)|\banswer\s*:)", re.I)
-_TEXT_WRAP = re.compile(r'\\(?:text|textbf|mathrm|mathbf|mbox)\{([^{}]*)\}')
+_PHRASE = re.compile(r"(?:the\s+(?:final\s+|correct\s+)?answer\s+(?:is|should\s+be)\s*:?"
+                     r"|final\s+answer\s*(?:is\s*:?|:)|\banswer\s*:)", re.I)
+
+def _last_phrase(text):
+    "The last answer-phrase match in `text`, or None."
+    last = None
+    for last in _PHRASE.finditer(text): pass
+    return last
+
+# %% ../nbs/03_answers.ipynb #d8629ece
 _WRAPS = [('$$', '$$'), ('$', '$'), ('\\(', '\\)'), ('\\[', '\\]'), ('**', '**'), ('"', '"'), ('`', '`')]
 _SENTENCE_END = re.compile(r'\n|[.;!?](?=\s|$)|,(?=\s+(?!and\b|or\b)[A-Za-z]{2,})')
 
 def _statement(s):
-    "The answer `s` opens with: a leading math span whole, else the text before the first sentence end outside brackets."
+    "The answer `s` opens with: a leading math span whole, else the text up to its first sentence end outside brackets."
     for a, b in _WRAPS[:4]:
         j = s.find(b, len(a)) if s.startswith(a) else -1
         if j > len(a): return s[:j+len(b)]
@@ -66,33 +80,42 @@ def _statement(s):
         elif depth == 0: return s[:m.start()]
     return s
 
-def _last_phrase(text):
-    "The last answer-phrase match in `text`, or None."
-    last = None
-    for last in _PHRASE.finditer(text): pass
-    return last
-
+# %% ../nbs/03_answers.ipynb #7a2f3727
 def _after_phrase(text):
     "The answer stated after the last answer phrase (see `_statement`), or None when there is no phrase."
     m = _last_phrase(text)
     return None if m is None else _statement(text[m.end():].lstrip(' \t:'))
 
+# %% ../nbs/03_answers.ipynb #a172a7df
+_TEXT_WRAP = re.compile(r'\\(?:text|textbf|mathrm|mathbf|mbox)\{([^{}]*)\}')
+
+def _unwrap(s):
+    "`s` without bold, math delimiters, a whole-answer `\\text{}` or a trailing period (three rounds: wraps nest)."
+    for _ in range(3):
+        # bold, also when split by the phrase: '**Answer:** C'
+        s = s.strip().rstrip('.').strip().strip('*').strip()
+        for a, b in _WRAPS:
+            if len(s) >= len(a)+len(b) and s.startswith(a) and s.endswith(b): s = s[len(a):len(s)-len(b)]
+        m = _TEXT_WRAP.fullmatch(s)
+        if m: s = m.group(1)
+    return s
+
 # %% ../nbs/03_answers.ipynb #a1f0c003
 def clean_answer(s, # an answer candidate (block content, box content, phrase tail)
                 ) -> str|None:
-    "Strip answer phrases, a last `\\boxed{}`, math delimiters, a whole-answer `\\text{}`, bold and a trailing period from `s`; None if nothing is left."
+    "Strip answer phrases, a last `\\boxed{}`, math delimiters, `\\text{}`, bold and a final period; None if empty."
     if not isinstance(s, str): return None
     s = s.strip()
     if '\\boxed' in s or '\\fbox' in s: s = last_boxed(s) or ''
     tail = _after_phrase(s) if len(s) < 4000 else None
     if tail is not None: s = tail
-    for _ in range(3):
-        s = s.strip().rstrip('.').strip().strip('*').strip()  # bold, also when split by the phrase: '**Answer:** C'
-        for a, b in _WRAPS:
-            if len(s) >= len(a)+len(b) and s.startswith(a) and s.endswith(b): s = s[len(a):len(s)-len(b)]
-        m = _TEXT_WRAP.fullmatch(s)
-        if m: s = m.group(1)
-    return s.strip() or None
+    return _unwrap(s).strip() or None
+
+# %% ../nbs/03_answers.ipynb #c44d6260
+def _final_after_box(text, ph):
+    "True when the answer-phrase match `ph` is a final-answer statement written after the last box of `text`."
+    if ph is None or 'final' not in ph.group(0).lower(): return False
+    return ph.start() > max(text.rfind('\\boxed'), text.rfind('\\fbox'))
 
 # %% ../nbs/03_answers.ipynb #740378cb
 MAX_ANSWER_CHARS = 1000  # an extracted answer longer than this is not an answer: it verifies as False
@@ -100,33 +123,33 @@ MAX_ANSWER_CHARS = 1000  # an extracted answer longer than this is not an answer
 def extract_answer(text, # a completion (string; anything else gives None)
                    short_fallback:int=64, # a single line at most this long is itself the answer
                   ) -> str|None:
-    "The final answer in `text`: `<answer>` block, else last `\\boxed{}` (unless a final-answer phrase follows it), else 'the answer is …', else a short one-liner; None if none."
+    "The final answer: `<answer>` block, else last `\\boxed{}`, else 'the answer is …', else a one-liner; or None."
     if not isinstance(text, str) or not text.strip(): return None
     blk = answer_block(text)
     if blk is not None: return clean_answer(blk)
     ph = _last_phrase(text)
-    final_last = ph is not None and 'final' in ph.group(0).lower() and ph.start() > max(text.rfind('\\boxed'), text.rfind('\\fbox'))
-    box = None if final_last else last_boxed(text)
+    box = None if _final_after_box(text, ph) else last_boxed(text)
     if box is not None: return clean_answer(box)
     if ph is not None: return clean_answer(_statement(text[ph.end():].lstrip(' \t:')))
     t = text.strip()
     if '<answer>' in t or '<think>' in t: return None  # an unclosed tag is not an answer
     return clean_answer(t) if len(t) <= short_fallback and '\n' not in t else None
 
-# %% ../nbs/03_answers.ipynb #1b21591d
-_LETTER = re.compile(r"^(?:option\s*|choice\s*)?\(?([A-Za-z])\)?(?:[.:)]|\s*$)(?:\s+(.*))?$", re.I | re.S)
-
+# %% ../nbs/03_answers.ipynb #fba12ccb
 def _norm_text(s):
-    "Lower-case `s` and drop spaces, `$` and `\\$`, `\\text{}`, degree marks and a trailing period, for string comparison."
+    "Lower-case `s` and drop spaces, `$`, `\\text{}`, degree marks and a trailing period, for string comparison."
     s = str(s).strip().lower()
     s = re.sub(r'\\(?:text|mathrm|textbf|mbox)\{([^{}]*)\}', r'\1', s)
     for a in ('^{\\circ}', '^\\circ', '°', '\\%', '%', '\\$', '$', '\\,', '\\!', '\\ ', ' '): s = s.replace(a, '')
     return s.rstrip('.')
 
+# %% ../nbs/03_answers.ipynb #1b21591d
+_LETTER = re.compile(r"^(?:option\s*|choice\s*)?\(?([A-Za-z])\)?(?:[.:)]|\s*$)(?:\s+(.*))?$", re.I | re.S)
+
 def choice_letter(pred, # the model's answer (already extracted)
                   choices, # the option texts, in order (A, B, ...)
                  ) -> str|None:
-    "The option letter that `pred` names, by letter (`B`, `(B)`, `B.`, `Option B`) or by the option's text; None otherwise."
+    "The option letter that `pred` names, by letter (`B`, `(B)`, `B.`, `Option B`) or by the option's text; else None."
     p = clean_answer(pred) if isinstance(pred, str) else None
     if not p or not choices or len(p) > MAX_ANSWER_CHARS: return None
     letters = [chr(65+i) for i in range(len(choices))]
@@ -136,34 +159,64 @@ def choice_letter(pred, # the model's answer (already extracted)
     hits = [l for l, c in zip(letters, choices) if _norm_text(c) == np_]
     return hits[0] if len(hits) == 1 else None
 
-# %% ../nbs/03_answers.ipynb #c77c028a
+# %% ../nbs/03_answers.ipynb #5b092769
 _NUM = re.compile(r'[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?', re.A)
 
+def _fraction(t):
+    "`t` = 'a/b' with plain numbers `a` and `b`, as a float; else None (also for b = 0)."
+    a, _, b = t.partition('/')
+    if not (_NUM.fullmatch(a.strip()) and _NUM.fullmatch(b.strip())): return None
+    try: return float(Fraction(Decimal(a.strip())) / Fraction(Decimal(b.strip())))
+    except (ZeroDivisionError, InvalidOperation, ValueError): return None
+
+# %% ../nbs/03_answers.ipynb #c77c028a
 def parse_number(s, # a candidate like '1,000', '-2.5', '3/4', '50%'
                 ) -> float|None:
-    "`s` as a float when it is a plain ASCII number, thousands-separated number, fraction `a/b`, percentage or dollar amount; else None."
+    "`s` as a float when it is a plain ASCII number, with thousands commas, `a/b`, a percentage or a dollar amount."
     if not isinstance(s, str) or len(s) > 64: return None
-    t = re.sub(r'^([+-]?)\\?\$\s*', r'\1', s.strip().replace('\\!', '').rstrip('.').strip())  # a currency sign, escaped or not
+    # a currency sign, escaped or not
+    t = re.sub(r'^([+-]?)\\?\$\s*', r'\1', s.strip().replace('\\!', '').rstrip('.').strip())
     t = t[:-2] if t.endswith('\\%') else t[:-1] if t.endswith('%') else t
     if re.fullmatch(r'[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?', t, re.A): t = t.replace(',', '')
-    if '/' in t:
-        a, _, b = t.partition('/')
-        if not (_NUM.fullmatch(a.strip()) and _NUM.fullmatch(b.strip())): return None
-        try: return float(Fraction(Decimal(a.strip())) / Fraction(Decimal(b.strip())))
-        except (ZeroDivisionError, InvalidOperation, ValueError): return None
+    if '/' in t: return _fraction(t)
     return float(Decimal(t)) if _NUM.fullmatch(t) else None
 
-# %% ../nbs/03_answers.ipynb #1a7faa6e
-NEEDS_MATH = 'needs-math'
-
-def gold_letter(gold, choices):
-    "The gold option letter: `gold` itself when it is a letter in range, else the letter of the option whose text equals `gold`; None otherwise."
+# %% ../nbs/03_answers.ipynb #f3219e6f
+def gold_letter(gold, # the gold answer: a letter, or an option's text
+                choices, # the option texts, in order (A, B, ...)
+               ) -> str|None:
+    "The gold option letter: `gold` itself when a letter in range, else the letter of the option whose text equals it."
     letters = [chr(65+i) for i in range(len(choices))]
     g = str(gold).strip().strip('()').rstrip('.').upper()
     if g in letters: return g
     hits = [l for l, c in zip(letters, choices) if _norm_text(c) == _norm_text(gold)]
     return hits[0] if len(hits) == 1 else None
 
+# %% ../nbs/03_answers.ipynb #1a7faa6e
+NEEDS_MATH = 'needs-math'
+
+def _fast_number(p, gold, rel_tol):
+    "`fast_verify` of free-form `p` against `gold` by their values: True/False, or NEEDS_MATH."
+    g, v = parse_number(gold), parse_number(p)
+    if g is not None and v is not None:
+        # an integer gold is exact: 7685413093.0 is not 7685413092
+        if re.fullmatch(r'[+-]?[\d,]+', gold): return v == g
+        return abs(v-g) <= max(rel_tol*abs(g), 1e-9)
+    # a number cannot equal digit-free, command-free text
+    if g is not None and not re.search(r'[\d\\]', p): return False
+    return NEEDS_MATH
+
+# %% ../nbs/03_answers.ipynb #7eed8abd
+def _fast_choice(p, gold, choices):
+    "`fast_verify` of `p` against a multiple-choice `gold` by letter: True/False, NEEDS_MATH, or None (bad gold)."
+    gl = gold_letter(gold, choices)
+    if gl is None: return None
+    pl = choice_letter(p, choices)
+    if pl is not None: return pl == gl
+    m = _LETTER.match(p)
+    return False if (m and not m.group(2)) else NEEDS_MATH  # a bare letter names an option or nothing
+
+# %% ../nbs/03_answers.ipynb #49651a93
 def fast_verify(pred, # the model's extracted answer (None/'' => False)
                 gold, # the gold answer (letter for multiple choice)
                 choices=None, # option texts for multiple choice, else None/[]
@@ -175,29 +228,21 @@ def fast_verify(pred, # the model's extracted answer (None/'' => False)
     if not isinstance(pred, str) or not pred.strip() or len(pred) > MAX_ANSWER_CHARS: return False
     p = clean_answer(pred)
     if p is None: return False
-    if choices:
-        gl = gold_letter(gold, choices)
-        if gl is None: return None
-        pl = choice_letter(p, choices)
-        if pl is not None: return pl == gl
-        m = _LETTER.match(p)
-        return False if (m and not m.group(2)) else NEEDS_MATH  # a bare letter names an option or nothing
+    if choices: return _fast_choice(p, gold, choices)
     if _norm_text(p) == _norm_text(gold): return True
-    g, v = parse_number(gold), parse_number(p)
-    if g is not None and v is not None:
-        if re.fullmatch(r'[+-]?[\d,]+', gold): return v == g   # an integer gold is exact: 7685413093.0 is not 7685413092
-        return abs(v-g) <= max(rel_tol*abs(g), 1e-9)
-    if g is not None and not re.search(r'[\d\\]', p): return False  # a number cannot equal digit-free, command-free text
-    return NEEDS_MATH
+    return _fast_number(p, gold, rel_tol)
 
 # %% ../nbs/03_answers.ipynb #6f67f69f
-logging.getLogger('math_verify').setLevel(logging.ERROR)  # the "timeout is disabled" warning is intended: our deadline enforces it
-
 def _as_latex(s):
-    "`s` for math-verify: as it is when it carries its own math (an unescaped `$`, `\\(`, `\\[`, `\\boxed`) or is a sentence (two words), else inside `$…$`."
+    "`s` for math-verify: as it is if it has its own math (`$`, `\\(`, `\\[`, `\\boxed`) or is a sentence; else `$s$`."
     if re.search(r'(?<!\\)\$', s) or '\\boxed' in s or '\\(' in s or '\\[' in s: return s
-    if len(re.findall(r'\b[A-Za-z]{3,}\b', re.sub(r'\\[A-Za-z]+(?:\{[A-Za-z*]*\})?', ' ', s))) >= 2: return s  # '3 hours ago': math-verify finds the 3
+    words = re.findall(r'\b[A-Za-z]{3,}\b', re.sub(r'\\[A-Za-z]+(?:\{[A-Za-z*]*\})?', ' ', s))
+    if len(words) >= 2: return s  # '3 hours ago': math-verify finds the 3
     return f'${s}$'
+
+# %% ../nbs/03_answers.ipynb #f0cc389e
+# the "timeout is disabled" warning is intended: our deadline enforces it
+logging.getLogger('math_verify').setLevel(logging.ERROR)
 
 @functools.lru_cache(maxsize=4096)
 def _mv_parse(s):
@@ -205,10 +250,7 @@ def _mv_parse(s):
     from math_verify import parse
     return parse(_as_latex(s), parsing_timeout=None)
 
-def _prose(s):
-    "True when `s` reads as words, not mathematics: no digits and a word of 4+ letters outside LaTeX commands."
-    return not re.search(r'\d', s) and bool(re.search(r'[A-Za-z]{4,}', re.sub(r'\\[A-Za-z]+', ' ', s)))
-
+# %% ../nbs/03_answers.ipynb #e4a4cf63
 def _mv_equal(p, gold):
     "math-verify equality of prediction `p` and `gold` (gold first); None if the gold does not parse."
     from math_verify import verify
@@ -217,8 +259,18 @@ def _mv_equal(p, gold):
     pp = _mv_parse(p)
     return bool(pp) and bool(verify(g, pp, timeout_seconds=None))
 
-def math_verify_one(pred, gold, choices=None, rel_tol:float=1e-6):
-    "Full verification of one item (cheap checks, then math-verify without its own timeouts): True/False, None if the gold is unusable."
+# %% ../nbs/03_answers.ipynb #b4e459d6
+def _prose(s):
+    "True when `s` reads as words, not mathematics: no digits and a word of 4+ letters outside LaTeX commands."
+    return not re.search(r'\d', s) and bool(re.search(r'[A-Za-z]{4,}', re.sub(r'\\[A-Za-z]+', ' ', s)))
+
+# %% ../nbs/03_answers.ipynb #3e9d8176
+def math_verify_one(pred, # the model's extracted answer
+                    gold, # the gold answer (letter for multiple choice)
+                    choices=None, # option texts for multiple choice
+                    rel_tol:float=1e-6, # relative tolerance between two plain numbers
+                   ):
+    "Cheap checks, then math-verify without its own timeouts: True/False, or None when the gold is unusable."
     r = fast_verify(pred, gold, choices, rel_tol)
     if r is not NEEDS_MATH: return r
     p = clean_answer(pred)
@@ -234,16 +286,22 @@ def math_verify_one(pred, gold, choices=None, rel_tol:float=1e-6):
 def _resolve(fn):
     "The function named by 'vr1_nb.module:function' (only vr1_nb modules are allowed)."
     mod, _, name = fn.partition(':')
-    if not (mod == 'vr1_nb' or mod.startswith('vr1_nb.')) or not name: raise ValueError(f"SafePool runs only 'vr1_nb.<module>:<function>', got {fn!r}")
+    if not (mod == 'vr1_nb' or mod.startswith('vr1_nb.')) or not name:
+        raise ValueError(f"SafePool runs only 'vr1_nb.<module>:<function>', got {fn!r}")
     return getattr(importlib.import_module(mod), name)
 
+# %% ../nbs/03_answers.ipynb #9b5ce219
 def _warm():
     "Exercise math-verify's parser and sympy's simplifier once (their lazy imports cost seconds on a first call)."
-    try: _mv_equal('x^2+1', '1+x^2'); _mv_equal(r'\frac{1}{2}(ab-a^2)', r'\sqrt{ab}'); _mv_parse.cache_clear()
+    try:
+        _mv_equal('x^2+1', '1+x^2')
+        _mv_equal(r'\frac{1}{2}(ab-a^2)', r'\sqrt{ab}')
+        _mv_parse.cache_clear()
     except Exception: pass
 
+# %% ../nbs/03_answers.ipynb #40b84874
 def _worker_loop(conn):
-    "Worker process: warm up, say 'ready', then receive (i, fn, args) and send back (i, ok, result); ok is False when `fn` raised."
+    "Worker process: warm up, say 'ready', then answer each (i, fn, args) with (i, ok, result); ok: `fn` did not raise."
     _warm()  # instant when the forkserver already did it
     conn.send('ready')
     while True:
@@ -257,34 +315,52 @@ def _worker_loop(conn):
 
 # %% ../nbs/03_answers.ipynb #bb703184
 class SafePool:
-    "Worker processes that run `vr1_nb` functions on items with a per-item deadline; a worker past its deadline is killed and replaced."
-    def __init__(self, workers:int|None=None, # processes (default: min(2, cpu count)); 0 = watchdog threads in this process
+    "Worker processes that run `vr1_nb` functions with a per-item deadline; a worker past it is killed and replaced."
+    def __init__(self, workers:int|None=None, # processes (default: min(2, cpu count)); 0 = watchdog threads here
                  timeout:float=5.0, # seconds one item may take
                 ):
         self.n = min(2, os.cpu_count() or 1) if workers is None else workers
         self.timeout, self._procs, self._lock = timeout, [], threading.Lock()
-        self.stats = dict(items=0, timeouts=0, crashes=0, restarts=0, max_seconds=0.0, mode='process' if self.n else 'thread')
+        mode = 'process' if self.n else 'thread'
+        self.stats = dict(items=0, timeouts=0, crashes=0, restarts=0, max_seconds=0.0, mode=mode)
 
-    def _start(self):
-        ctx = mp.get_context('forkserver' if 'forkserver' in mp.get_all_start_methods() else 'spawn')
-        if ctx.get_start_method() == 'forkserver':
-            ctx.set_forkserver_preload(['vr1_nb.answers'])
-            os.environ['VR1_VERIFY_WARM'] = '1'  # the forkserver warms up once on import; its forks inherit that
-            try: mp.forkserver.ensure_running()
-            finally: os.environ.pop('VR1_VERIFY_WARM', None)
-        a, b = ctx.Pipe()
-        p = ctx.Process(target=_resolve('vr1_nb.answers:_worker_loop'), args=(b,), daemon=True)
-        p.start(); b.close()
-        if not a.poll(120): p.kill(); raise OSError("SafePool: a worker did not start within 120 s")
-        a.recv()  # 'ready': deadlines start only after the warm-up
-        return [p, a]
+# %% ../nbs/03_answers.ipynb #a7b98a8f
+def _worker_context():
+    "The multiprocessing context workers start from: a warm forkserver where there is one, else spawn."
+    ctx = mp.get_context('forkserver' if 'forkserver' in mp.get_all_start_methods() else 'spawn')
+    if ctx.get_start_method() == 'forkserver':
+        ctx.set_forkserver_preload(['vr1_nb.answers'])
+        os.environ['VR1_VERIFY_WARM'] = '1'  # the forkserver warms up once on import; its forks inherit that
+        try: mp.forkserver.ensure_running()
+        finally: os.environ.pop('VR1_VERIFY_WARM', None)
+    return ctx
 
-    def _ensure(self):
-        try:
-            while len(self._procs) < self.n: self._procs.append(self._start())
-        except (AssertionError, OSError) as e:  # e.g. "daemonic processes are not allowed to have children"
-            logging.getLogger(__name__).warning(f"SafePool: no worker processes ({e}); using watchdog threads")
-            self.close(); self.n = 0; self.stats['mode'] = 'thread'
+# %% ../nbs/03_answers.ipynb #06e2e390
+@patch
+def _start(self:SafePool):
+    "Start one worker process (from a warm forkserver where there is one) and wait until it says 'ready'."
+    ctx = _worker_context()
+    a, b = ctx.Pipe()
+    p = ctx.Process(target=_resolve('vr1_nb.answers:_worker_loop'), args=(b,), daemon=True)
+    p.start()
+    b.close()
+    if not a.poll(120):
+        p.kill()
+        raise OSError("SafePool: a worker did not start within 120 s")
+    a.recv()  # 'ready': deadlines start only after the warm-up
+    return [p, a]
+
+# %% ../nbs/03_answers.ipynb #c7ef9b4b
+@patch
+def _ensure(self:SafePool):
+    "Top the pool up to `n` workers; where no process can be started, fall back to watchdog threads for good."
+    try:
+        while len(self._procs) < self.n: self._procs.append(self._start())
+    except (AssertionError, OSError) as e:  # e.g. "daemonic processes are not allowed to have children"
+        logging.getLogger(__name__).warning(f"SafePool: no worker processes ({e}); using watchdog threads")
+        self.close()
+        self.n = 0
+        self.stats['mode'] = 'thread'
 
 # %% ../nbs/03_answers.ipynb #3f7460d3
 @patch
@@ -294,41 +370,80 @@ def _map_processes(self:SafePool, fn, items, on_timeout, on_error):
     while todo or busy:
         self._ensure()
         if not self.n: return None
-        for w in self._procs:
-            if todo and id(w) not in busy:
-                i = todo.popleft(); w[1].send((i, fn, items[i])); busy[id(w)] = (w, i, time.monotonic())
-        first = min(t for _, _, t in busy.values())
-        ready = _mp_wait([w[1] for w, _, _ in busy.values()], timeout=max(0.0, first + self.timeout - time.monotonic()))
-        now = time.monotonic()
-        for key, (w, i, t0) in list(busy.items()):
-            if w[1] in ready:
-                try: j, ok, r = w[1].recv(); res[j] = r if ok else on_error
-                except (EOFError, OSError): res[i] = on_error; self.stats['crashes'] += 1; self._replace(w)
-            elif now - t0 > self.timeout:
-                res[i] = on_timeout; self.stats['timeouts'] += 1; self._replace(w)
-            else: continue
-            self.stats['max_seconds'] = max(self.stats['max_seconds'], now - t0); del busy[key]
+        self._dispatch(fn, items, todo, busy)
+        self._collect(busy, res, on_timeout, on_error)
     return res
+
+# %% ../nbs/03_answers.ipynb #1e4885cb
+@patch
+def _dispatch(self:SafePool, fn, items, todo, busy):
+    "Send the next item to each idle worker; `busy` maps a worker's id to (worker, item index, start time)."
+    for w in self._procs:
+        if todo and id(w) not in busy:
+            i = todo.popleft()
+            w[1].send((i, fn, items[i]))
+            busy[id(w)] = (w, i, time.monotonic())
+
+# %% ../nbs/03_answers.ipynb #c0b24d9a
+@patch
+def _collect(self:SafePool, busy, res, on_timeout, on_error):
+    "Wait for a result or the earliest deadline; store results, replace workers that died or ran past the deadline."
+    first = min(t for _, _, t in busy.values())
+    ready = _mp_wait([w[1] for w, _, _ in busy.values()], timeout=max(0.0, first + self.timeout - time.monotonic()))
+    now = time.monotonic()
+    for key, (w, i, t0) in list(busy.items()):
+        if w[1] in ready:
+            try:
+                j, ok, r = w[1].recv()
+                res[j] = r if ok else on_error
+            except (EOFError, OSError): self._retire(w, i, res, on_error, 'crashes')
+        elif now - t0 > self.timeout: self._retire(w, i, res, on_timeout, 'timeouts')
+        else: continue
+        self.stats['max_seconds'] = max(self.stats['max_seconds'], now - t0)
+        del busy[key]
+
+# %% ../nbs/03_answers.ipynb #ef81b70c
+@patch
+def _retire(self:SafePool, w, i, res, value, stat):
+    "Worker `w` died or ran late on item `i`: the item gets `value`, `stats[stat]` counts it, `w` is replaced."
+    res[i] = value
+    self.stats[stat] += 1
+    self._replace(w)
 
 # %% ../nbs/03_answers.ipynb #8fe2d87f
 @patch
 def _replace(self:SafePool, w):
     "Kill worker `w` and start a fresh one in its place."
-    w[0].kill(); w[0].join(1); w[1].close()
-    self._procs[self._procs.index(w)] = self._start(); self.stats['restarts'] += 1
+    w[0].kill()
+    w[0].join(1)
+    w[1].close()
+    self._procs[self._procs.index(w)] = self._start()
+    self.stats['restarts'] += 1
 
+# %% ../nbs/03_answers.ipynb #21b28caa
+def _on_thread(f, args, timeout, on_timeout, on_error):
+    "(result, finished): `f(*args)` on a daemon thread, abandoned after `timeout` seconds (result `on_timeout`)."
+    box = [on_timeout]
+    def run():
+        try: box[0] = f(*args)
+        except Exception: box[0] = on_error
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    th.join(timeout)
+    finished = not th.is_alive()
+    return box[0], finished
+
+# %% ../nbs/03_answers.ipynb #526a8918
 @patch
 def _map_threads(self:SafePool, fn, items, on_timeout, on_error):
     "Fallback without processes: each item on a daemon thread, abandoned after the deadline."
     f, res = _resolve(fn), []
     for args in items:
-        box, t0 = [on_timeout], time.monotonic()
-        def run(): 
-            try: box[0] = f(*args)
-            except Exception: box[0] = on_error
-        th = threading.Thread(target=run, daemon=True); th.start(); th.join(self.timeout)
-        if th.is_alive(): self.stats['timeouts'] += 1
-        self.stats['max_seconds'] = max(self.stats['max_seconds'], time.monotonic() - t0); res.append(box[0])
+        t0 = time.monotonic()
+        r, finished = _on_thread(f, args, self.timeout, on_timeout, on_error)
+        if not finished: self.stats['timeouts'] += 1
+        self.stats['max_seconds'] = max(self.stats['max_seconds'], time.monotonic() - t0)
+        res.append(r)
     return res
 
 # %% ../nbs/03_answers.ipynb #ba5732ce
@@ -351,11 +466,14 @@ def map(self:SafePool, fn:str, # 'vr1_nb.module:function'
             return res if res is not None else self._map_threads(fn, items, on_timeout, on_error)
         finally: self.timeout = saved
 
+# %% ../nbs/03_answers.ipynb #44b9f43a
 @patch
 def close(self:SafePool):
     "Stop the workers."
     for p, c in self._procs:
-        try: c.send(None); c.close()
+        try:
+            c.send(None)
+            c.close()
         except OSError: pass
         p.join(0.5)
         if p.is_alive(): p.kill()
@@ -373,12 +491,29 @@ def get_pool(workers:int|None=None, # worker processes for the first creation (d
     "The process-wide `SafePool` (created on first use, closed at exit)."
     global _POOL
     with _POOL_LOCK:
-        if _POOL is None: _POOL = SafePool(workers, timeout); atexit.register(_POOL.close)
+        if _POOL is None:
+            _POOL = SafePool(workers, timeout)
+            atexit.register(_POOL.close)
         return _POOL
 
-# %% ../nbs/03_answers.ipynb #d4f116e8
+# %% ../nbs/03_answers.ipynb #fc642bdf
 VERIFY_STATS = {}  # the last verify_batch call: n, fast, pooled, timeouts, seconds
 
+def _fast_all(preds, golds, choices, rel_tol):
+    "`fast_verify` of every item; an item whose check raised is False."
+    out = []
+    for p, g, c in zip(preds, golds, choices):
+        try: out.append(fast_verify(p, g, list(c) if c else None, rel_tol))
+        except Exception: out.append(False)
+    return out
+
+# %% ../nbs/03_answers.ipynb #c0573f2a
+def _pooled(pool, preds, golds, choices, need, rel_tol, timeout):
+    "`math_verify_one` of the items `need` on `pool`; an item past the deadline or whose worker crashed is False."
+    args = [(preds[i], golds[i], list(choices[i]) if choices[i] else None, rel_tol) for i in need]
+    return pool.map('vr1_nb.answers:math_verify_one', args, on_timeout=False, on_error=False, timeout=timeout)
+
+# %% ../nbs/03_answers.ipynb #d4f116e8
 def verify_batch(preds:list, # extracted answers (str or None)
                  golds:list, # gold answers (letters for multiple choice)
                  choices:list|None=None, # per item: option texts, or None/[] for free-form
@@ -386,22 +521,19 @@ def verify_batch(preds:list, # extracted answers (str or None)
                  timeout:float=5.0, # seconds one item may take in math-verify
                  pool:SafePool|None=None, # default: the process-wide pool
                 ) -> list:
-    "Verify each `preds[i]` against `golds[i]`: True/False, or None where the gold is unusable; never raises on model output, never hangs."
+    "Verify each `preds[i]` against `golds[i]`: True/False, or None where the gold is unusable; never raises or hangs."
     n = len(preds)
     choices = [None]*n if choices is None else list(choices)
-    if not (len(golds) == n == len(choices)): raise ValueError(f"verify_batch: {n} preds, {len(golds)} golds, {len(choices)} choices")
-    t0, out = time.monotonic(), []
-    for p, g, c in zip(preds, golds, choices):
-        try: out.append(fast_verify(p, g, list(c) if c else None, rel_tol))
-        except Exception: out.append(False)
+    if not (len(golds) == n == len(choices)):
+        raise ValueError(f"verify_batch: {n} preds, {len(golds)} golds, {len(choices)} choices")
+    t0, out = time.monotonic(), _fast_all(preds, golds, choices, rel_tol)
     need = [i for i, r in enumerate(out) if r is NEEDS_MATH]
     pool = pool or get_pool()
     t_before = pool.stats['timeouts']
     if need:
-        res = pool.map('vr1_nb.answers:math_verify_one', [(preds[i], golds[i], list(choices[i]) if choices[i] else None, rel_tol) for i in need],
-                       on_timeout=False, on_error=False, timeout=timeout)
-        for i, r in zip(need, res): out[i] = r
-    VERIFY_STATS.update(n=n, fast=n-len(need), pooled=len(need), timeouts=pool.stats['timeouts']-t_before, seconds=time.monotonic()-t0)
+        for i, r in zip(need, _pooled(pool, preds, golds, choices, need, rel_tol, timeout)): out[i] = r
+    VERIFY_STATS.update(n=n, fast=n-len(need), pooled=len(need), timeouts=pool.stats['timeouts']-t_before,
+                        seconds=time.monotonic()-t0)
     return out
 
 # %% ../nbs/03_answers.ipynb #3564f7f5
@@ -413,6 +545,7 @@ def verify_answer(pred, # an extracted answer (str or None)
     "True when `pred` verifies against `gold` (an unusable gold counts as False)."
     return bool(verify_batch([pred], [gold], [choices], timeout=timeout)[0])
 
+# %% ../nbs/03_answers.ipynb #50605968
 def verify_completions(completions:list, # raw completions (strings)
                        golds:list, # gold answers
                        choices:list|None=None, # per item option texts, or None

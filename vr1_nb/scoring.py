@@ -19,24 +19,27 @@ __all__ = ['MATHVISTA_KEYS', 'MATHVERSE_KEYS', 'CONVENTIONS', 'BENCHMARKS', 'tal
            'mathv_correct', 'score_mathvision', 'score_mathverse', 'judge_answers', 'r1v_count', 'r1v_geoqa',
            'score_synth', 'score_details', 'score_file', 'mathruler_agreement']
 
-# %% ../nbs/03a_scoring.ipynb #3f019640
+# %% ../nbs/03a_scoring.ipynb #d6a00eeb
 def _acc(c, t): return dict(correct=c, total=t, accuracy=round(c / t, 4) if t else 0.0)
 
+def _breakdown(results, k):
+    "Correct/total/accuracy for each value of field `k` (a list-valued field counts the record once per value)."
+    cnt = defaultdict(lambda: [0, 0])
+    for r in results:
+        vals = r.get(k)
+        for v in (vals if isinstance(vals, list) else [vals]):
+            if v is None: continue
+            cnt[str(v)][0] += bool(r['correct'])
+            cnt[str(v)][1] += 1
+    return {v: _acc(*cnt[v]) for v in sorted(cnt)}
+
+# %% ../nbs/03a_scoring.ipynb #3f019640
 def tally(results:list[dict], # per-record results with a boolean 'correct'
           keys:list[str], # fields to break the accuracy down by
          ) -> dict:
     "Overall correct/total/accuracy and, per key, the same for each value of that field."
     out = _acc(sum(bool(r['correct']) for r in results), len(results))
-    bd = {}
-    for k in keys:
-        cnt = defaultdict(lambda: [0, 0])
-        for r in results:
-            vals = r.get(k)
-            for v in (vals if isinstance(vals, list) else [vals]):
-                if v is None: continue
-                cnt[str(v)][0] += bool(r['correct']); cnt[str(v)][1] += 1
-        bd[k] = {v: _acc(*cnt[v]) for v in sorted(cnt)}
-    return dict(out, breakdowns=bd)
+    return dict(out, breakdowns={k: _breakdown(results, k) for k in keys})
 
 # %% ../nbs/03a_scoring.ipynb #d58ed210
 def levenshtein(a:str, b:str) -> int:
@@ -49,6 +52,19 @@ def levenshtein(a:str, b:str) -> int:
         prev = cur
     return prev[-1]
 
+# %% ../nbs/03a_scoring.ipynb #eeed5a88
+def _mathvista_choice(extraction, choices):
+    "MathVista's multiple-choice normalisation: the option an `(A)`-style letter names, else the nearest option text."
+    ext = extraction.strip() if isinstance(extraction, str) else str(extraction)
+    letter = re.findall(r'\(([a-zA-Z])\)', ext)
+    if letter: ext = letter[0].upper()
+    options = [chr(ord('A') + i) for i in range(len(choices))]
+    if ext in options: return choices[options.index(ext)]
+    ext = ext[:10_000]  # bound the edit-distance cost of a runaway extraction (official: unbounded)
+    d = [levenshtein(ext, c) for c in choices]
+    return choices[d.index(min(d))]
+
+# %% ../nbs/03a_scoring.ipynb #c6feab1b
 def mathvista_normalize(extraction, # the extracted answer (any type; official files hold strings)
                         choices, # option texts (multi_choice) or None
                         question_type:str, # 'multi_choice' or 'free_form'
@@ -56,15 +72,7 @@ def mathvista_normalize(extraction, # the extracted answer (any type; official f
                         precision, # decimals for floats
                        ) -> str|None:
     "MathVista's official normalisation of an extracted answer (None when it cannot be normalised)."
-    if question_type == 'multi_choice':
-        ext = extraction.strip() if isinstance(extraction, str) else str(extraction)
-        letter = re.findall(r'\(([a-zA-Z])\)', ext)
-        if letter: ext = letter[0].upper()
-        options = [chr(ord('A') + i) for i in range(len(choices))]
-        if ext in options: return choices[options.index(ext)]
-        ext = ext[:10_000]  # bound the edit-distance cost of a runaway extraction (official: unbounded)
-        d = [levenshtein(ext, c) for c in choices]
-        return choices[d.index(min(d))]
+    if question_type == 'multi_choice': return _mathvista_choice(extraction, choices)
     try:
         if answer_type == 'integer': return str(int(float(extraction)))
         if answer_type == 'float': return str(round(float(extraction), int(precision)))
@@ -90,52 +98,64 @@ def mathvista_extract(response:str, # the model's response
     return ans
 
 # %% ../nbs/03a_scoring.ipynb #3e0583f4
-MATHVISTA_KEYS = ['question_type', 'answer_type', 'language', 'source', 'category', 'task', 'context', 'grade', 'skills']
+MATHVISTA_KEYS = ['question_type', 'answer_type', 'language', 'source', 'category', 'task', 'context', 'grade',
+                  'skills']
 
 def _mathvista_problem(pred, problems):
-    "The fields the scorer needs, from the official prediction record itself or from our problem records."
+    "(fields the scorer needs, official): from the official prediction record itself, or from our problem records."
     if 'question_type' in pred and 'answer' in pred:
         md = pred.get('metadata') or {}
         return dict(choices=pred.get('choices'), question_type=pred['question_type'], answer_type=pred['answer_type'],
                     precision=pred.get('precision'), answer=pred['answer'], metadata=md), True
     rec = problems.get(pred['id']) if problems else None
-    if rec is None: raise KeyError(f"prediction id {pred['id']!r}: not in the MathVista problems (pass --data testmini.json)")
+    if rec is None:
+        raise KeyError(f"prediction id {pred['id']!r}: not in the MathVista problems (pass --data testmini.json)")
     md = rec['metadata']
     return dict(choices=rec['choices'] or None, question_type=md['question_type'], answer_type=md['answer_type'],
                 precision=md.get('precision'), answer=rec['answer_text'], metadata=md), False
 
+# %% ../nbs/03a_scoring.ipynb #aec08b9a
+def _mathvista_extraction(p, pr, official):
+    "(extracted answer, its source): stored, missing (an official record without one), the given prediction, or rules."
+    if 'extraction' in p: return p['extraction'], 'stored'
+    if official: return None, 'missing'
+    if p.get('prediction') is not None: return p['prediction'], 'prediction'
+    return mathvista_extract(p['response'], pr['choices'], pr['question_type'], pr['answer_type']), 'rules'
+
+# %% ../nbs/03a_scoring.ipynb #26270ca9
+def _mathvista_result(p, probs):
+    "The result record of prediction `p`: verdict, extraction and its source, normalised prediction, breakdown fields."
+    pr, official = _mathvista_problem(p, probs)
+    ext, how = _mathvista_extraction(p, pr, official)
+    norm = None if how == 'missing' else mathvista_normalize(ext, pr['choices'], pr['question_type'],
+                                                             pr['answer_type'], pr['precision'])
+    res = dict(id=p['id'], correct=norm is not None and norm == pr['answer'], extracted=ext, prediction=norm,
+               answer=pr['answer'], extraction_source=how)
+    res.update({k: pr['metadata'].get(k) for k in MATHVISTA_KEYS if k in pr['metadata']})
+    res.update(question_type=pr['question_type'], answer_type=pr['answer_type'])
+    return res
+
+# %% ../nbs/03a_scoring.ipynb #8395f3be
 def score_mathvista(preds:list[dict], # prediction records (id, response, [extraction] / [prediction])
                     problems:list[dict]|None=None, # load_mathvista records (needed unless preds embed them)
                    ) -> tuple[dict, list[dict]]:
     "MathVista accuracy with the official normalisation; (summary, per-record results)."
     probs = {r['id']: r for r in problems or []}
-    results = []
-    for p in preds:
-        pr, official = _mathvista_problem(p, probs)
-        if 'extraction' in p: ext, how = p['extraction'], 'stored'
-        elif official: ext, how = None, 'missing'
-        elif p.get('prediction') is not None: ext, how = p['prediction'], 'prediction'
-        else: ext, how = mathvista_extract(p['response'], pr['choices'], pr['question_type'], pr['answer_type']), 'rules'
-        norm = None if how == 'missing' else mathvista_normalize(ext, pr['choices'], pr['question_type'], pr['answer_type'], pr['precision'])
-        res = dict(id=p['id'], correct=norm is not None and norm == pr['answer'], extracted=ext, prediction=norm, answer=pr['answer'], extraction_source=how)
-        res.update({k: pr['metadata'].get(k) for k in MATHVISTA_KEYS if k in pr['metadata']})
-        res.update(question_type=pr['question_type'], answer_type=pr['answer_type'])
-        results.append(res)
+    results = [_mathvista_result(p, probs) for p in preds]
     return tally(results, MATHVISTA_KEYS), results
 
 # %% ../nbs/03a_scoring.ipynb #c83822f2
-def _is_number(s):
-    try: float(s); return True
-    except (ValueError, TypeError): return False
-
 def _fix_sqrt(s):
     if "\\sqrt" not in s: return s
-    parts = s.split("\\sqrt"); out = parts[0]
+    parts = s.split("\\sqrt")
+    out = parts[0]
     for p in parts[1:]: out += ("\\sqrt{" + p[0] + "}" + p[1:]) if p and p[0] != "{" else "\\sqrt" + p
     return out
 
+# %% ../nbs/03a_scoring.ipynb #64b9e34e
 def _fix_fracs(s):
-    parts = s.split("\\frac"); out = parts[0]
+    parts = s.split("\\frac")
+    out = parts[0]
     for p in parts[1:]:
         out += "\\frac"
         if p and p[0] == "{": out += p
@@ -144,6 +164,7 @@ def _fix_fracs(s):
         else: out += "{" + p[0] + "}" + p[1] + p[2:]
     return out
 
+# %% ../nbs/03a_scoring.ipynb #213e8350
 def _fix_a_slash_b(s):
     if len(s.split("/")) != 2: return s
     a, b = s.split("/")
@@ -153,9 +174,11 @@ def _fix_a_slash_b(s):
     except ValueError: return s
 
 # %% ../nbs/03a_scoring.ipynb #95064059
+_STRIP_REPLACE = (("\n", ""), ("\\!", ""), ("\\\\", "\\"), ("tfrac", "frac"), ("dfrac", "frac"), ("\\left", ""),
+                  ("\\right", ""), ("^{\\circ}", ""), ("^\\circ", ""), ("\\$", ""), ("$", ""))
+
 def _strip_string(s):
-    for a, b in (("\n", ""), ("\\!", ""), ("\\\\", "\\"), ("tfrac", "frac"), ("dfrac", "frac"), ("\\left", ""), ("\\right", ""),
-                 ("^{\\circ}", ""), ("^\\circ", ""), ("\\$", ""), ("$", "")): s = s.replace(a, b)
+    for a, b in _STRIP_REPLACE: s = s.replace(a, b)
     s = s.split("\\text{ ")[0]
     s = s.replace("\\%", "").replace(" .", " 0.").replace("{.", "{0.")
     if not s: return s
@@ -168,6 +191,12 @@ def _strip_string(s):
     if s == "0.5": s = "\\frac{1}{2}"
     return _fix_a_slash_b(s)
 
+# %% ../nbs/03a_scoring.ipynb #375c688f
+_ANSWER_REPLACE = ((" ", ""), ("\\,", ""), ('∞', '\\infty'), ("+\\infty", "\\infty"), ("\\\\", "\\"), ("\n", ""),
+                   ('\\text', ''), ('\\mbox', ''), ('bmatrix', 'pmatrix'), ("\\left", ""), ('\\right', ''),
+                   ("^{\\circ}", ""), ("^\\circ", ""), ("{m}^3", ""), ("m^3", ""), ("{units}", ""), ("units", ""),
+                   ("{km}", ""), ("km", ""))
+
 def find_math_answer(s:str) -> str:
     "MATH-V's `find_math_answer`: the last `\\boxed{}` (greedy, as upstream) or the whole text, cleaned of LaTeX noise."
     s = s.lower().replace('{}', '')
@@ -175,23 +204,39 @@ def find_math_answer(s:str) -> str:
     ans = found[-1] if found else s
     if ans.find('}') != -1 and (ans.find('{') == -1 or ans.find('}') < ans.find('{')): ans = ans.split('}')[0]
     ans = ans.split('=')[-1].split('\\approx')[-1]
-    for a, b in ((" ", ""), ("\\,", ""), ('∞', '\\infty'), ("+\\infty", "\\infty"), ("\\\\", "\\"), ("\n", ""), ('\\text', ''),
-                 ('\\mbox', ''), ('bmatrix', 'pmatrix'), ("\\left", ""), ('\\right', ''), ("^{\\circ}", ""), ("^\\circ", ""),
-                 ("{m}^3", ""), ("m^3", ""), ("{units}", ""), ("units", ""), ("{km}", ""), ("km", "")): ans = ans.replace(a, b)
+    for a, b in _ANSWER_REPLACE: ans = ans.replace(a, b)
     return _strip_string(ans)
+
+# %% ../nbs/03a_scoring.ipynb #896cb22c
+def _is_number(s):
+    try:
+        float(s)
+        return True
+    except (ValueError, TypeError): return False
+
+# %% ../nbs/03a_scoring.ipynb #65087b5c
+def _mathv_letter(a):
+    "Upstream's first rule: a response that ends in ` C.` or ` (C).`, or opens with a `C`/`(C)` line, is that letter."
+    for c in 'ABCDE':
+        if (a.endswith(f" {c}.") or a.endswith(f" ({c}).") or a.startswith(f"{c}\n") or a.startswith(f"({c})\n")
+                or a.startswith(f"({c}) {c}\n")): a = c
+    return a
+
+# %% ../nbs/03a_scoring.ipynb #caad137a
+def _mathv_after_flags(a):
+    "Upstream's phrase rule: what follows 'the answer is' (and three more flags), up to the line or sentence end."
+    for flag in ['the final answer is', 'the answer is', 'the correct answer is', 'the answer should be']:
+        for f in (flag, flag.replace('the', 'The')):
+            raw, a = a, a.split(f)[-1].strip()
+            if f in raw: a = a.split('\n')[0].split('. ')[0]
+    return a
 
 # %% ../nbs/03a_scoring.ipynb #9d9a495f
 def mathv_extract(response:str) -> str:
     "MATH-V's rule-based `model_answer` from a raw response (port of `evaluate.py`)."
-    a = (response or '').strip()
-    for c in 'ABCDE':
-        if a.endswith(f" {c}.") or a.endswith(f" ({c}).") or a.startswith(f"{c}\n") or a.startswith(f"({c})\n") or a.startswith(f"({c}) {c}\n"): a = c
+    a = _mathv_letter((response or '').strip())
     if _is_number(a.split('is ')[-1].rstrip('.')): a = a.split('is ')[-1].rstrip('.')
-    if 'oxed{' not in a:
-        for flag in ['the final answer is', 'the answer is', 'the correct answer is', 'the answer should be']:
-            for f in (flag, flag.replace('the', 'The')):
-                raw, a = a, a.split(f)[-1].strip()
-                if f in raw: a = a.split('\n')[0].split('. ')[0]
+    if 'oxed{' not in a: a = _mathv_after_flags(a)
     elif a.count('oxed{') > 1: a = '\\boxed{' + a.split('oxed{')[-1]
     a = find_math_answer(a)
     for c in 'abcde': a = a.replace(f'({c})', c).replace('{' + c + '}', c)
@@ -201,24 +246,33 @@ def mathv_extract(response:str) -> str:
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.Mod: operator.mod, ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow}
 _MATH_NAMES = {k: v for k, v in vars(math).items() if not k.startswith('_')}   # what `from math import *` brings in
-_CMPOPS = {ast.Lt: operator.lt, ast.Gt: operator.gt, ast.LtE: operator.le, ast.GtE: operator.ge, ast.Eq: operator.eq, ast.NotEq: operator.ne}
+_CMPOPS = {ast.Lt: operator.lt, ast.Gt: operator.gt, ast.LtE: operator.le, ast.GtE: operator.ge, ast.Eq: operator.eq,
+           ast.NotEq: operator.ne}
 
+# %% ../nbs/03a_scoring.ipynb #26b843ac
 def _arith(node, names):
     "Python's value of the arithmetic syntax tree `node`; names and calls resolve in `names`; raises where eval would."
     if isinstance(node, ast.Constant) and type(node.value) in (int, float, bool): return node.value
     if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _CMPOPS:   # '4 > 0' is True
         return _CMPOPS[type(node.ops[0])](_arith(node.left, names), _arith(node.comparators[0], names))
     if isinstance(node, ast.UnaryOp) and type(node.op) in (ast.USub, ast.UAdd):
-        v = _arith(node.operand, names); return -v if isinstance(node.op, ast.USub) else +v
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-        a, b = _arith(node.left, names), _arith(node.right, names)
-        if isinstance(node.op, ast.Pow) and abs(b) * math.log2(abs(a) + 2) > 1e5: raise OverflowError('power too large')
-        return _BINOPS[type(node.op)](a, b)
+        v = _arith(node.operand, names)
+        return -v if isinstance(node.op, ast.USub) else +v
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS: return _binop(node, names)
     if isinstance(node, ast.Name) and isinstance(names.get(node.id), (int, float)): return names[node.id]
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and callable(names.get(node.func.id)) and not node.keywords:
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and callable(names.get(node.func.id))
+            and not node.keywords):
         return names[node.func.id](*[_arith(a, names) for a in node.args])
     raise NameError(getattr(node, 'id', type(node).__name__))
 
+# %% ../nbs/03a_scoring.ipynb #5219a7e1
+def _binop(node, names):
+    "Python's value of an arithmetic `BinOp`; a power of more than 100,000 bits raises instead of grinding."
+    a, b = _arith(node.left, names), _arith(node.right, names)
+    if isinstance(node.op, ast.Pow) and abs(b) * math.log2(abs(a) + 2) > 1e5: raise OverflowError('power too large')
+    return _BINOPS[type(node.op)](a, b)
+
+# %% ../nbs/03a_scoring.ipynb #ee2e2c56
 def py_value(x, # a sympy expression, or its printed form
              names:dict|None=None, # what names may resolve to (default: the `math` module's)
             ):
@@ -226,18 +280,41 @@ def py_value(x, # a sympy expression, or its printed form
     return _arith(ast.parse(str(x), mode='eval').body, _MATH_NAMES if names is None else names)
 
 # %% ../nbs/03a_scoring.ipynb #b2e0c003
-_L2S191_COMMANDS = frozenset(r"""\Bbbk \Delta \Diamond \Finv \Game \Gamma \Im \Lambda \Leftrightarrow \Longrightarrow \Omega \Phi \Pi \Psi \Re \Rightarrow \Sigma \Theta \Upsilon \Xi \acute \alpha \angle \arccos \arccosh \arccot \arccsc \arcosh \arcsec \arcsin \arcsinh \arctan \arctanh \arsinh \artanh \backprime \bar \beta \bigstar \binom \blacklozenge \blacksquare \blacktriangle \bm \boldsymbol \breve \cdot \ceil \check \chi \choose \circledS \clubsuit \complement \cos \cosh \cot \csc \dbinom \ddot \delta \det \diagdown \diagup \diamondsuit \div \dot \ell \emptyset \epsilon \equiv \eta \eth \exp \exponentialE \flat \floor \frac \gamma \gcd \ge \geq \geqslant \grave \hat \hbar \heartsuit \hslash \imath \in \infty \int \iota \jmath \kappa \lambda \lbrace \lbrack \lceil \lcm \le \left \leftrightarrow \leq \leqslant \lfloor \lgroup \lim \llcorner \ln \log \longrightarrow \lozenge \lrcorner \lvert \mathbb \mathbf \mathbin \mathcal \mathclap \mathclose \mathellipsis \mathfrak \mathinner \mathit \mathnormal \mathop \mathopen \mathord \mathpunct \mathrel \mathring \mathrlap \mathrm \mathscr \mathsf \mathsterling \mathtt \max \measuredangle \mho \min \mleft \mod \mright \mu \nabla \natural \ne \neq \nexists \nu \omega \omicron \operatorname \over \overline \overrightarrow \partial \phi \pi \prime \prod \psi \rbrace \rbrack \rceil \rfloor \rgroup \rho \right \rightarrow \rvert \sec \sharp \sigma \sin \sinh \spadesuit \sphericalangle \sqrt \square \sum \surd \tan \tanh \tau \tbinom \text \textit \theta \tilde \times \to \triangle \triangledown \ulcorner \upsilon \urcorner \varepsilon \variable \varnothing \varphi \varpi \varrho \varsigma \vartheta \vartriangle \vec \vert \widecheck \widetilde \wp \xRightarrow \xi \xrightarrow \zeta \\ \{ \} \|""".split()) | {rf"\{c}{{{t}}}" for c in ("begin", "end") for t in ("matrix", "pmatrix", "bmatrix", "vmatrix")}  # latex2sympy2 1.9.1, PS.g4
+# latex2sympy2 1.9.1, PS.g4
+_L2S191_COMMANDS = (frozenset(r"""
+\Bbbk \Delta \Diamond \Finv \Game \Gamma \Im \Lambda \Leftrightarrow \Longrightarrow \Omega \Phi \Pi \Psi \Re
+\Rightarrow \Sigma \Theta \Upsilon \Xi \acute \alpha \angle \arccos \arccosh \arccot \arccsc \arcosh \arcsec \arcsin
+\arcsinh \arctan \arctanh \arsinh \artanh \backprime \bar \beta \bigstar \binom \blacklozenge \blacksquare
+\blacktriangle \bm \boldsymbol \breve \cdot \ceil \check \chi \choose \circledS \clubsuit \complement \cos \cosh
+\cot \csc \dbinom \ddot \delta \det \diagdown \diagup \diamondsuit \div \dot \ell \emptyset \epsilon \equiv \eta
+\eth \exp \exponentialE \flat \floor \frac \gamma \gcd \ge \geq \geqslant \grave \hat \hbar \heartsuit \hslash
+\imath \in \infty \int \iota \jmath \kappa \lambda \lbrace \lbrack \lceil \lcm \le \left \leftrightarrow \leq
+\leqslant \lfloor \lgroup \lim \llcorner \ln \log \longrightarrow \lozenge \lrcorner \lvert \mathbb \mathbf \mathbin
+\mathcal \mathclap \mathclose \mathellipsis \mathfrak \mathinner \mathit \mathnormal \mathop \mathopen \mathord
+\mathpunct \mathrel \mathring \mathrlap \mathrm \mathscr \mathsf \mathsterling \mathtt \max \measuredangle \mho \min
+\mleft \mod \mright \mu \nabla \natural \ne \neq \nexists \nu \omega \omicron \operatorname \over \overline
+\overrightarrow \partial \phi \pi \prime \prod \psi \rbrace \rbrack \rceil \rfloor \rgroup \rho \right \rightarrow
+\rvert \sec \sharp \sigma \sin \sinh \spadesuit \sphericalangle \sqrt \square \sum \surd \tan \tanh \tau \tbinom
+\text \textit \theta \tilde \times \to \triangle \triangledown \ulcorner \upsilon \urcorner \varepsilon \variable
+\varnothing \varphi \varpi \varrho \varsigma \vartheta \vartriangle \vec \vert \widecheck \widetilde \wp
+\xRightarrow \xi \xrightarrow \zeta \\ \{ \} \|""".split())
+                    | {rf"\{c}{{{t}}}" for c in ("begin", "end") for t in ("matrix", "pmatrix", "bmatrix", "vmatrix")})
 _L2S191_TOKEN = re.compile('|'.join(map(re.escape, sorted(_L2S191_COMMANDS, key=len, reverse=True)))
                            + r"|(?<=\d)\\%|(?P<unknown>\\[A-Za-z]*|\\.|[^A-Za-z0-9\s+\-*/()\[\]{}|&_^:;,.=<>!'])", re.S)
 
+# %% ../nbs/03a_scoring.ipynb #7578f9d7
+_L2S191_REPLACE = ((r'\dfrac', r'\frac'), (r'\tfrac', r'\frac'), (r'\mathrm{T}', 'T'), (r'\mathrm{d}', 'd'),
+                   (r'{\rm d}', 'd'), (r'\left[\begin{matrix}', r'\begin{bmatrix}'),
+                   (r'\end{matrix}\right]', r'\end{bmatrix}'))
+
 def _l2s191_preamble(s):
     "The rewrites latex2sympy2 1.9.1's `latex2sympy()` makes before lexing."
-    for a, b in ((r'\dfrac', r'\frac'), (r'\tfrac', r'\frac'), (r'\mathrm{T}', 'T'), (r'\mathrm{d}', 'd'), (r'{\rm d}', 'd'),
-                 (r'\left[\begin{matrix}', r'\begin{bmatrix}'), (r'\end{matrix}\right]', r'\end{bmatrix}')): s = s.replace(a, b)
+    for a, b in _L2S191_REPLACE: s = s.replace(a, b)
     s = re.sub(r"\(([a-zA-Z0-9+\-*/\\ ]+?)\)_{([a-zA-Z0-9+\-*/\\ ]+?)}", r"\\frac{(\1)!}{((\1)-(\2))!}", s)
     for a in (r'\displaystyle', r'\quad', r'\qquad', '~', r'\,', '$'): s = s.replace(a, ' ')
     return s
 
+# %% ../nbs/03a_scoring.ipynb #a20d262f
 def _l2s191_unknown(s):
     "Position of the first token 1.9.1's lexer cannot read in `s` (len(s) if none)."
     return next((m.start() for m in _L2S191_TOKEN.finditer(s) if m.group('unknown') is not None), len(s))
@@ -251,26 +328,43 @@ def _atom_end(s, i):
         depth, j = 0, None
         for k in range(i, len(s)):
             depth += {'(': 1, ')': -1}.get(s[k], 0)
-            if depth == 0: j = k + 1; break
+            if depth == 0:
+                j = k + 1
+                break
         if j is None: return None
     else: return None
     e = re.compile(r'\^(?:\{[^{}]*\}|\\?[A-Za-z0-9])').match(s, j)
     return e.end() if e else j
 
+# %% ../nbs/03a_scoring.ipynb #222c32d2
+def _atoms_at(s, i):
+    "(atoms, end): the juxtaposed numbers, `\\pi` and groups that follow one another from `i` on, spaces skipped."
+    atoms, j = [], i
+    while (k := _atom_end(s, j)) is not None:
+        atoms.append(s[j:k])
+        j = k + len(s[k:]) - len(s[k:].lstrip())
+    return atoms, j
+
+# %% ../nbs/03a_scoring.ipynb #e0516780
 def _juxtapose(s):
-    "Juxtaposed numbers, `\\pi` and groups (one group at least) multiplied before anything else, as 1.9.1 does: `1/2(126)` is 1/(2*126)."
+    "Juxtaposed numbers, `\\pi` and groups (one group at least) multiplied first, as in 1.9.1: `1/2(126)` is 1/(2*126)."
     out, i = [], 0
     while i < len(s):
-        atoms, j = [], i
-        if not (i and re.match(r'[\^_.\dA-Za-z\\]', s[i-1])):   # not inside a number, an exponent or after a function name
-            while (k := _atom_end(s, j)) is not None: atoms.append(s[j:k]); j = k + len(s[k:]) - len(s[k:].lstrip())
-        if len(atoms) > 1 and any(a.startswith('(') for a in atoms): out.append('(' + '\\cdot '.join(atoms) + ')'); i = j
-        else: out.append(s[i]); i += 1
+        # not inside a number, an exponent or after a function name
+        atoms, j = ([], i) if i and re.match(r'[\^_.\dA-Za-z\\]', s[i-1]) else _atoms_at(s, i)
+        if len(atoms) > 1 and any(a.startswith('(') for a in atoms):
+            out.append('(' + '\\cdot '.join(atoms) + ')')
+            i = j
+        else:
+            out.append(s[i])
+            i += 1
     return ''.join(out)
 
+# %% ../nbs/03a_scoring.ipynb #0e27881a
 def _l2s191_rewrite(s):
-    "`s` written so that latex2sympy2_extended reads it as 1.9.1 did (thousands commas, `\\%`, no mixed numbers, spaces between digits)."
-    num = lambda m: m.group(1).replace(',', '') + ('\\cdot ' + m.group(2) if m.group(2) else '')   # NUMBER: DIGIT+ (',' DIGIT{3})*
+    "`s` written so that latex2sympy2_extended reads it as 1.9.1 did (thousands commas, `\\%`, no mixed numbers, ...)."
+    # NUMBER: DIGIT+ (',' DIGIT{3})*
+    num = lambda m: m.group(1).replace(',', '') + ('\\cdot ' + m.group(2) if m.group(2) else '')
     s = re.sub(r'(\d+(?:,\d{3})+)(\d?)', num, s)
     s = re.sub(r'\\(?:left|right|mleft|mright)(?=[()\[\]|.])', '', s)   # \left( is ( in 1.9.1
     s = re.sub(r'(\d+(?:\.\d+)?)\\%', r'(\1/100)', s)                 # PERCENT_NUMBER
@@ -278,60 +372,80 @@ def _l2s191_rewrite(s):
     s = re.sub(r'(\d)\s+(?=\d)', r'\1\\cdot ', s)                     # 1 010 is 1*10
     return _juxtapose(s)                                              # 3(2) is 3*2
 
+# %% ../nbs/03a_scoring.ipynb #a9401214
+def _stop_column(e):
+    "The column where latex2sympy2_extended's parser stopped, from the `~~~^` marker of its error `e` (0: none)."
+    m = re.search(r'\n(~*)\^\s*$', str(e))
+    return len(m.group(1)) if m else 0
+
+# %% ../nbs/03a_scoring.ipynb #d43db578
 def _parse_prefix(t):
-    "(expr, stopped): latex2sympy2_extended's parse of `t` without normalisation, else of the prefix before where its parser stopped."
+    "(expr, stopped): latex2sympy2_extended's parse of `t` (not normalised), else of the prefix where it stopped."
     from latex2sympy2_extended import latex2sympy
     stopped = False
     for _ in range(3):
         try: return latex2sympy(t, normalization_config=None), stopped
         except Exception as e:
-            m = re.search(r'\n(~*)\^\s*$', str(e)); c = len(m.group(1)) if m else 0
+            c = _stop_column(e)
             if not 0 < c < len(t.rstrip()) or not t[:c].strip(): raise
-            if str(e).startswith("I don't understand") and t[c] == '\\': raise   # its lexer's error (`\text{` unclosed), not a stop
+            # its lexer's error (`\text{` unclosed), not a stop
+            if str(e).startswith("I don't understand") and t[c] == '\\': raise
             t, stopped = t[:c], True
     raise ValueError(f'no complete expression in {t!r}')
 
-# %% ../nbs/03a_scoring.ipynb #4a44fb53
+# %% ../nbs/03a_scoring.ipynb #92eb2fc1
 _PLAIN = re.compile(r'-?\d+(?:\.\d+)?', re.A)
-_FUNCS = {'sin', 'cos', 'tan', 'cot', 'sec', 'csc', 'log', 'exp', 'sqrt', 'arcsin', 'arccos', 'arctan', 'sinh', 'cosh', 'tanh'}
 
-def _value_official(s):
-    "The number latex2sympy2 1.9.1 + eval gave for `s`; raises where they raised."
-    import sympy
-    s = _l2s191_preamble(s)
+@functools.lru_cache(maxsize=16384)
+def _r2(s, official=True):
+    "`round(eval(str(latex2sympy(s))), 2)` by 1.9.1's rules (`official`) or math-verify's parser; None if it raises."
+    if _PLAIN.fullmatch(s): return round(int(s) if '.' not in s else float(s), 2)
+    if re.fullmatch(r'[{}a-z ]*[a-df-z][{}a-z ]*', s): return None  # a product of letters: eval raises NameError
+    try: v = round(_value_official(s) if official else _value_corrected(s), 2)
+    except Exception: return None
+    return v if isinstance(v, (int, float)) else None
+
+# %% ../nbs/03a_scoring.ipynb #4a44fb53
+def _l2s191_stop(s):
+    "(u, end): where 1.9.1 cannot read `s` on (len(s) if nowhere) and where its parse of `s` ends (at most u)."
     u, end = _l2s191_unknown(s), len(s)
     for m in re.finditer(r'\.(?!\d)|(?<=\d)_', s[:u]):   # PERIOD is in no parser rule, a NUMBER takes no subscript:
         depth = sum(s[:m.start()].count(c) for c in '([{') - sum(s[:m.start()].count(c) for c in ')]}')
         if depth > 0: u = m.start()                     # inside a group the parser fails there,
         else: end = m.start()                           # outside one it ends there
         break
-    end = min(u, end)
+    return u, min(u, end)
+
+# %% ../nbs/03a_scoring.ipynb #70d84a39
+def _value_official(s):
+    "The number latex2sympy2 1.9.1 + eval gave for `s`; raises where they raised."
+    import sympy
+    s = _l2s191_preamble(s)
+    u, end = _l2s191_stop(s)
     if '{,}' in s[:end]: raise ValueError("1.9.1 has no '{,}' digit grouping")
     if '\\text{' in s[:end]: raise SyntaxError('1.9.1 keeps \\text{} as text: its printed form is no Python')
     head = _l2s191_rewrite(s[:end])
-    if not re.search(r"[^a-z{}()\[\]\s,']", head): raise NameError('only symbols')  # words: a product of symbols, no number
+    # words: a product of symbols, no number
+    if not re.search(r"[^a-z{}()\[\]\s,']", head): raise NameError('only symbols')
     expr, stopped = _parse_prefix(head)
     if end == u < len(s) and not stopped: raise ValueError(f'1.9.1 cannot lex {s[u:u+8]!r}')  # the parser reached it
     if isinstance(expr, sympy.FiniteSet) and len(expr) == 1: expr = next(iter(expr))  # {4} is a group in 1.9.1
     return py_value(expr)
+
+# %% ../nbs/03a_scoring.ipynb #add68729
+_FUNCS = {'sin', 'cos', 'tan', 'cot', 'sec', 'csc', 'log', 'exp', 'sqrt', 'arcsin', 'arccos', 'arctan', 'sinh', 'cosh',
+          'tanh'}
 
 def _value_corrected(s):
     "The number math-verify's parser and normaliser read in `s` ($e$ is Euler's number); raises on prose."
     from latex2sympy2_extended import latex2sympy
     from latex2sympy2_extended.math_normalization import NormalizationConfig
     if any(w not in _FUNCS for w in re.findall(r'(?<![\\a-z])[a-z]{3,}', s)): raise ValueError('prose')  # '2 h 15 min'
-    cfg = NormalizationConfig(basic_latex=True, units=True, boxed='all')  # math-verify's, less the operator 'repairs' that read 2^{12} 13^2 as 2^{12}{1}3^2
+    # math-verify's, less the operator 'repairs' that read 2^{12} 13^2 as 2^{12}{1}3^2
+    cfg = NormalizationConfig(basic_latex=True, units=True, boxed='all')
     v = py_value(latex2sympy(s, normalization_config=cfg), dict(_MATH_NAMES, E=math.e))
     if isinstance(v, bool): raise TypeError('a relation is not a number')
     return v
-
-@functools.lru_cache(maxsize=16384)
-def _r2(s, official=True):
-    if _PLAIN.fullmatch(s): return round(int(s) if '.' not in s else float(s), 2)
-    if re.fullmatch(r'[{}a-z ]*[a-df-z][{}a-z ]*', s): return None  # a product of letters: eval raises NameError
-    try: v = round(_value_official(s) if official else _value_corrected(s), 2)
-    except Exception: return None
-    return v if isinstance(v, (int, float)) else None
 
 # %% ../nbs/03a_scoring.ipynb #564ab880
 def _eval_tuple(s, official=True):
@@ -342,6 +456,7 @@ def _eval_tuple(s, official=True):
         return s[0] + ','.join(str(v) for v in vals) + s[-1]
     return s
 
+# %% ../nbs/03a_scoring.ipynb #d9ecf615
 def mathv_is_equal(asw:str, gt_asw:str, # the two answers (upstream calls it with the gold first)
                    official:bool=True, # latex2sympy2 1.9.1's reading (else math-verify's, see above)
                   ) -> bool:
@@ -358,7 +473,10 @@ def mathv_is_equal(asw:str, gt_asw:str, # the two answers (upstream calls it wit
     g = _r2(gt_asw if tup else _eval_tuple(gt_asw, official), official)
     return g is not None and g == a
 
-def mathv_correct(gt:str, gt_value:str, model_answer:str, # gold letter/answer, gold option text ('' if none), extracted answer
+# %% ../nbs/03a_scoring.ipynb #92cfa84a
+def mathv_correct(gt:str, # the gold letter or answer
+                  gt_value:str, # the gold option's text ('' if none)
+                  model_answer:str, # the extracted answer
                   official:bool=True, # latex2sympy2 1.9.1's reading (else math-verify's)
                  ) -> bool:
     "Upstream's verdict: the model answer equals the gold, or the gold option's text."
@@ -366,81 +484,126 @@ def mathv_correct(gt:str, gt_value:str, model_answer:str, # gold letter/answer, 
 
 # %% ../nbs/03a_scoring.ipynb #13a961cb
 def _official_mathv(results):
+    "The `_result.json` dictionary upstream writes: 'correct/total=percent%' overall, per level, subject and both."
     d = defaultdict(lambda: [0, 0])
     for r in results:
         lv, sj = r['level'], r['subject']
         for k in ('-all', f'-level{lv}', f'{sj}', f'{sj}_level{lv}', f'-level{lv}_{sj}'):
-            d[k][0] += bool(r['correct']); d[k][1] += 1
+            d[k][0] += bool(r['correct'])
+            d[k][1] += 1
     return {k: f"{c}/{t}={round(c / max(t, 1) * 100, 2)}%" for k, (c, t) in sorted(d.items())}
 
-def score_mathvision(preds:list[dict], # prediction records (id, response, [prediction])
-                     problems:list[dict], # load_mathvision records
-                     timeout:float=5.0, # seconds per comparison
-                     mode:str='official', # 'official': latex2sympy2 1.9.1's verdicts, by rule; 'corrected': math-verify's parser
-                    ) -> tuple[dict, list[dict]]:
-    "MATH-V accuracy with the official rule-based extraction and comparison; (summary, per-record results)."
-    if mode not in ('official', 'corrected'): raise ValueError(f"score_mathvision: mode must be 'official' or 'corrected', got {mode!r}")
-    off = mode == 'official'
-    probs = {r['id']: r for r in problems}
+# %% ../nbs/03a_scoring.ipynb #74d98224
+def _mathv_rows(preds, probs):
+    "(id, gold, gold option text, model answer, metadata) per prediction; the answer: `prediction` or extracted."
     rows = []
     for p in preds:
         rec = probs.get(p['id'])
-        if rec is None: raise KeyError(f"prediction id {p['id']!r}: not in the MATH-V problems (pass --data test.jsonl)")
-        gt = rec['answer']; gv = rec['choices'][LETTERS.index(gt)] if rec['choices'] and gt in LETTERS else ''
+        if rec is None:
+            raise KeyError(f"prediction id {p['id']!r}: not in the MATH-V problems (pass --data test.jsonl)")
+        gt = rec['answer']
+        gv = rec['choices'][LETTERS.index(gt)] if rec['choices'] and gt in LETTERS else ''
         ma = p['prediction'] if p.get('prediction') is not None else mathv_extract(p['response'])
         rows.append((p['id'], gt, gv, ma, rec['metadata']))
-    # a bare-word answer (it never parses to a number) or plain numbers on both sides never reach latex2sympy: judge them here, not in the pool
-    simple = lambda x: not x or bool(_PLAIN.fullmatch(x.lower()) or re.fullmatch(r'[{}a-z ]+', x.lower()))
-    cheap = lambda gt, gv, ma: simple(ma) and (not _PLAIN.fullmatch(ma.lower()) or (simple(gt) and simple(gv)))
-    verdict = [mathv_correct(gt, gv, ma, off) if cheap(gt, gv, ma) else None for _, gt, gv, ma, _ in rows]
+    return rows
+
+# %% ../nbs/03a_scoring.ipynb #a6024467
+def _mathv_simple(x):
+    "True for a bare word (it never parses to a number) or a plain number."
+    return not x or bool(_PLAIN.fullmatch(x.lower()) or re.fullmatch(r'[{}a-z ]+', x.lower()))
+
+def _mathv_cheap(gt, gv, ma):
+    "True when the verdict needs no parser: a bare-word answer, or a plain number against plain numbers or words."
+    return _mathv_simple(ma) and (not _PLAIN.fullmatch(ma.lower()) or (_mathv_simple(gt) and _mathv_simple(gv)))
+
+# %% ../nbs/03a_scoring.ipynb #37a3465f
+def _mathv_verdicts(rows, official, timeout):
+    "`mathv_correct` of each row: here when cheap, else in the worker pool (past the deadline: wrong)."
+    verdict = [mathv_correct(gt, gv, ma, official) if _mathv_cheap(gt, gv, ma) else None for _, gt, gv, ma, _ in rows]
     todo = [i for i, v in enumerate(verdict) if v is None]
-    for i, v in zip(todo, get_pool().map('vr1_nb.scoring:mathv_correct', [(*rows[i][1:4], off) for i in todo], on_timeout=False, on_error=False, timeout=timeout)):
-        verdict[i] = bool(v)
-    results = [dict(id=i, correct=v, extracted=ma, answer=gt, answer_value=gv, level=md.get('level'), subject=md.get('subject'))
-               for (i, gt, gv, ma, md), v in zip(rows, verdict)]
+    got = get_pool().map('vr1_nb.scoring:mathv_correct', [(*rows[i][1:4], official) for i in todo],
+                         on_timeout=False, on_error=False, timeout=timeout)
+    for i, v in zip(todo, got): verdict[i] = bool(v)
+    return verdict
+
+# %% ../nbs/03a_scoring.ipynb #a9a9a18e
+def score_mathvision(preds:list[dict], # prediction records (id, response, [prediction])
+                     problems:list[dict], # load_mathvision records
+                     timeout:float=5.0, # seconds per comparison
+                     mode:str='official', # 'official': latex2sympy2 1.9.1's verdicts by rule, or 'corrected'
+                    ) -> tuple[dict, list[dict]]:
+    "MATH-V accuracy with the official rule-based extraction and comparison; (summary, per-record results)."
+    if mode not in ('official', 'corrected'):
+        raise ValueError(f"score_mathvision: mode must be 'official' or 'corrected', got {mode!r}")
+    rows = _mathv_rows(preds, {r['id']: r for r in problems})
+    verdict = _mathv_verdicts(rows, mode == 'official', timeout)
+    results = [dict(id=i, correct=v, extracted=ma, answer=gt, answer_value=gv, level=md.get('level'),
+                    subject=md.get('subject')) for (i, gt, gv, ma, md), v in zip(rows, verdict)]
     s = tally(results, ['level', 'subject'])
     s['breakdowns']['official'] = _official_mathv(results)
     s['mode'] = mode
     return s, results
 
 # %% ../nbs/03a_scoring.ipynb #cdb7af83
-MATHVERSE_KEYS = ['problem_version', 'subject', 'subfield', 'question_type', 'source']
-
 def _our_preds(preds, probs, name, data_hint):
     "Pair each prediction with its problem record and an extracted answer ('prediction' if given, else extract_answer)."
     out = []
     for p in preds:
         rec = probs.get(p['id'])
-        if rec is None: raise KeyError(f"prediction id {p['id']!r}: not in the {name} problems (pass --data {data_hint})")
+        if rec is None:
+            raise KeyError(f"prediction id {p['id']!r}: not in the {name} problems (pass --data {data_hint})")
         out.append((p, rec, p['prediction'] if p.get('prediction') is not None else extract_answer(p['response'])))
     return out
 
+# %% ../nbs/03a_scoring.ipynb #ce2c7023
+MATHVERSE_KEYS = ['problem_version', 'subject', 'subfield', 'question_type', 'source']
+
 def score_mathverse(preds:list[dict], # prediction records (id, response, [prediction])
                     problems:list[dict], # load_mathverse records
-                    judge:dict|None=None, # e.g. dict(model='gpt-4o-mini', base_url=..., api_key=...) to use the LLM judge
+                    judge:dict|None=None, # e.g. dict(model='gpt-4o-mini', base_url=..., api_key=...) for the LLM judge
                     timeout:float=5.0, # seconds per verification
                    ) -> tuple[dict, list[dict]]:
     "MathVerse accuracy, rule-based by default or with the two-stage LLM judge; (summary, per-record results)."
     rows = _our_preds(preds, {r['id']: r for r in problems}, 'MathVerse', 'testmini.json')
-    if judge: ok = judge_answers([(r['metadata'].get('question_with_choices', r['question']), r['answer'], p['response']) for p, r, _ in rows], **judge)
-    else: ok = verify_batch([e for _, _, e in rows], [r['answer'] for _, r, _ in rows], [r['choices'] for _, r, _ in rows], timeout=timeout)
-    results = [dict(id=p['id'], correct=bool(v), extracted=e, answer=r['answer'], **{k: r['metadata'].get(k) for k in MATHVERSE_KEYS})
-               for (p, r, e), v in zip(rows, ok)]
+    if judge:
+        q = lambda r: r['metadata'].get('question_with_choices', r['question'])
+        ok = judge_answers([(q(r), r['answer'], p['response']) for p, r, _ in rows], **judge)
+    else: ok = verify_batch([e for _, _, e in rows], [r['answer'] for _, r, _ in rows],
+                            [r['choices'] for _, r, _ in rows], timeout=timeout)
+    results = [dict(id=p['id'], correct=bool(v), extracted=e, answer=r['answer'],
+                    **{k: r['metadata'].get(k) for k in MATHVERSE_KEYS}) for (p, r, e), v in zip(rows, ok)]
     return tally(results, MATHVERSE_KEYS), results
 
 # %% ../nbs/03a_scoring.ipynb #5f2c3d9b
-_EXTRACT_PROMPT = """I am providing you a response from a model to a math problem, termed 'Model Response'. You should extract the answer from the response as 'Extracted Answer'. Directly output the extracted answer with no explanation.
+_EXTRACT_PROMPT = """\
+I am providing you a response from a model to a math problem, termed 'Model Response'. You should extract the \
+answer from the response as 'Extracted Answer'. Directly output the extracted answer with no explanation.
 
 Model Response: {response}
 
 Extracted Answer:"""
-_JUDGE_PROMPT = """Below are two answers to a math question. [Question] is the question, [Standard Answer] is the standard answer to the question, and [Model_answer] is the answer extracted from a model's output to this question. Determine whether these two answers are consistent. Only when the [Model_answer] completely matches the [Standard Answer] are they consistent. For non-multiple-choice questions, if the meaning is expressed in the same way, it is also considered consistent, for example, 0.5m and 50cm. If they are consistent, Judgement is 1; if they are different, Judgement is 0. Output only the number.
+_JUDGE_PROMPT = """\
+Below are two answers to a math question. [Question] is the question, [Standard Answer] is the standard answer \
+to the question, and [Model_answer] is the answer extracted from a model's output to this question. Determine \
+whether these two answers are consistent. Only when the [Model_answer] completely matches the [Standard Answer] \
+are they consistent. For non-multiple-choice questions, if the meaning is expressed in the same way, it is also \
+considered consistent, for example, 0.5m and 50cm. If they are consistent, Judgement is 1; if they are \
+different, Judgement is 0. Output only the number.
 
 [Question]: {question}
 [Standard Answer]: {answer}
 [Model_answer]: {extracted}
 Judgement:"""
 
+# %% ../nbs/03a_scoring.ipynb #953ece4b
+def _judge_one(ask, q, a, resp):
+    "The two stages for one response: extract its answer, then ask whether it is consistent with the standard answer."
+    ext = ask(_EXTRACT_PROMPT.format(response=resp)).strip()
+    verdict = ask(_JUDGE_PROMPT.format(question=q, answer=a, extracted=ext))
+    m = re.search(r'[01]', verdict)
+    return bool(m) and m.group(0) == '1'
+
+# %% ../nbs/03a_scoring.ipynb #3f82347c
 def judge_answers(items:list, # (question, standard answer, raw response) triples
                   model:str='gpt-4o-mini', # the judge model
                   base_url:str|None=None, api_key:str|None=None, # OpenAI-compatible endpoint
@@ -451,17 +614,11 @@ def judge_answers(items:list, # (question, standard answer, raw response) triple
         import os
         from openai import OpenAI
         client = OpenAI(base_url=base_url, api_key=api_key or os.environ.get('OPENAI_API_KEY', 'EMPTY'))
-    ask = lambda prompt: client.chat.completions.create(model=model, temperature=0, messages=[{'role': 'user', 'content': prompt}]).choices[0].message.content or ''
-    out = []
-    for q, a, resp in items:
-        ext = ask(_EXTRACT_PROMPT.format(response=resp)).strip()
-        verdict = ask(_JUDGE_PROMPT.format(question=q, answer=a, extracted=ext))
-        m = re.search(r'[01]', verdict)
-        out.append(bool(m) and m.group(0) == '1')
-    return out
+    ask = lambda prompt: client.chat.completions.create(model=model, temperature=0, messages=[
+        {'role': 'user', 'content': prompt}]).choices[0].message.content or ''
+    return [_judge_one(ask, q, a, resp) for q, a, resp in items]
 
 # %% ../nbs/03a_scoring.ipynb #f4b74597
-CONVENTIONS = {'clevr': 'r1v_counting', 'geoqa': 'r1v_geoqa', 'mm-math': 'math'}
 _R1V_COUNT = re.compile(r'<answer>\s*(\d+)\s*</answer>')
 
 def r1v_count(response) -> int|None:
@@ -469,21 +626,25 @@ def r1v_count(response) -> int|None:
     m = _R1V_COUNT.search(response) if isinstance(response, str) else None
     return int(m.group(1)) if m else None
 
+# %% ../nbs/03a_scoring.ipynb #05928ee9
 def r1v_geoqa(response:str, # the whole model output
               ground_truth:str, # e.g. '140°'
              ) -> tuple:
-    "R1-V's GeoQA verdict, `verify(parse(output), parse(ground_truth)) > 0` (timeouts are the pool's); (correct, extracted)."
+    "R1-V's GeoQA verdict `verify(parse(output), parse(ground_truth)) > 0` (the pool's deadline): (correct, extracted)."
     from math_verify import parse, verify
     m = parse(str(response or ''), parsing_timeout=None)
     ok = bool(m) and float(verify(m, parse(str(ground_truth), parsing_timeout=None), timeout_seconds=None)) > 0
     return ok, (str(m[0]) if m else None)
 
 # %% ../nbs/03a_scoring.ipynb #c3e0c002
+CONVENTIONS = {'clevr': 'r1v_counting', 'geoqa': 'r1v_geoqa', 'mm-math': 'math'}  # forced by `benchmark=`
+
 def _convention(rec, forced=None):
     if forced: return forced
     if rec['answer_type'] == 'multiple_choice' or rec['choices']: return 'multiple_choice'
     return 'integer' if rec['answer_type'] == 'integer' else 'math'
 
+# %% ../nbs/03a_scoring.ipynb #d4ab2be7
 def _r1v_rows(rows, conv, ok, timeout):
     "Fill `ok` (and the extracted answers) for the rows scored with R1-V's conventions."
     text = lambda p: p.get('response') or p.get('prediction') or ''
@@ -492,36 +653,67 @@ def _r1v_rows(rows, conv, ok, timeout):
             v, g = r1v_count(text(p)), str(r['answer']).strip()
             ok[i], rows[i] = v is not None and g.isdigit() and v == int(g), (p, r, None if v is None else str(v))
     geo = [i for i, c in enumerate(conv) if c == 'r1v_geoqa']
-    got = get_pool().map('vr1_nb.scoring:r1v_geoqa', [(text(rows[i][0]), rows[i][1].get('answer_text') or rows[i][1]['answer']) for i in geo],
-                         on_timeout=(False, None), on_error=(False, None), timeout=timeout)
+    args = [(text(rows[i][0]), rows[i][1].get('answer_text') or rows[i][1]['answer']) for i in geo]
+    got = get_pool().map('vr1_nb.scoring:r1v_geoqa', args, on_timeout=(False, None), on_error=(False, None),
+                         timeout=timeout)
     for i, (v, e) in zip(geo, got): ok[i], rows[i] = v, (rows[i][0], rows[i][1], e)
 
-# %% ../nbs/03a_scoring.ipynb #c3e0c003
-def score_synth(preds:list[dict], # prediction records (id, response, [prediction])
-                problems:list[dict], # records in our schema (e.g. `load_problems(path)`)
-                convention:str|None=None, # force 'integer', 'multiple_choice', 'math', 'r1v_counting' or 'r1v_geoqa' for every record
-                timeout:float=5.0,
-               ) -> tuple[dict, list[dict]]:
-    "Accuracy on records in our schema with the per-answer-type convention; breakdowns by source, answer_type and convention."
-    rows = _our_preds(preds, {r['id']: r for r in problems}, 'data', 'the problems file')
-    conv = [_convention(r, convention) for _, r, _ in rows]
-    ok = [None] * len(rows)
-    _r1v_rows(rows, conv, ok, timeout)
+# %% ../nbs/03a_scoring.ipynb #34af601f
+def _integer_rows(rows, conv, ok):
+    "Fill `ok` for the rows of the 'integer' convention: the extracted number is the gold integer exactly."
     for i, ((p, r, e), c) in enumerate(zip(rows, conv)):
         if c == 'integer':
             v, g = parse_number(e) if e else None, parse_number(r['answer'])
             ok[i] = v is not None and g is not None and v == g and float(v).is_integer()
+
+# %% ../nbs/03a_scoring.ipynb #cca02ff0
+def _verify_rest(rows, conv, ok, timeout):
+    "Fill the rest of `ok` with `verify_batch` (passing the options only for the 'multiple_choice' convention)."
     todo = [i for i, v in enumerate(ok) if v is None]
     got = verify_batch([rows[i][2] for i in todo], [rows[i][1]['answer'] for i in todo],
                        [rows[i][1]['choices'] if conv[i] == 'multiple_choice' else None for i in todo], timeout=timeout)
     for i, v in zip(todo, got): ok[i] = bool(v)
-    results = [dict(id=p['id'], correct=v, extracted=e, answer=r['answer'], source=r['source'], answer_type=r['answer_type'], convention=c)
-               for (p, r, e), v, c in zip(rows, ok, conv)]
+
+# %% ../nbs/03a_scoring.ipynb #c3e0c003
+def score_synth(preds:list[dict], # prediction records (id, response, [prediction])
+                problems:list[dict], # records in our schema (e.g. `load_problems(path)`)
+                convention:str|None=None, # force one: 'integer', 'multiple_choice', 'math', 'r1v_counting', 'r1v_geoqa'
+                timeout:float=5.0,
+               ) -> tuple[dict, list[dict]]:
+    "Accuracy on records in our schema, by answer-type convention; breakdowns by source, answer_type, convention."
+    rows = _our_preds(preds, {r['id']: r for r in problems}, 'data', 'the problems file')
+    conv = [_convention(r, convention) for _, r, _ in rows]
+    ok = [None] * len(rows)
+    _r1v_rows(rows, conv, ok, timeout)
+    _integer_rows(rows, conv, ok)
+    _verify_rest(rows, conv, ok, timeout)
+    results = [dict(id=p['id'], correct=v, extracted=e, answer=r['answer'], source=r['source'],
+                    answer_type=r['answer_type'], convention=c) for (p, r, e), v, c in zip(rows, ok, conv)]
     return tally(results, ['source', 'answer_type', 'convention']), results
 
 # %% ../nbs/03a_scoring.ipynb #6749340c
 BENCHMARKS = ('mathvista', 'mathvision', 'mathverse', 'synth', 'mm-math', 'clevr', 'geoqa')
 
+def _score_benchmark(b, preds, data, kwargs):
+    "(problems, summary, results) of benchmark `b`: its problems loaded from `data`, its scorer run on `preds`."
+    need = lambda what: ValueError(f"--data is required for {b}: pass {what}")
+    if b == 'mathvista':
+        probs = load_mathvista(data) if data else None
+        return (probs, *score_mathvista(preds, probs, **kwargs))
+    if b == 'mathvision':
+        if not data: raise need("MATH-V's test.jsonl or testmini.jsonl")
+        probs = load_mathvision(data)
+        return (probs, *score_mathvision(preds, probs, **kwargs))
+    if b == 'mathverse':
+        if not data: raise need("MathVerse's testmini.json or testmini_text_only.json")
+        probs = load_mathverse(data)
+        return (probs, *score_mathverse(preds, probs, **kwargs))
+    if not data: raise need("the problems file (.jsonl/.parquet) the predictions were made on")
+    from vr1_nb.core import load_problems
+    probs = load_problems(data)
+    return (probs, *score_synth(preds, probs, convention=CONVENTIONS.get(b), **kwargs))
+
+# %% ../nbs/03a_scoring.ipynb #afaf5a18
 def score_details(benchmark:str, # one of BENCHMARKS
                   predictions, # prediction file
                   data=None, # problems file (see above)
@@ -531,24 +723,13 @@ def score_details(benchmark:str, # one of BENCHMARKS
     b = str(benchmark).lower().replace('_', '-')
     if b not in BENCHMARKS: raise ValueError(f"unknown benchmark {benchmark!r}; choose one of {BENCHMARKS}")
     preds = read_predictions(predictions)
-    need = lambda what: ValueError(f"--data is required for {b}: pass {what}")
-    if b == 'mathvista':
-        probs = load_mathvista(data) if data else None
-        s, res = score_mathvista(preds, probs, **kwargs)
-    elif b == 'mathvision':
-        if not data: raise need("MATH-V's test.jsonl or testmini.jsonl")
-        probs = load_mathvision(data); s, res = score_mathvision(preds, probs, **kwargs)
-    elif b == 'mathverse':
-        if not data: raise need("MathVerse's testmini.json or testmini_text_only.json")
-        probs = load_mathverse(data); s, res = score_mathverse(preds, probs, **kwargs)
-    else:
-        if not data: raise need("the problems file (.jsonl/.parquet) the predictions were made on")
-        from vr1_nb.core import load_problems
-        probs = load_problems(data); s, res = score_synth(preds, probs, convention=CONVENTIONS.get(b), **kwargs)
+    probs, s, res = _score_benchmark(b, preds, data, kwargs)
     seen = {p['id'] for p in preds}
     missing = sum(r['id'] not in seen for r in probs) if probs else 0
-    return dict(benchmark=b, predictions=str(predictions), data=None if data is None else str(data), missing=missing, **s), res
+    return dict(benchmark=b, predictions=str(predictions), data=None if data is None else str(data), missing=missing,
+                **s), res
 
+# %% ../nbs/03a_scoring.ipynb #7407bd29
 def score_file(benchmark:str, # one of BENCHMARKS
                predictions, # prediction file
                data=None, # problems file
@@ -561,6 +742,7 @@ def _mathruler_grade(pred, gold):
     from mathruler.grader import grade_answer
     return bool(grade_answer(pred, gold))
 
+# %% ../nbs/03a_scoring.ipynb #bfd62b18
 def _kind(p, g, choices):
     if not p: return 'empty prediction'
     if choices: return 'multiple choice (letter vs option text / format)'
@@ -569,21 +751,31 @@ def _kind(p, g, choices):
     if '\\' in p + g: return 'LaTeX expressions'
     return 'text'
 
-def mathruler_agreement(preds:list, # extracted answers
-                        golds:list, # gold answers
-                        choices:list|None=None, # per item option texts (None for free-form)
-                        timeout:float=5.0,
-                       ) -> dict:
-    "How often `verify_batch` agrees with mathruler's `grade_answer`, and the disagreements counted by kind (with examples)."
-    choices = choices or [None] * len(preds)
-    ours = [bool(v) for v in verify_batch(preds, golds, choices, timeout=timeout)]
-    theirs = get_pool().map('vr1_nb.scoring:_mathruler_grade', [(p or '', g) for p, g in zip(preds, golds)], on_timeout=False, on_error=False, timeout=timeout)
+# %% ../nbs/03a_scoring.ipynb #b399454c
+def _disagreements(preds, golds, choices, ours, theirs):
+    "(counts, examples): where the two graders disagree, counted by kind, with up to three examples of each."
     kinds, examples = Counter(), defaultdict(list)
     for p, g, c, o, t in zip(preds, golds, choices, ours, theirs):
         if o == bool(t): continue
         k = f"{_kind(p, g, c)}: ours={o}, mathruler={bool(t)}"
         kinds[k] += 1
         if len(examples[k]) < 3: examples[k].append(dict(pred=p, gold=g))
-    n = len(preds); agree = n - sum(kinds.values())
+    return kinds, examples
+
+# %% ../nbs/03a_scoring.ipynb #e56459aa
+def mathruler_agreement(preds:list, # extracted answers
+                        golds:list, # gold answers
+                        choices:list|None=None, # per item option texts (None for free-form)
+                        timeout:float=5.0,
+                       ) -> dict:
+    "How often `verify_batch` agrees with mathruler's `grade_answer`, and the disagreements by kind (with examples)."
+    choices = choices or [None] * len(preds)
+    ours = [bool(v) for v in verify_batch(preds, golds, choices, timeout=timeout)]
+    theirs = get_pool().map('vr1_nb.scoring:_mathruler_grade', [(p or '', g) for p, g in zip(preds, golds)],
+                            on_timeout=False, on_error=False, timeout=timeout)
+    kinds, examples = _disagreements(preds, golds, choices, ours, theirs)
+    n = len(preds)
+    agree = n - sum(kinds.values())
     return dict(n=n, agree=agree, agreement=round(agree / n, 4) if n else 1.0, ours_correct=sum(ours),
-                mathruler_correct=sum(bool(t) for t in theirs), disagreements=dict(kinds.most_common()), examples=dict(examples))
+                mathruler_correct=sum(bool(t) for t in theirs), disagreements=dict(kinds.most_common()),
+                examples=dict(examples))
