@@ -9,7 +9,8 @@ from __future__ import annotations
 import json, math, random, shutil
 from pathlib import Path
 from PIL import Image, ImageDraw
-from .core import derive_seed, save_jsonl, save_problems, atomic_write_text, validate_record, format_question, LETTERS, R1_INSTRUCTION
+from .core import derive_seed, save_jsonl, save_problems, atomic_write_text, validate_record, format_question
+from .core import LETTERS, R1_INSTRUCTION
 
 # %% auto #0
 __all__ = ['CELL', 'UNIT', 'FAMILIES', 'LEVELS', 'SHAPES', 'COLORS', 'COUNT_COLORS', 'BG', 'GRID', 'INK', 'FILL', 'TRIPLES',
@@ -26,6 +27,8 @@ UNIT = 14  # px per grid unit in geometry and charts (2 units per token)
 FAMILIES = ('counting', 'geometry', 'chart')
 LEVELS = (1, 2, 3)
 SHAPES = ('circle', 'square', 'triangle')
+
+# %% ../nbs/01_synth.ipynb #42d139e1
 COLORS = {'red': (220, 40, 40), 'green': (30, 160, 60), 'blue': (40, 80, 220), 'yellow': (235, 190, 20),
           'purple': (140, 60, 190), 'orange': (245, 130, 20)}
 COUNT_COLORS = ('red', 'green', 'blue', 'yellow')  # the four most distinct, for counting scenes
@@ -46,6 +49,7 @@ _GLYPHS = {'0': '111101101101111', '1': '010110010010111', '2': '111001111100111
            'C': '011100100100011', 'D': '110101101101110', 'E': '111100110100111', 'F': '111100110100100',
            'G': '011100101101011', 'H': '101101111101101', '?': '111001011000010', '°': '111101111000000'}
 
+# %% ../nbs/01_synth.ipynb #29737317
 def text_width(text:str, # characters from `_GLYPHS`
                scale:int=2, # px per font pixel
               ) -> int:
@@ -82,7 +86,10 @@ def _choices(rng, answer:int, plausible:list, n:int=4):
 # %% ../nbs/01_synth.ipynb #3c82db8f
 _COUNT_LEVELS = {1: dict(n=(1, 5), colors=2, shapes=2), 2: dict(n=(3, 7), colors=3, shapes=3),
                  3: dict(n=(5, 10), colors=4, shapes=3)}
+_COUNT_KINDS = {1: ['total', 'color', 'shape'], 2: ['both', 'remove', 'more'],  # question kinds per level
+                3: ['remove_where', 'add_remove', 'more_mixed']}
 
+# %% ../nbs/01_synth.ipynb #29a009a8
 def counting_scene(rng:random.Random, # random stream
                    level:int, # 1-3
                    size:int=112, # image side in px
@@ -91,29 +98,44 @@ def counting_scene(rng:random.Random, # random stream
     p, g = _COUNT_LEVELS[level], size // CELL
     colors, shapes = rng.sample(COUNT_COLORS, p['colors']), rng.sample(SHAPES, p['shapes'])
     k = rng.randint(p['n'][0], min(p['n'][1], g * g))
-    objs = [dict(shape=rng.choice(shapes), color=rng.choice(colors), row=c // g, col=c % g) for c in rng.sample(range(g * g), k)]
-    return dict(grid=g, cell_px=CELL, colors=colors, shapes=shapes, objects=sorted(objs, key=lambda o: (o['row'], o['col'])))
+    cells = rng.sample(range(g * g), k)
+    objs = [dict(shape=rng.choice(shapes), color=rng.choice(colors), row=c // g, col=c % g) for c in cells]
+    return dict(grid=g, cell_px=CELL, colors=colors, shapes=shapes,
+                objects=sorted(objs, key=lambda o: (o['row'], o['col'])))
 
 # %% ../nbs/01_synth.ipynb #5fae408e
 def _match(o, f): return all(o[k] == v for k, v in f.items())
 def _count(objs, f): return sum(_match(o, f) for o in objs)
 
+# %% ../nbs/01_synth.ipynb #51c6876f
 def _phrase(f:dict, plural:bool=True) -> str:
     "'red circles', 'squares', 'red objects', 'objects' (singular with `plural=False`)."
     noun = f.get('shape', 'object')
     return ' '.join(([f['color']] if 'color' in f else []) + [noun + ('s' if plural else '')])
 
 # %% ../nbs/01_synth.ipynb #028b5b78
+def _present(rng, objs, key, palette):
+    "Mostly the `key` values present in the scene (palette order), sometimes the whole palette (so a count can be 0)."
+    return sorted({o[key] for o in objs}, key=palette.index) if objs and rng.random() < 0.85 else palette
+
+# %% ../nbs/01_synth.ipynb #d845c7c2
+def _more_query(rng, objs, kind, c, s, S):
+    "'How many more a than b': two shapes ('more') or a colour and a shape ('more_mixed'), the larger group first."
+    if kind == 'more': a, b = dict(shape=s), dict(shape=rng.choice([x for x in S if x != s]))
+    else: a, b = dict(color=c), dict(shape=s)
+    if _count(objs, a) < _count(objs, b): a, b = b, a  # "how many more" is asked only when it is not negative
+    return dict(op='more', a=a, b=b)
+
+# %% ../nbs/01_synth.ipynb #22fb5bd4
 def counting_query(rng:random.Random, # random stream
                    scene:dict, # from `counting_scene`
                    level:int, # 1-3: how much arithmetic
                   ) -> dict:
     "Pick a question about `scene` for `level`."
     C, S, objs = scene['colors'], scene['shapes'], scene['objects']
-    present = lambda k, pal: sorted({o[k] for o in objs}, key=pal.index) if objs and rng.random() < 0.85 else pal
-    c, s = rng.choice(present('color', C)), rng.choice(present('shape', S))  # mostly ask about what is there; sometimes 0
-    kinds = {1: ['total', 'color', 'shape'], 2: ['both', 'remove', 'more'], 3: ['remove_where', 'add_remove', 'more_mixed']}[level]
-    kind = rng.choice(kinds)
+    c = rng.choice(_present(rng, objs, 'color', C))  # mostly ask about what is there; sometimes 0
+    s = rng.choice(_present(rng, objs, 'shape', S))
+    kind = rng.choice(_COUNT_KINDS[level])
     if kind == 'total': return dict(op='count', where={})
     if kind in ('color', 'shape'): return dict(op='count', where={kind: c if kind == 'color' else s})
     if kind == 'both': return dict(op='count', where=dict(color=c, shape=s))
@@ -122,34 +144,40 @@ def counting_query(rng:random.Random, # random stream
     if kind == 'add_remove':
         return dict(op='add_remove', remove=rng.choice([dict(shape=s), dict(color=c)]),
                     add=dict(n=rng.randint(1, 3), color=rng.choice(C), shape=rng.choice(S)))
-    a, b = (dict(shape=s), dict(shape=rng.choice([x for x in S if x != s]))) if kind == 'more' else (dict(color=c), dict(shape=s))
-    if _count(objs, a) < _count(objs, b): a, b = b, a  # "how many more" is asked only when it is not negative
-    return dict(op='more', a=a, b=b)
+    return _more_query(rng, objs, kind, c, s, S)
 
 # %% ../nbs/01_synth.ipynb #272418a3
 def counting_question(q:dict, # a counting query
                      ) -> str:
     "The English question for counting query `q`."
     if q['op'] == 'count':
-        return "How many objects are there in total?" if not q['where'] else f"How many {_phrase(q['where'])} are there?"
+        if not q['where']: return "How many objects are there in total?"
+        return f"How many {_phrase(q['where'])} are there?"
     if q['op'] == 'remove': return f"How many {_phrase(q['where'])} are left if all {_phrase(q['remove'])} are removed?"
     if q['op'] == 'more': return f"How many more {_phrase(q['a'])} than {_phrase(q['b'])} are there?"
     a = q['add']; n = a['n']
-    return (f"If all {_phrase(q['remove'])} are removed and {n} {_phrase(dict(color=a['color'], shape=a['shape']), n != 1)} "
-            f"{'are' if n != 1 else 'is'} added, how many objects are there?")
+    added = f"{n} {_phrase(dict(color=a['color'], shape=a['shape']), n != 1)} {'are' if n != 1 else 'is'} added"
+    return f"If all {_phrase(q['remove'])} are removed and {added}, how many objects are there?"
 
 # %% ../nbs/01_synth.ipynb #2578ce44
+def _remove_steps(objs, q):
+    "Answer and steps of a 'remove' query: drop the `remove` group, then count `where` among what is left."
+    left = [o for o in objs if not _match(o, q['remove'])]
+    n = _count(left, q['where'])
+    gone = f"{len(objs) - len(left)} of them are {_phrase(q['remove'])} and are removed, leaving {len(left)}."
+    among = f"Among the {len(left)} objects left, {n} are {_phrase(q['where'])}."
+    return n, [f"There are {len(objs)} objects; {gone}", among if q['where'] else f"So {n} objects are left."]
+
+# %% ../nbs/01_synth.ipynb #ef3b2cbd
 def counting_solve(scene:dict, # from `counting_scene`
                    q:dict, # from `counting_query`
                   ) -> tuple[int, list[str]]:
     "Answer of query `q` on `scene`, with the counting steps in words."
     objs = scene['objects']
     if q['op'] == 'count':
-        n = _count(objs, q['where']); return n, [f"I count the {_phrase(q['where'])}: there are {n}."]
-    if q['op'] == 'remove':
-        left = [o for o in objs if not _match(o, q['remove'])]; n = _count(left, q['where'])
-        return n, [f"There are {len(objs)} objects; {len(objs) - len(left)} of them are {_phrase(q['remove'])} and are removed, leaving {len(left)}.",
-                   f"Among the {len(left)} objects left, {n} are {_phrase(q['where'])}." if q['where'] else f"So {n} objects are left."]
+        n = _count(objs, q['where'])
+        return n, [f"I count the {_phrase(q['where'])}: there are {n}."]
+    if q['op'] == 'remove': return _remove_steps(objs, q)
     if q['op'] == 'more':
         na, nb = _count(objs, q['a']), _count(objs, q['b'])
         return na - nb, [f"There are {na} {_phrase(q['a'])} and {nb} {_phrase(q['b'])}.", f"{na} - {nb} = {na - nb}."]
@@ -163,7 +191,8 @@ def counting_distractors(scene:dict, # the scene
                          ans:int, # the right answer
                         ) -> list:
     "Wrong answers a careless counter gives: the total, one group's count, the count before removing."
-    objs = scene['objects']; fs = [q.get(k) for k in ('where', 'remove', 'a', 'b')]
+    objs = scene['objects']
+    fs = [q.get(k) for k in ('where', 'remove', 'a', 'b')]
     return [len(objs)] + [_count(objs, f) for f in fs if f is not None] + [len(objs) - ans]
 
 # %% ../nbs/01_synth.ipynb #724076e3
@@ -176,9 +205,11 @@ def draw_counting(scene:dict, # from `counting_scene`
                   size:int, # image side in px
                  ) -> Image.Image:
     "Render a counting scene: each object fills its 28 px cell with a 4 px margin."
-    im = Image.new('RGB', (size, size), BG); d = ImageDraw.Draw(im)
+    im = Image.new('RGB', (size, size), BG)
+    d = ImageDraw.Draw(im)
     for o in scene['objects']:
-        x0, y0, x1, y1 = _cell_box(o); col = COLORS[o['color']]
+        x0, y0, x1, y1 = _cell_box(o)
+        col = COLORS[o['color']]
         if o['shape'] == 'circle': d.ellipse([x0, y0, x1, y1], fill=col)
         elif o['shape'] == 'square': d.rectangle([x0, y0, x1, y1], fill=col)
         else: d.polygon([(x0, y1), (x1, y1), ((x0 + x1) / 2, y0)], fill=col)
@@ -189,45 +220,53 @@ TRIPLES = ((3, 4, 5), (6, 8, 10), (5, 12, 13), (9, 12, 15), (8, 15, 17), (12, 16
 _GEO_KINDS = {1: ['rect_area', 'rect_perimeter'], 2: ['tri_area', 'hypotenuse'],
               3: ['tri_perimeter', 'missing_leg', 'diagonal', 'lshape_area', 'missing_angle']}
 
+# %% ../nbs/01_synth.ipynb #c04c3fdc
 def _place(rng, g, w, h):
     "Random top-left grid point so a w x h box fits inside the 1-unit margin of a g-unit grid."
     return rng.randint(1, g - 1 - w), rng.randint(1, g - 1 - h)
 
-# %% ../nbs/01_synth.ipynb #cd1ae4e0
-def geometry_scene(rng:random.Random, # random stream
-                   level:int, # 1-3
-                   size:int=112, # image side in px (grid of size//14 units)
-                  ) -> tuple[dict, dict]:
-    "A random figure on the grid and the query about it."
-    g = size // UNIT; kind = rng.choice(_GEO_KINDS[level]); m = g - 2  # longest side that fits
-    triples = [t for t in TRIPLES if t[1] <= m]
-    if kind in ('rect_area', 'rect_perimeter'):
-        w, h = rng.randint(1, min(m, 7)), rng.randint(1, min(m, 7)); x, y = _place(rng, g, w, h)
-        shape = dict(kind='rectangle', x=x, y=y, w=w, h=h, labels=['w', 'h'])
-        return dict(grid=g, unit_px=UNIT, shape=shape), dict(op='area' if kind == 'rect_area' else 'perimeter')
-    if kind == 'diagonal':
-        a, b, _ = rng.choice(triples); w, h = (a, b) if rng.random() < .5 else (b, a); x, y = _place(rng, g, w, h)
-        shape = dict(kind='rectangle', x=x, y=y, w=w, h=h, labels=['w', 'h'], diagonal=True)
-        return dict(grid=g, unit_px=UNIT, shape=shape), dict(op='diagonal')
-    if kind in ('tri_area', 'hypotenuse', 'tri_perimeter', 'missing_leg'):
-        if kind == 'tri_area':
-            a, b = rng.choice([(a, b) for a in range(1, m + 1) for b in range(1, m + 1) if a * b % 2 == 0 and a + b > 2])
-        else: a, b, _ = rng.choice(triples)
-        if rng.random() < .5: a, b = b, a
-        x, y = _place(rng, g, a, b)
-        shape = dict(kind='right_triangle', x=x, y=y, base=a, height=b, corner=rng.choice(['bl', 'br', 'tl', 'tr']),
-                     labels=['base', 'height'])
-        if kind == 'missing_leg':  # label the hypotenuse and one leg; ask for the other
-            ask = rng.choice(['base', 'height']); shape['labels'] = [l for l in ('base', 'height') if l != ask] + ['hypotenuse']
-            return dict(grid=g, unit_px=UNIT, shape=shape), dict(op='leg', leg=ask)
-        return dict(grid=g, unit_px=UNIT, shape=shape), dict(op={'tri_area': 'area', 'hypotenuse': 'hypotenuse',
-                                                                 'tri_perimeter': 'perimeter'}[kind])
-    if kind == 'lshape_area':
-        w, h = rng.randint(3, min(m, 7)), rng.randint(3, min(m, 7))
-        cw, ch = rng.randint(1, w - 1), rng.randint(1, h - 1); x, y = _place(rng, g, w, h)
-        shape = dict(kind='lshape', x=x, y=y, w=w, h=h, cut_w=cw, cut_h=ch, cut_corner=rng.choice(['tl', 'tr', 'bl', 'br']))
-        return dict(grid=g, unit_px=UNIT, shape=shape), dict(op='area')
-    return _angle_scene(rng, g)
+# %% ../nbs/01_synth.ipynb #92039250
+def _rect_scene(rng, g, m, op):
+    "A rectangle (sides up to 7 units, both labelled); the query asks for its area or perimeter."
+    w, h = rng.randint(1, min(m, 7)), rng.randint(1, min(m, 7))
+    x, y = _place(rng, g, w, h)
+    shape = dict(kind='rectangle', x=x, y=y, w=w, h=h, labels=['w', 'h'])
+    return dict(grid=g, unit_px=UNIT, shape=shape), dict(op=op)
+
+# %% ../nbs/01_synth.ipynb #d3b05238
+def _diagonal_scene(rng, g, triples):
+    "A rectangle whose sides are the legs of a Pythagorean triple, its diagonal drawn; the query asks for the diagonal."
+    a, b, _ = rng.choice(triples)
+    w, h = (a, b) if rng.random() < .5 else (b, a)
+    x, y = _place(rng, g, w, h)
+    shape = dict(kind='rectangle', x=x, y=y, w=w, h=h, labels=['w', 'h'], diagonal=True)
+    return dict(grid=g, unit_px=UNIT, shape=shape), dict(op='diagonal')
+
+# %% ../nbs/01_synth.ipynb #32837084
+def _right_tri_scene(rng, g, m, triples, kind):
+    "A right triangle: any legs with a whole area for 'tri_area', a Pythagorean triple otherwise."
+    if kind == 'tri_area':
+        a, b = rng.choice([(a, b) for a in range(1, m + 1) for b in range(1, m + 1) if a * b % 2 == 0 and a + b > 2])
+    else: a, b, _ = rng.choice(triples)
+    if rng.random() < .5: a, b = b, a
+    x, y = _place(rng, g, a, b)
+    shape = dict(kind='right_triangle', x=x, y=y, base=a, height=b, corner=rng.choice(['bl', 'br', 'tl', 'tr']),
+                 labels=['base', 'height'])
+    if kind == 'missing_leg':  # label the hypotenuse and one leg; ask for the other
+        ask = rng.choice(['base', 'height'])
+        shape['labels'] = [l for l in ('base', 'height') if l != ask] + ['hypotenuse']
+        return dict(grid=g, unit_px=UNIT, shape=shape), dict(op='leg', leg=ask)
+    op = {'tri_area': 'area', 'hypotenuse': 'hypotenuse', 'tri_perimeter': 'perimeter'}[kind]
+    return dict(grid=g, unit_px=UNIT, shape=shape), dict(op=op)
+
+# %% ../nbs/01_synth.ipynb #bab1a6f9
+def _lshape_scene(rng, g, m):
+    "A rectangle (3-7 units a side) with a smaller rectangle cut from one corner; the query asks for its area."
+    w, h = rng.randint(3, min(m, 7)), rng.randint(3, min(m, 7))
+    cw, ch = rng.randint(1, w - 1), rng.randint(1, h - 1)
+    x, y = _place(rng, g, w, h)
+    shape = dict(kind='lshape', x=x, y=y, w=w, h=h, cut_w=cw, cut_h=ch, cut_corner=rng.choice(['tl', 'tr', 'bl', 'br']))
+    return dict(grid=g, unit_px=UNIT, shape=shape), dict(op='area')
 
 # %% ../nbs/01_synth.ipynb #dd5303ef
 def _angle_scene(rng, g):
@@ -237,40 +276,71 @@ def _angle_scene(rng, g):
         ta, tb = math.tan(math.radians(A)), math.tan(math.radians(B))
         h = L * ta * tb / (ta + tb)
         if h <= g - 3.5: break
-    x = rng.randint(1, g - 1 - L); y = rng.randint(math.ceil(h + 0.5), g - 2)  # base row, 2 units left for labels below
+    x = rng.randint(1, g - 1 - L)
+    y = rng.randint(math.ceil(h + 0.5), g - 2)  # base row, 2 units left for labels below
     apex = [round(x + h / ta, 3), round(y - h, 3)]
     shape = dict(kind='triangle', vertices=[[x, y], [x + L, y], apex], angles=[A, B, 180 - A - B], marked=[0, 1])
     return dict(grid=g, unit_px=UNIT, shape=shape), dict(op='missing_angle')
 
+# %% ../nbs/01_synth.ipynb #f51ed0ca
+def geometry_scene(rng:random.Random, # random stream
+                   level:int, # 1-3
+                   size:int=112, # image side in px (grid of size//14 units)
+                  ) -> tuple[dict, dict]:
+    "A random figure on the grid and the query about it."
+    g = size // UNIT
+    kind = rng.choice(_GEO_KINDS[level])
+    m = g - 2  # longest side that fits
+    triples = [t for t in TRIPLES if t[1] <= m]
+    if kind == 'rect_area': return _rect_scene(rng, g, m, 'area')
+    if kind == 'rect_perimeter': return _rect_scene(rng, g, m, 'perimeter')
+    if kind == 'diagonal': return _diagonal_scene(rng, g, triples)
+    if kind in ('tri_area', 'hypotenuse', 'tri_perimeter', 'missing_leg'):
+        return _right_tri_scene(rng, g, m, triples, kind)
+    if kind == 'lshape_area': return _lshape_scene(rng, g, m)
+    return _angle_scene(rng, g)
+
 # %% ../nbs/01_synth.ipynb #82a9c6f1
+def _rect_solve(s, op):
+    "Area, perimeter or diagonal of a rectangle, with the steps."
+    w, h = s['w'], s['h']
+    side = f"The rectangle is {w} by {h} units"
+    if op == 'area': return w * h, [f"{side}.", f"Area = {w} × {h} = {w * h}."]
+    if op == 'perimeter': return 2 * (w + h), [f"{side}.", f"Perimeter = 2 × ({w} + {h}) = {2 * (w + h)}."]
+    c = math.isqrt(w * w + h * h)
+    return c, [f"{side}; the diagonal is the hypotenuse of a right triangle with legs {w} and {h}.",
+               f"Diagonal = √({w}² + {h}²) = √{w * w + h * h} = {c}."]
+
+# %% ../nbs/01_synth.ipynb #977ba899
+def _right_tri_solve(s, q):
+    "Area, hypotenuse, missing leg or perimeter of a right triangle, with the steps."
+    a, b, op = s['base'], s['height'], q['op']
+    c = math.isqrt(a * a + b * b)
+    legs = f"The right triangle has legs {a} and {b} units."
+    if op == 'area': return a * b // 2, [legs, f"Area = {a} × {b} / 2 = {a * b // 2}."]
+    hyp = f"Hypotenuse = √({a}² + {b}²) = √{a * a + b * b} = {c}."
+    if op == 'hypotenuse': return c, [legs, hyp]
+    if op == 'leg':
+        x, y = (a, b) if q['leg'] == 'base' else (b, a)
+        return x, [f"The hypotenuse is {c} and the labelled leg is {y}.",
+                   f"Other leg = √({c}² - {y}²) = √{c * c - y * y} = {x}."]
+    return a + b + c, [legs, hyp, f"Perimeter = {a} + {b} + {c} = {a + b + c}."]
+
+# %% ../nbs/01_synth.ipynb #6a699f79
 def geometry_solve(scene:dict, # from `geometry_scene`
                    q:dict, # its query
                   ) -> tuple[int, list[str]]:
     "Answer of `q` on the figure in `scene`, with the steps in words."
     s, op = scene['shape'], q['op']
-    if s['kind'] == 'rectangle':
-        w, h = s['w'], s['h']
-        if op == 'area': return w * h, [f"The rectangle is {w} by {h} units.", f"Area = {w} × {h} = {w * h}."]
-        if op == 'perimeter': return 2 * (w + h), [f"The rectangle is {w} by {h} units.", f"Perimeter = 2 × ({w} + {h}) = {2 * (w + h)}."]
-        c = math.isqrt(w * w + h * h)
-        return c, [f"The rectangle is {w} by {h} units; the diagonal is the hypotenuse of a right triangle with legs {w} and {h}.",
-                   f"Diagonal = √({w}² + {h}²) = √{w * w + h * h} = {c}."]
-    if s['kind'] == 'right_triangle':
-        a, b = s['base'], s['height']; c = math.isqrt(a * a + b * b)
-        legs = f"The right triangle has legs {a} and {b} units."
-        if op == 'area': return a * b // 2, [legs, f"Area = {a} × {b} / 2 = {a * b // 2}."]
-        hyp = f"Hypotenuse = √({a}² + {b}²) = √{a * a + b * b} = {c}."
-        if op == 'hypotenuse': return c, [legs, hyp]
-        if op == 'leg':
-            x, y = (a, b) if q['leg'] == 'base' else (b, a)
-            return x, [f"The hypotenuse is {c} and the labelled leg is {y}.", f"Other leg = √({c}² - {y}²) = √{c * c - y * y} = {x}."]
-        return a + b + c, [legs, hyp, f"Perimeter = {a} + {b} + {c} = {a + b + c}."]
+    if s['kind'] == 'rectangle': return _rect_solve(s, op)
+    if s['kind'] == 'right_triangle': return _right_tri_solve(s, q)
     if s['kind'] == 'lshape':
         w, h, cw, ch = s['w'], s['h'], s['cut_w'], s['cut_h']
         return w * h - cw * ch, [f"The L-shape is a {w} by {h} rectangle with a {cw} by {ch} corner cut away.",
                                  f"Area = {w} × {h} - {cw} × {ch} = {w * h} - {cw * ch} = {w * h - cw * ch}."]
     A, B = s['angles'][0], s['angles'][1]
-    return 180 - A - B, ["The angles of a triangle add up to 180°.", f"The missing angle is 180 - {A} - {B} = {180 - A - B}."]
+    return 180 - A - B, ["The angles of a triangle add up to 180°.",
+                         f"The missing angle is 180 - {A} - {B} = {180 - A - B}."]
 
 # %% ../nbs/01_synth.ipynb #b092299f
 def geometry_question(scene:dict, # the figure
@@ -278,12 +348,14 @@ def geometry_question(scene:dict, # the figure
                      ) -> str:
     "The English question for geometry query `q`."
     k, op = scene['shape']['kind'], q['op']
-    if op == 'missing_angle': return "Two angles of the triangle are marked. What is the measure of the third angle, in degrees?"
+    if op == 'missing_angle':
+        return "Two angles of the triangle are marked. What is the measure of the third angle, in degrees?"
     what = {'rectangle': 'rectangle', 'right_triangle': 'right triangle', 'lshape': 'L-shaped figure'}[k]
-    if op == 'diagonal': return "The grid squares are 1 unit wide. How long is the diagonal of the rectangle, in units?"
-    if op == 'hypotenuse': return "The grid squares are 1 unit wide. How long is the hypotenuse of the right triangle, in units?"
-    if op == 'leg': return "The grid squares are 1 unit wide. How long is the unlabelled leg of the right triangle, in units?"
-    return f"The grid squares are 1 unit wide. What is the {'area' if op == 'area' else 'perimeter'} of the {what}?"
+    unit = "The grid squares are 1 unit wide."
+    if op == 'diagonal': return f"{unit} How long is the diagonal of the rectangle, in units?"
+    if op == 'hypotenuse': return f"{unit} How long is the hypotenuse of the right triangle, in units?"
+    if op == 'leg': return f"{unit} How long is the unlabelled leg of the right triangle, in units?"
+    return f"{unit} What is the {'area' if op == 'area' else 'perimeter'} of the {what}?"
 
 # %% ../nbs/01_synth.ipynb #f5917b41
 def geometry_distractors(scene:dict, # the figure
@@ -292,24 +364,29 @@ def geometry_distractors(scene:dict, # the figure
                         ) -> list:
     "Wrong answers from classic slips: area for perimeter, forgetting to halve, adding legs."
     s = scene['shape']
-    if s['kind'] == 'rectangle': w, h = s['w'], s['h']; return [w * h, 2 * (w + h), w + h, w * h * 2]
+    if s['kind'] == 'rectangle':
+        w, h = s['w'], s['h']
+        return [w * h, 2 * (w + h), w + h, w * h * 2]
     if s['kind'] == 'right_triangle':
         a, b = s['base'], s['height']; c = math.isqrt(a * a + b * b)
         return [a * b, a + b, a * b // 2, a + b + 1, 2 * (a + b), a, b, c, c - min(a, b) + 1]
     if s['kind'] == 'lshape': return [s['w'] * s['h'], s['cut_w'] * s['cut_h'], 2 * (s['w'] + s['h'])]
-    A, B, _ = s['angles']; return [180 - A, 180 - B, A, B, 90 - A, A + B]
+    A, B, _ = s['angles']
+    return [180 - A, 180 - B, A, B, 90 - A, A + B]
 
 # %% ../nbs/01_synth.ipynb #8f8fcef9
 def _rect_poly(s):
     x, y, w, h = s['x'], s['y'], s['w'], s['h']
     return [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]
 
+# %% ../nbs/01_synth.ipynb #d11465dc
 def _rtri_poly(s):
     "Vertices of the right triangle, right angle first."
     x, y, a, b, c = s['x'], s['y'], s['base'], s['height'], s['corner']
     r = {'bl': (x, y + b), 'br': (x + a, y + b), 'tl': (x, y), 'tr': (x + a, y)}[c]
     return [r, (x + a if c[1] == 'l' else x, r[1]), (r[0], y if c[0] == 'b' else y + b)]
 
+# %% ../nbs/01_synth.ipynb #91828903
 def _lshape_poly(s):
     "Vertices of the L-shape (outer rectangle minus the cut corner), clockwise from the top-left."
     x, y, w, h, cw, ch, c = s['x'], s['y'], s['w'], s['h'], s['cut_w'], s['cut_h'], s['cut_corner']
@@ -330,70 +407,109 @@ def figure_polygon(scene:dict, # a geometry scene
 
 # %% ../nbs/01_synth.ipynb #eb287a0f
 def _grid(d, size, u=UNIT):
-    for k in range(0, size + 1, u): d.line([(k, 0), (k, size)], fill=GRID); d.line([(0, k), (size, k)], fill=GRID)
+    for k in range(0, size + 1, u):
+        d.line([(k, 0), (k, size)], fill=GRID)
+        d.line([(0, k), (size, k)], fill=GRID)
 
+# %% ../nbs/01_synth.ipynb #0e5a41e5
 def _label(d, cx, cy, text, scale=2):
     "Draw `text` centred at (cx, cy) on a white box so grid lines do not cross it."
     w, h = text_width(text, scale), 5 * scale
-    W, H = d.im.size; x0, y0 = min(max(0, round(cx - w / 2)), W - w), min(max(0, round(cy - h / 2)), H - h)
-    d.rectangle([x0 - 1, y0 - 1, x0 + w, y0 + h], fill=BG); draw_text(d, (x0, y0), text, scale)
+    W, H = d.im.size
+    x0, y0 = min(max(0, round(cx - w / 2)), W - w), min(max(0, round(cy - h / 2)), H - h)
+    d.rectangle([x0 - 1, y0 - 1, x0 + w, y0 + h], fill=BG)
+    draw_text(d, (x0, y0), text, scale)
 
+# %% ../nbs/01_synth.ipynb #f2bafa30
 def _side_label(d, p, q, text, poly, off=0.55):
     "Label the side p-q just outside the polygon (away from its centroid)."
     mx, my = (p[0] + q[0]) / 2, (p[1] + q[1]) / 2
     cx, cy = sum(v[0] for v in poly) / len(poly), sum(v[1] for v in poly) / len(poly)
-    nx, ny = -(q[1] - p[1]), q[0] - p[0]; n = math.hypot(nx, ny); nx, ny = nx / n, ny / n
+    nx, ny = -(q[1] - p[1]), q[0] - p[0]
+    n = math.hypot(nx, ny)
+    nx, ny = nx / n, ny / n
     if nx * (mx - cx) + ny * (my - cy) < 0: nx, ny = -nx, -ny
     _label(d, (mx + off * nx) * UNIT, (my + off * ny) * UNIT, text)
 
 # %% ../nbs/01_synth.ipynb #c578d97c
+def _draw_right_angle(d, s, poly):
+    "The right-angle mark and the labelled sides of a right triangle."
+    r, b, h = poly
+    sx, sy = (1 if b[0] > r[0] else -1), (1 if h[1] > r[1] else -1)
+    k = 5  # px side of the mark
+    d.rectangle([min(r[0] * UNIT, r[0] * UNIT + sx * k), min(r[1] * UNIT, r[1] * UNIT + sy * k),
+                 max(r[0] * UNIT, r[0] * UNIT + sx * k), max(r[1] * UNIT, r[1] * UNIT + sy * k)], outline=INK)
+    if 'base' in s['labels']: _side_label(d, r, b, str(s['base']), poly)
+    if 'height' in s['labels']: _side_label(d, r, h, str(s['height']), poly)
+    if 'hypotenuse' in s['labels']:
+        _side_label(d, b, h, str(math.isqrt(s['base'] ** 2 + s['height'] ** 2)), poly, off=0.7)
+
+# %% ../nbs/01_synth.ipynb #b112b22d
+def _draw_angles(d, s, poly):
+    "The two marked base angles and a '?' at the apex of a triangle."
+    (ax, ay), (bx, by), (cx, cy) = poly
+    _label(d, ax * UNIT + 4, ay * UNIT + 11, f"{s['angles'][0]}°")
+    _label(d, bx * UNIT - 4, by * UNIT + 11, f"{s['angles'][1]}°")
+    _label(d, cx * UNIT, cy * UNIT - 9 if cy > 0.8 else cy * UNIT + 9, '?')
+
+# %% ../nbs/01_synth.ipynb #45ac9094
 def draw_geometry(scene:dict, # from `geometry_scene`
                   size:int, # image side in px
                  ) -> Image.Image:
     "Render a geometry scene: grid, filled figure with a dark outline, length/angle labels, right-angle mark."
-    im = Image.new('RGB', (size, size), BG); d = ImageDraw.Draw(im); _grid(d, size)
-    s, poly = scene['shape'], figure_polygon(scene); px = [(x * UNIT, y * UNIT) for x, y in poly]
+    im = Image.new('RGB', (size, size), BG)
+    d = ImageDraw.Draw(im)
+    _grid(d, size)
+    s, poly = scene['shape'], figure_polygon(scene)
+    px = [(x * UNIT, y * UNIT) for x, y in poly]
     d.polygon(px, fill=FILL, outline=INK, width=2)
     if s['kind'] == 'rectangle':
         if s.get('diagonal'): d.line([px[0], px[2]], fill=INK, width=2)
-        _side_label(d, poly[2], poly[3], str(s['w']), poly); _side_label(d, poly[0], poly[3], str(s['h']), poly)
-    elif s['kind'] == 'right_triangle':
-        r, b, h = poly; sx, sy = (1 if b[0] > r[0] else -1), (1 if h[1] > r[1] else -1); k = 5
-        d.rectangle([min(r[0] * UNIT, r[0] * UNIT + sx * k), min(r[1] * UNIT, r[1] * UNIT + sy * k),
-                     max(r[0] * UNIT, r[0] * UNIT + sx * k), max(r[1] * UNIT, r[1] * UNIT + sy * k)], outline=INK)
-        if 'base' in s['labels']: _side_label(d, r, b, str(s['base']), poly)
-        if 'height' in s['labels']: _side_label(d, r, h, str(s['height']), poly)
-        if 'hypotenuse' in s['labels']: _side_label(d, b, h, str(math.isqrt(s['base'] ** 2 + s['height'] ** 2)), poly, off=0.7)
+        _side_label(d, poly[2], poly[3], str(s['w']), poly)
+        _side_label(d, poly[0], poly[3], str(s['h']), poly)
+    elif s['kind'] == 'right_triangle': _draw_right_angle(d, s, poly)
     elif s['kind'] == 'lshape': pass  # lengths are read from the grid
-    else:
-        (ax, ay), (bx, by), (cx, cy) = poly
-        _label(d, ax * UNIT + 4, ay * UNIT + 11, f"{s['angles'][0]}°"); _label(d, bx * UNIT - 4, by * UNIT + 11, f"{s['angles'][1]}°")
-        _label(d, cx * UNIT, cy * UNIT - 9 if cy > 0.8 else cy * UNIT + 9, '?')
+    else: _draw_angles(d, s, poly)
     return im
 
 # %% ../nbs/01_synth.ipynb #144d8c87
-_CHART_PALETTE = ('red', 'blue', 'green', 'orange', 'purple', 'yellow')
 _CHART_LEVELS = {1: dict(k=(3, 3), ops=['value', 'max']), 2: dict(k=(3, 5), ops=['diff', 'sum', 'min']),
                  3: dict(k=(4, 6), ops=['sum_all', 'range', 'count_above'])}
 
+# %% ../nbs/01_synth.ipynb #f862f901
+def _chart_query(rng, op, labels, vals, top):
+    "The query for `op`: which label to read, which two to compare or add, or the threshold to count above."
+    if op == 'value': return dict(op='value', label=rng.choice(labels))
+    if op in ('diff', 'sum'):
+        a, b = rng.sample(labels, 2)
+        if op == 'diff' and vals[labels.index(a)] < vals[labels.index(b)]: a, b = b, a  # never a negative difference
+        return dict(op=op, labels=[a, b])
+    if op == 'count_above': return dict(op=op, threshold=rng.randint(1, top - 1))
+    return dict(op=op)
+
+# %% ../nbs/01_synth.ipynb #033d8152
 def chart_scene(rng:random.Random, # random stream
                 level:int, # 1-3
                 size:int=112, # image side in px (values up to size//14 - 2)
                ) -> tuple[dict, dict]:
     "A random bar or line chart (integer values on a unit grid) and the query about it."
-    g = size // UNIT; p = _CHART_LEVELS[level]; k = rng.randint(*p['k']); top = g - 2
-    kind = rng.choice(['bar', 'line']); labels = list(LETTERS[:k]); vals = [rng.randint(1, top) for _ in labels]
+    g, p = size // UNIT, _CHART_LEVELS[level]
+    k, top = rng.randint(*p['k']), g - 2
+    kind = rng.choice(['bar', 'line'])
+    labels = list(LETTERS[:k])
+    vals = [rng.randint(1, top) for _ in labels]
     scene = dict(grid=g, unit_px=UNIT, kind=kind, labels=labels, values=vals, y_max=top)
     op = rng.choice(p['ops'])
-    if op == 'value': return scene, dict(op='value', label=rng.choice(labels))
-    if op in ('diff', 'sum'):
-        a, b = rng.sample(labels, 2)
-        if op == 'diff' and vals[labels.index(a)] < vals[labels.index(b)]: a, b = b, a
-        return scene, dict(op=op, labels=[a, b])
-    if op == 'count_above': return scene, dict(op=op, threshold=rng.randint(1, top - 1))
-    return scene, dict(op=op)
+    return scene, _chart_query(rng, op, labels, vals, top)
 
 # %% ../nbs/01_synth.ipynb #47d10d09
+def _chart_pair(v, q):
+    "Difference or sum of two labelled values, with the reading step."
+    (a, b), sign = q['labels'], '-' if q['op'] == 'diff' else '+'
+    r = v[a] - v[b] if q['op'] == 'diff' else v[a] + v[b]
+    return r, [f"{a} = {v[a]} and {b} = {v[b]}.", f"{v[a]} {sign} {v[b]} = {r}."]
+
+# %% ../nbs/01_synth.ipynb #36e85003
 def chart_solve(scene:dict, # from `chart_scene`
                 q:dict, # its query
                ) -> tuple[int, list[str]]:
@@ -403,10 +519,11 @@ def chart_solve(scene:dict, # from `chart_scene`
     if op == 'value': return v[q['label']], [f"{q['label']} reaches {v[q['label']]} on the grid."]
     if op == 'max': return max(V), [read, f"The largest value is {max(V)}."]
     if op == 'min': return min(V), [read, f"The smallest value is {min(V)}."]
-    if op == 'diff': a, b = q['labels']; return v[a] - v[b], [f"{a} = {v[a]} and {b} = {v[b]}.", f"{v[a]} - {v[b]} = {v[a] - v[b]}."]
-    if op == 'sum': a, b = q['labels']; return v[a] + v[b], [f"{a} = {v[a]} and {b} = {v[b]}.", f"{v[a]} + {v[b]} = {v[a] + v[b]}."]
+    if op in ('diff', 'sum'): return _chart_pair(v, q)
     if op == 'sum_all': return sum(V), [read, " + ".join(map(str, V)) + f" = {sum(V)}."]
-    if op == 'range': return max(V) - min(V), [read, f"The largest is {max(V)} and the smallest {min(V)}: {max(V)} - {min(V)} = {max(V) - min(V)}."]
+    if op == 'range':
+        hi, lo = max(V), min(V)
+        return hi - lo, [read, f"The largest is {hi} and the smallest {lo}: {hi} - {lo} = {hi - lo}."]
     t = q['threshold']; over = [l for l in L if v[l] > t]
     return len(over), [read, f"Values greater than {t}: {', '.join(over) if over else 'none'}, so {len(over)}."]
 
@@ -417,7 +534,8 @@ def chart_question(scene:dict, # the chart
     "The English question for chart query `q`."
     item = 'bar' if scene['kind'] == 'bar' else 'point'; op = q['op']
     if op == 'value': return f"What is the value of {q['label']} in the {scene['kind']} chart?"
-    if op in ('max', 'min'): return f"What is the {'largest' if op == 'max' else 'smallest'} value in the {scene['kind']} chart?"
+    if op in ('max', 'min'):
+        return f"What is the {'largest' if op == 'max' else 'smallest'} value in the {scene['kind']} chart?"
     if op == 'diff': return f"How much larger is {q['labels'][0]} than {q['labels'][1]}?"
     if op == 'sum': return f"What is the sum of {q['labels'][0]} and {q['labels'][1]}?"
     if op == 'sum_all': return f"What is the sum of all the values in the {scene['kind']} chart?"
@@ -430,47 +548,85 @@ def chart_distractors(scene:dict, # the chart
                       ans:int, # the right answer
                      ) -> list:
     "Wrong answers from misreading: neighbouring values, max for sum, off by one grid line."
-    V = scene['values']; return V + [max(V), sum(V), max(V) - min(V), ans + 1, ans - 1]
+    V = scene['values']
+    return V + [max(V), sum(V), max(V) - min(V), ans + 1, ans - 1]
 
 # %% ../nbs/01_synth.ipynb #2a5b6140
 def chart_layout(scene:dict, # a chart scene
                 ) -> list[tuple]:
     "Per item (x0, x1) in grid units: slots spread over columns 1..g-1."
-    g, k = scene['grid'], len(scene['labels']); slot = (g - 2) // k; off = 1 + ((g - 2) - slot * k) / 2
+    g, k = scene['grid'], len(scene['labels'])
+    slot = (g - 2) // k
+    off = 1 + ((g - 2) - slot * k) / 2
     w = slot - 1 if slot > 1 else 1
     return [(off + i * slot + (slot - w) / 2, off + i * slot + (slot - w) / 2 + w) for i in range(k)]
 
 # %% ../nbs/01_synth.ipynb #fc3a7170
+_CHART_PALETTE = ('red', 'blue', 'green', 'orange', 'purple', 'yellow')
+
+def _chart_items(d, scene, base):
+    "Draw the bars (for a bar chart) and the letter labels; returns each item's top-centre point in px."
+    pts, u = [], UNIT
+    for i, ((x0, x1), v) in enumerate(zip(chart_layout(scene), scene['values'])):
+        if scene['kind'] == 'bar':
+            box = [round(x0 * u), base - v * u, round(x1 * u), base]
+            d.rectangle(box, fill=COLORS[_CHART_PALETTE[i % 6]], outline=INK)
+        pts.append((round((x0 + x1) / 2 * u), base - v * u))
+        draw_text(d, (pts[-1][0] - 3, base + 2), scene['labels'][i])
+    return pts
+
+# %% ../nbs/01_synth.ipynb #60c93b41
+def _chart_axes(d, scene, size, base):
+    "The x and y axes and the y scale, printed every 2 units."
+    u = UNIT
+    d.line([(u, base), (size - u, base)], fill=INK, width=1)
+    d.line([(u, u // 2), (u, base)], fill=INK, width=1)
+    for v in range(2, scene['y_max'] + 1, 2):
+        t = str(v)
+        draw_text(d, (max(0, u - 2 - text_width(t)), base - v * u - 5), t)
+
+# %% ../nbs/01_synth.ipynb #af0e6f26
 def draw_chart(scene:dict, # from `chart_scene`
                size:int, # image side in px
               ) -> Image.Image:
     "Render a chart: grid, axes, bars (or a line with square markers), letter labels, y scale every 2 units."
-    im = Image.new('RGB', (size, size), BG); d = ImageDraw.Draw(im); g, u = scene['grid'], UNIT; base = (g - 1) * u
+    im = Image.new('RGB', (size, size), BG)
+    d = ImageDraw.Draw(im)
+    base = (scene['grid'] - 1) * UNIT
     _grid(d, size)
-    pts = []
-    for i, ((x0, x1), v) in enumerate(zip(chart_layout(scene), scene['values'])):
-        if scene['kind'] == 'bar':
-            d.rectangle([round(x0 * u), base - v * u, round(x1 * u), base], fill=COLORS[_CHART_PALETTE[i % 6]], outline=INK)
-        pts.append((round((x0 + x1) / 2 * u), base - v * u))
-        draw_text(d, (pts[-1][0] - 3, base + 2), scene['labels'][i])
+    pts = _chart_items(d, scene, base)
     if scene['kind'] == 'line':
         d.line(pts, fill=COLORS['blue'], width=2)
         for x, y in pts: d.rectangle([x - 2, y - 2, x + 2, y + 2], fill=INK)
-    d.line([(u, base), (size - u, base)], fill=INK, width=1); d.line([(u, u // 2), (u, base)], fill=INK, width=1)
-    for v in range(2, scene['y_max'] + 1, 2):
-        t = str(v); draw_text(d, (max(0, u - 2 - text_width(t)), base - v * u - 5), t)
+    _chart_axes(d, scene, size, base)
     return im
 
 # %% ../nbs/01_synth.ipynb #eb3db89e
+def _counting_scene_query(rng, level, size):
+    "Counting's scene and its query from one stream (`geometry_scene` and `chart_scene` return both themselves)."
+    sc = counting_scene(rng, level, size)
+    return sc, counting_query(rng, sc, level)
+
+def _counting_question(scene, q): return counting_question(q)
+
+# %% ../nbs/01_synth.ipynb #233dd9b3
 def _family_parts(family):
+    "A family's (scene_query, question, solve, distractors, draw) functions."
     if family == 'counting':
-        def scene_query(rng, level, size): sc = counting_scene(rng, level, size); return sc, counting_query(rng, sc, level)
-        return scene_query, lambda sc, q: counting_question(q), counting_solve, counting_distractors, draw_counting
-    if family == 'geometry': return geometry_scene, geometry_question, geometry_solve, geometry_distractors, draw_geometry
+        return _counting_scene_query, _counting_question, counting_solve, counting_distractors, draw_counting
+    if family == 'geometry':
+        return geometry_scene, geometry_question, geometry_solve, geometry_distractors, draw_geometry
     if family == 'chart': return chart_scene, chart_question, chart_solve, chart_distractors, draw_chart
     raise ValueError(f"unknown synth family {family!r}; use one of {FAMILIES}")
 
 # %% ../nbs/01_synth.ipynb #3498d071
+def _check_problem_args(level, variant, size):
+    "Refuse a level, variant or image size that `make_problem` cannot draw, naming the bad value."
+    if level not in LEVELS: raise ValueError(f"level={level!r}: use one of {LEVELS}")
+    if variant not in ('free', 'mc'): raise ValueError(f"variant={variant!r}: use 'free' or 'mc'")
+    check_size(size)
+
+# %% ../nbs/01_synth.ipynb #aff3a7bc
 def make_problem(family:str, # 'counting', 'geometry' or 'chart'
                  seed:int|random.Random=0, # a seed or a random stream
                  level:int=1, # difficulty 1-3
@@ -482,17 +638,17 @@ def make_problem(family:str, # 'counting', 'geometry' or 'chart'
                 ) -> dict:
     "One synthetic problem as a record of `vr1_nb.core`, its scene and query in `metadata`."
     scene_query, question, solve, distract, draw = _family_parts(family)
-    if level not in LEVELS: raise ValueError(f"level={level!r}: use one of {LEVELS}")
-    if variant not in ('free', 'mc'): raise ValueError(f"variant={variant!r}: use 'free' or 'mc'")
-    check_size(size)
+    _check_problem_args(level, variant, size)
     rng = seed if isinstance(seed, random.Random) else random.Random(seed)
     scene, q = scene_query(rng, level, size); ans, _ = solve(scene, q)
-    rec = dict(id=id or f"{family}-{seed if isinstance(seed, int) else 'rng'}", images=[draw(scene, size)] if render else [],
-               question=question(scene, q), choices=[], answer=str(ans), answer_text=str(ans), answer_type='integer',
-               source=f"synth/{family}", metadata=dict(family=family, level=level, variant=variant, split=split, size=size,
-                                                       seed=seed if isinstance(seed, int) else None, scene=scene, query=q))
+    meta = dict(family=family, level=level, variant=variant, split=split, size=size,
+                seed=seed if isinstance(seed, int) else None, scene=scene, query=q)
+    rid = id or f"{family}-{seed if isinstance(seed, int) else 'rng'}"
+    rec = dict(id=rid, images=[draw(scene, size)] if render else [], question=question(scene, q), choices=[],
+               answer=str(ans), answer_text=str(ans), answer_type='integer', source=f"synth/{family}", metadata=meta)
     if variant == 'mc':
-        rec['choices'], rec['answer'] = _choices(rng, ans, distract(scene, q, ans)); rec['answer_type'] = 'multiple_choice'
+        rec['choices'], rec['answer'] = _choices(rng, ans, distract(scene, q, ans))
+        rec['answer_type'] = 'multiple_choice'
     return validate_record(rec)
 
 # %% ../nbs/01_synth.ipynb #ae3e0f24
@@ -510,29 +666,39 @@ def _describe_counting(sc):
             f"In total: {summary}.")
 
 # %% ../nbs/01_synth.ipynb #fb9c23ac
+_CORNERS = {'bl': 'bottom left', 'br': 'bottom right', 'tl': 'top left', 'tr': 'top right'}
+
+def _describe_rectangle(s):
+    t = (f"The image shows a rectangle drawn on a grid of unit squares, {_units(s['w'])} wide and {_units(s['h'])} "
+         f"tall; its width is labelled {s['w']} and its height {s['h']}.")
+    return t + (" A diagonal is drawn from corner to corner." if s.get('diagonal') else "")
+
+# %% ../nbs/01_synth.ipynb #ce16e6f8
+def _describe_right_triangle(s):
+    lab = lambda k, v: f"labelled {v}" if k in s['labels'] else "not labelled"
+    c = math.isqrt(s['base'] ** 2 + s['height'] ** 2)
+    return (f"The image shows a right triangle drawn on a grid of unit squares, with the right angle at the "
+            f"{_CORNERS[s['corner']]}. Its horizontal leg is {_units(s['base'])} long ({lab('base', s['base'])}), "
+            f"its vertical leg is {_units(s['height'])} long ({lab('height', s['height'])}), "
+            f"and its hypotenuse is {lab('hypotenuse', c)}.")
+
+# %% ../nbs/01_synth.ipynb #bef5740d
 def _describe_geometry(sc):
     s = sc['shape']; k = s['kind']
-    if k == 'rectangle':
-        t = f"The image shows a rectangle drawn on a grid of unit squares, {_units(s['w'])} wide and {_units(s['h'])} tall; its width is labelled {s['w']} and its height {s['h']}."
-        return t + (" A diagonal is drawn from corner to corner." if s.get('diagonal') else "")
-    if k == 'right_triangle':
-        corner = {'bl': 'bottom left', 'br': 'bottom right', 'tl': 'top left', 'tr': 'top right'}[s['corner']]
-        lab = lambda k, v: f"labelled {v}" if k in s['labels'] else "not labelled"
-        c = math.isqrt(s['base'] ** 2 + s['height'] ** 2)
-        return (f"The image shows a right triangle drawn on a grid of unit squares, with the right angle at the {corner}. "
-                f"Its horizontal leg is {_units(s['base'])} long ({lab('base', s['base'])}), its vertical leg is {_units(s['height'])} long "
-                f"({lab('height', s['height'])}), and its hypotenuse is {lab('hypotenuse', c)}.")
+    if k == 'rectangle': return _describe_rectangle(s)
+    if k == 'right_triangle': return _describe_right_triangle(s)
     if k == 'lshape':
-        corner = {'bl': 'bottom left', 'br': 'bottom right', 'tl': 'top left', 'tr': 'top right'}[s['cut_corner']]
-        return (f"The image shows an L-shaped figure on a grid of unit squares: a rectangle {_units(s['w'])} wide and {_units(s['h'])} tall "
-                f"with a {s['cut_w']} by {s['cut_h']} rectangle cut away at its {corner} corner.")
+        return (f"The image shows an L-shaped figure on a grid of unit squares: a rectangle {_units(s['w'])} wide "
+                f"and {_units(s['h'])} tall with a {s['cut_w']} by {s['cut_h']} rectangle cut away at its "
+                f"{_CORNERS[s['cut_corner']]} corner.")
     A, B, _ = s['angles']
     return (f"The image shows a triangle with a horizontal base. The angle at the left end of the base is marked {A}°, "
             f"the angle at the right end is marked {B}°, and the top angle is marked with a question mark.")
 
 # %% ../nbs/01_synth.ipynb #25ced14b
 def _describe_chart(sc):
-    kind = sc['kind']; vals = ', '.join(f"{l} = {v}" for l, v in zip(sc['labels'], sc['values']))
+    kind = sc['kind']
+    vals = ', '.join(f"{l} = {v}" for l, v in zip(sc['labels'], sc['values']))
     what = f"{len(sc['labels'])} bars" if kind == 'bar' else f"a line through {len(sc['labels'])} points"
     return (f"The image shows a {kind} chart with {what} labelled {sc['labels'][0]} to {sc['labels'][-1]}, "
             f"drawn on a grid with lines 1 unit apart: {vals}.")
@@ -542,7 +708,8 @@ def _meta(rec):
     m = rec.get('metadata') or {}
     if isinstance(m, str): m = json.loads(m)
     if m.get('family') not in FAMILIES or 'scene' not in m or 'query' not in m:
-        raise ValueError(f"record {rec.get('id')!r}, field 'metadata': not a synth problem (needs family, scene, query)")
+        raise ValueError(f"record {rec.get('id')!r}, field 'metadata': not a synth problem "
+                         "(needs family, scene, query)")
     return m
 
 # %% ../nbs/01_synth.ipynb #8843a48f
@@ -550,13 +717,15 @@ def describe_scene(rec:dict, # a record made by this module
                   ) -> str:
     "An exact textual description of the record's ground-truth scene."
     m = _meta(rec)
-    return {'counting': _describe_counting, 'geometry': _describe_geometry, 'chart': _describe_chart}[m['family']](m['scene'])
+    describe = {'counting': _describe_counting, 'geometry': _describe_geometry, 'chart': _describe_chart}[m['family']]
+    return describe(m['scene'])
 
 # %% ../nbs/01_synth.ipynb #461a8dd8
 def scene_answer(rec:dict, # a record made by this module (its scene may have been altered)
                 ) -> int:
     "The numeric answer the record's scene and query give (never a letter)."
-    m = _meta(rec); return _family_parts(m['family'])[2](m['scene'], m['query'])[0]
+    m = _meta(rec)
+    return _family_parts(m['family'])[2](m['scene'], m['query'])[0]
 
 # %% ../nbs/01_synth.ipynb #2cbd46db
 def solution_steps(rec:dict, # a record made by this module
@@ -564,7 +733,9 @@ def solution_steps(rec:dict, # a record made by this module
     "The generator's step-by-step solution of `rec` (last step states the result)."
     m = _meta(rec); _, _, solve, _, _ = _family_parts(m['family'])
     ans, steps = solve(m['scene'], m['query'])
-    if rec.get('choices'): steps = steps + [f"{ans} is option ({LETTERS[[str(c) for c in rec['choices']].index(str(ans))]})."]
+    if rec.get('choices'):
+        letter = LETTERS[[str(c) for c in rec['choices']].index(str(ans))]
+        steps = steps + [f"{ans} is option ({letter})."]
     return steps
 
 # %% ../nbs/01_synth.ipynb #5554ce8a
@@ -574,7 +745,8 @@ def solve_scene(rec:dict, # a record made by this module
     ans = str(scene_answer(rec))
     if not rec.get('choices'): return ans
     ch = [str(c) for c in rec['choices']]
-    if ans not in ch: raise ValueError(f"record {rec.get('id')!r}, field 'choices': solved answer {ans} is not among {ch}")
+    if ans not in ch:
+        raise ValueError(f"record {rec.get('id')!r}, field 'choices': solved answer {ans} is not among {ch}")
     return LETTERS[ch.index(ans)]
 
 # %% ../nbs/01_synth.ipynb #10b76cf4
@@ -599,31 +771,42 @@ def generate(n:int, # number of problems
         r = random.Random(derive_seed(seed, split, i, 'meta'))
         lvl, var = _pick(levels, r.random()), 'mc' if r.random() < mc_fraction else 'free'
         fam = families[i % len(families)]
-        out.append(make_problem(fam, derive_seed(seed, split, i), lvl, var, size, split, id=f"synth-{split}-{seed}-{i:06d}-{fam}", render=render))
+        rid = f"synth-{split}-{seed}-{i:06d}-{fam}"
+        out.append(make_problem(fam, derive_seed(seed, split, i), lvl, var, size, split, id=rid, render=render))
     return out
 
 # %% ../nbs/01_synth.ipynb #0749a7df
 def problem_key(rec:dict, # a synth record
                ) -> str:
     "Canonical key of a problem (family, scene, query): equal keys mean the same problem whatever the variant."
-    m = _meta(rec); return json.dumps([m['family'], m['scene'], m['query']], sort_keys=True, separators=(',', ':'))
+    m = _meta(rec)
+    return json.dumps([m['family'], m['scene'], m['query']], sort_keys=True, separators=(',', ':'))
 
 # %% ../nbs/01_synth.ipynb #adb0b795
+def _draw_unseen(n_test, seen, seed, kw):
+    "Test problems drawn in order, keeping those whose key is not in `seen` (which grows); returns (test, draws)."
+    test, i = [], 0
+    while len(test) < n_test:
+        if i > 20 * n_test + 1000:
+            raise RuntimeError(f"could not draw {n_test} test problems unseen in train; widen levels/size")
+        for r in generate(1, seed=seed, split='test', start=i, **kw):
+            k = problem_key(r)
+            if k not in seen:
+                seen.add(k)
+                test.append(r)
+        i += 1
+    return test, i
+
+# %% ../nbs/01_synth.ipynb #51e94531
 def make_splits(n_train:int, # training problems
                 n_test:int, # held-out problems
                 seed:int=0, # base seed
                 stats:dict|None=None, # if given, filled with {'test_drawn': ..., 'test_dropped': ...}
                 **kw, # passed to `generate` (families, size, levels, mc_fraction, render)
                ) -> tuple[list, list]:
-    "Train and test sets from disjoint seed streams, with every test problem whose key is in train (or repeated) dropped."
+    "Train and test sets from disjoint seed streams; test problems whose key is in train (or repeated) are dropped."
     train = generate(n_train, seed=seed, split='train', **kw)
-    seen, test, i = {problem_key(r) for r in train}, [], 0
-    while len(test) < n_test:
-        if i > 20 * n_test + 1000: raise RuntimeError(f"could not draw {n_test} test problems unseen in train; widen levels/size")
-        for r in generate(1, seed=seed, split='test', start=i, **kw):
-            k = problem_key(r)
-            if k not in seen: seen.add(k); test.append(r)
-        i += 1
+    test, i = _draw_unseen(n_test, {problem_key(r) for r in train}, seed, kw)
     if stats is not None: stats.update(test_drawn=i, test_dropped=i - len(test))
     return train, test
 
@@ -631,7 +814,9 @@ def make_splits(n_train:int, # training problems
 def _tally(recs):
     t = {}
     for r in recs:
-        m = r['metadata']; k = f"{m['family']}/L{m['level']}/{m['variant']}"; t[k] = t.get(k, 0) + 1
+        m = r['metadata']
+        k = f"{m['family']}/L{m['level']}/{m['variant']}"
+        t[k] = t.get(k, 0) + 1
     return dict(sorted(t.items()))
 
 # %% ../nbs/01_synth.ipynb #37032200
@@ -643,14 +828,25 @@ def write_splits(out_dir, # directory for train.<fmt>, test.<fmt> and synth_summ
                  **kw, # passed to `generate` (families, size, levels, mc_fraction)
                 ) -> dict:
     "Generate disjoint splits and save them with `core.save_problems`; returns the summary (also written as JSON)."
-    stats = {}; train, test = make_splits(n_train, n_test, seed=seed, stats=stats, **kw)
-    out = Path(out_dir); paths = {s: save_problems(rs, out/f"{s}.{fmt}") for s, rs in (('train', train), ('test', test))}
+    stats = {}
+    train, test = make_splits(n_train, n_test, seed=seed, stats=stats, **kw)
+    out = Path(out_dir)
+    paths = {s: save_problems(rs, out/f"{s}.{fmt}") for s, rs in (('train', train), ('test', test))}
     summary = dict(seed=seed, args={k: list(v) if isinstance(v, (tuple, list)) else v for k, v in kw.items()},
                    files={k: p.name for k, p in paths.items()}, train=_tally(train), test=_tally(test), **stats)
     atomic_write_text(out/'synth_summary.json', json.dumps(summary, indent=1) + '\n')
     return summary
 
 # %% ../nbs/01_synth.ipynb #015fc683
+def _sample_readme(recs, call):
+    "The sample's README: how it was written, then one line per problem with its answer and scene description."
+    lines = ["# Synthetic sample", "", f"Written by `{call}`.", ""]
+    for r in recs:
+        ans = f"{r['answer']} ({r['answer_text']})" if r['choices'] else r['answer']
+        lines += [f"- `{r['id']}`: {r['question']} **{ans}** -- {describe_scene(r)}"]
+    return '\n'.join(lines) + '\n'
+
+# %% ../nbs/01_synth.ipynb #dac13f7a
 def write_sample(out_dir, # directory to write (created; our files and image folders inside are replaced)
                  seed:int=0, # base seed
                  n_train:int=24, # training problems
@@ -660,13 +856,12 @@ def write_sample(out_dir, # directory to write (created; our files and image fol
     "Write a small committed sample: train.jsonl, test.jsonl, their PNG folders (replaced) and a README of scenes."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     train, test = make_splits(n_train, n_test, seed=seed, size=size, mc_fraction=0.5)
-    for d in ('train_images', 'test_images'): shutil.rmtree(out/d, ignore_errors=True)  # no stale PNGs from older samples
+    for d in ('train_images', 'test_images'):  # no stale PNGs from older samples
+        shutil.rmtree(out/d, ignore_errors=True)
     paths = [save_jsonl(train, out/'train.jsonl'), save_jsonl(test, out/'test.jsonl')]
-    lines = ["# Synthetic sample", "", f"Written by `vr1_nb.synth.write_sample(out_dir, seed={seed}, n_train={n_train}, n_test={n_test}, size={size})`.", ""]
-    for r in train + test:
-        ans = f"{r['answer']} ({r['answer_text']})" if r['choices'] else r['answer']
-        lines += [f"- `{r['id']}`: {r['question']} **{ans}** -- {describe_scene(r)}"]
-    (out/'README.md').write_text('\n'.join(lines) + '\n', encoding='utf-8'); paths.append(out/'README.md')
+    call = f"vr1_nb.synth.write_sample(out_dir, seed={seed}, n_train={n_train}, n_test={n_test}, size={size})"
+    (out/'README.md').write_text(_sample_readme(train + test, call), encoding='utf-8')
+    paths.append(out/'README.md')
     return paths
 
 # %% ../nbs/01_synth.ipynb #3bfef91b
@@ -691,16 +886,24 @@ def corpus_texts(n:int=3000, # number of texts
     return out[:n]
 
 # %% ../nbs/01_synth.ipynb #7a56fe02
+def _squares_image(k):
+    "A 56 px white image with `k` 8x8 red squares in a row."
+    im = Image.new('RGB', (56, 56), 'white')
+    for j in range(k): im.paste((255, 0, 0), (4 + 12*j, 20, 12 + 12*j, 28))
+    return im
+
+# %% ../nbs/01_synth.ipynb #1cc3145c
 def red_squares(n:int=8, # number of problems (problem i shows i % 4 + 1 squares)
                 id_prefix:str='p', # ids are f'{id_prefix}{i}'
                 response:bool=False, # add an exact R1-format `response` (an SFT chain)
                ) -> list[dict]:
-    "A minimal counting set built in memory (1-4 red squares on a 56 px white image) for fast trainer tests and examples."
+    "A minimal counting set in memory (1-4 red squares on a 56 px white image) for fast trainer tests and examples."
     out = []
     for i in range(n):
-        k = i % 4 + 1; im = Image.new('RGB', (56, 56), 'white')
-        for j in range(k): im.paste((255, 0, 0), (4 + 12*j, 20, 12 + 12*j, 28))
-        r = dict(id=f'{id_prefix}{i}', images=[im], question='How many red squares are there?', answer=str(k), answer_type='integer')
-        if response: r['response'] = f'<think> I count the red squares one by one: there are {k}. </think><answer>{k}</answer>'
+        k = i % 4 + 1
+        r = dict(id=f'{id_prefix}{i}', images=[_squares_image(k)], question='How many red squares are there?',
+                 answer=str(k), answer_type='integer')
+        if response:
+            r['response'] = f'<think> I count the red squares one by one: there are {k}. </think><answer>{k}</answer>'
         out.append(r)
     return out
