@@ -16,10 +16,10 @@ from .core import (RECORD_FIELDS, LETTERS, R1_INSTRUCTION, RecordError, ConfigEr
 # %% auto #0
 __all__ = ['FORMATS', 'EXTRA_COLUMNS', 'QWEN_MIN_PIXELS', 'QWEN_MAX_PIXELS', 'TRAIN_VERSION', 'IMPORT_VERSION', 'DataError',
            'bad_record', 'bad_line', 'detect_format', 'iter_rows', 'image_ref', 'image_size', 'to_record',
-           'iter_records', 'data_cache_dir', 'source_key', 'build_once', 'write_arrow', 'save_arrow_dir', 'write_bad',
-           'import_dataset', 'smart_resize', 'image_tokens', 'cap_image', 'PixelCap', 'cap_records', 'image_factor',
-           'pixel_caps', 'records_of', 'training_dataset', 'train_subset', 'cap_size', 'processor_limits',
-           'stage_processor', 'check_dataset', 'check_summary', 'stage_input', 'inspect_dataset']
+           'iter_records', 'data_cache_dir', 'source_key', 'build_once', 'write_arrow', 'arrow_image', 'save_arrow_dir',
+           'write_bad', 'import_dataset', 'smart_resize', 'image_tokens', 'cap_image', 'PixelCap', 'cap_records',
+           'image_factor', 'pixel_caps', 'records_of', 'training_dataset', 'train_subset', 'cap_size',
+           'processor_limits', 'stage_processor', 'check_dataset', 'check_summary', 'stage_input', 'inspect_dataset']
 
 # %% ../nbs/02a_data.ipynb #cac0d89f
 class DataError(ValueError):
@@ -392,10 +392,23 @@ def write_arrow(rows:Iterable[dict], # rows matching `features`
     finally: w.close()
     return n
 
+# %% ../nbs/02a_data.ipynb #3b570cf6
+def arrow_image(im, # a path, a {'bytes', 'path'} struct, or a PIL image
+               ) -> dict:
+    "The `{'bytes', 'path'}` struct the Arrow `Image` feature stores: a path by reference, bytes verbatim, PIL encoded."
+    from datasets import Image as HFImage
+    if isinstance(im, dict) and im.get('bytes') is not None: return {'bytes': im['bytes'], 'path': im.get('path')}
+    im = im.get('path') if isinstance(im, dict) else im
+    if isinstance(im, (str, Path)): return {'bytes': None, 'path': str(im)}
+    if not (hasattr(im, 'size') and hasattr(im, 'mode')):
+        raise TypeError(f"expected an image path, a {{'bytes', 'path'}} struct or a PIL image, got {type(im).__name__}")
+    return HFImage().encode_example(im)
+
 # %% ../nbs/02a_data.ipynb #15e7106a
 def _arrow_record(rec:dict, extra=()) -> dict:
-    "A validated record as one row of `core.record_features`: choices as strings, metadata as JSON."
+    "A validated record as one row of `core.record_features`: images as `arrow_image` structs, metadata as JSON."
     row = {k: rec.get(k) for k in RECORD_FIELDS}
+    row['images'] = [arrow_image(im) for im in rec['images']]
     row['choices'] = [str(c) for c in rec['choices']]
     row['metadata'] = json.dumps(rec['metadata'], sort_keys=True, default=str)
     return {**row, **{k: None if rec.get(k) is None else str(rec[k]) for k in extra}}
@@ -577,7 +590,9 @@ TRAIN_VERSION = 1   # bump when the rows written below change: it is part of eve
 def _training_rows(src, kind, instruction, column):
     if kind == 'sft':
         from vr1_nb.sft import sft_example
-        for rec in records_of(src): yield sft_example(rec, instruction, column)
+        for rec in records_of(src):
+            ex = sft_example(rec, instruction, column)
+            yield {**ex, 'images': [arrow_image(im) for im in ex['images']]}
     else:
         for rec in records_of(src): yield {**_arrow_record(rec), 'prompt': to_prompt(rec, instruction)}
 
