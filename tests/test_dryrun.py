@@ -62,7 +62,8 @@ def test_cpu_config_eval_edge_cases():
     cpu, _ = cpu_config(base)
     assert cpu['eval'] == {'max_new_tokens': 16}
     cpu, ch = cpu_config(dict(base, eval={'max_tokens': 512, 'max_new_tokens': 8, 'backend': 'vllm'}))
-    assert (cpu['eval']['max_tokens'], cpu['eval']['backend']) == (16, {'kind': 'hf'}) and 'eval.max_tokens: 512 -> 16 (length)' in ch
+    assert (cpu['eval']['max_tokens'], cpu['eval']['backend']) == (16, {'kind': 'hf'})
+    assert 'eval.max_tokens: 512 -> 16 (length)' in ch
 
 @pytest.mark.parametrize('family', ['qwen2_5_vl', 'qwen2_vl'])
 @pytest.mark.parametrize('path', sorted((REPO/'configs'/'accelerate').glob('*.yaml')), ids=lambda p: p.name)
