@@ -159,7 +159,7 @@ def _recording_vllm(monkeypatch, events, asked):
     monkeypatch.setitem(sys.modules, 'vllm.distributed.parallel_state', ps)
 
 def test_rounds_score_mathvista_under_the_presets_eval_and_free_each_engine(tmp_path, monkeypatch, shared_benchmarks):
-    "OpenVLThinker's preset on MathVista rows: each stage's accuracy is MathVista's under eval_openvlthinker.py's protocol."
+    "OpenVLThinker's preset on MathVista rows: each stage scored as MathVista under eval_openvlthinker.py's protocol."
     from PIL import Image
     from vr1_nb import iterate, synth
     from vr1_nb.core import load_config, R1_INSTRUCTION
