@@ -241,3 +241,34 @@ def test_cached_hub_ids_load_offline_and_a_missing_one_is_a_clear_error(tmp_path
         models.load_model('org/missing')
     r = vr1('data', 'inspect', 'org/missing', ok=False, env={'HF_HOME': str(tmp_path/'hf'), 'HF_HUB_OFFLINE': '1'})
     assert r.returncode != 0 and 'Traceback' not in r.stderr and 'not in the local hub cache' in r.stderr
+
+BENCH_FILES = {'mathvista': 'mathvista/testmini.json', 'mathverse': 'mathverse/testmini_text_only.json',
+               'mathvision': 'mathvision/testmini.jsonl'}
+
+@pytest.mark.parametrize('bench', sorted(BENCH_FILES))
+def test_benchmark_rows_are_read_as_their_benchmark(shared_benchmarks, bench):
+    "Every row of the real testmini files is its benchmark's (MathVista's was `mm_math`: choices dropped, text gold)."
+    from vr1_nb import benchmarks
+    path = shared_benchmarks/BENCH_FILES[bench]
+    rows = [row for _, _, row in D.iter_rows(path)]
+    assert {D.detect_format(r) for r in rows} == {bench} and D.benchmark_of(path) == bench
+    want = getattr(benchmarks, f'load_{bench}')(path)
+    got = [D.to_record(r, bench, f'r{i}', path.parent) for i, r in enumerate(rows)]
+    keys = ('id', 'question', 'choices', 'answer', 'answer_text', 'answer_type', 'source', 'images')
+    assert [{k: r[k] for k in keys} for r in got] == [{k: r[k] for k in keys} for r in want]
+    if bench == 'mathvista':
+        mc = [r for r in got if r['choices']]
+        assert len(mc) > 400 and all(r['answer'] in 'ABCDEFGH' and r['answer_text'] in r['choices'] for r in mc)
+
+def test_a_mathvista_file_with_its_images_imports_as_mathvista(shared_benchmarks, tmp_path):
+    "MathVista's object layout (pid -> problem) converts with its choices; images resolved against the file's folder."
+    src = json.loads((shared_benchmarks/'mathvista'/'testmini.json').read_text())
+    part = {k: src[k] for k in list(src)[:5]}
+    (tmp_path/'mv'/'images').mkdir(parents=True)
+    for r in part.values(): Image.new('RGB', (8, 8)).save(tmp_path/'mv'/r['image'])
+    (tmp_path/'mv'/'testmini.json').write_text(json.dumps(part))
+    summ = D.import_dataset(tmp_path/'mv'/'testmini.json', tmp_path/'out')
+    recs = load_problems(summ['out'])
+    assert (summ['format'], summ['records']) == ('mathvista', 5)
+    assert [r['choices'] for r in recs] == [list(v['choices'] or []) for v in part.values()]
+    assert all(r['source'] == 'mathvista' and Path(r['images'][0]).exists() for r in recs)

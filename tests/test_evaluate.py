@@ -408,3 +408,31 @@ def test_make_eval_backend_chooses_by_kind_and_device(monkeypatch):
     monkeypatch.setattr(E, '_cuda', lambda: True)   # a GPU box: the checkpoint goes on the GPU unless the config places it
     make_eval_backend('/ckpt/qwen', {}, {'dtype': 'bfloat16'}); make_eval_backend('/ckpt/qwen', {}, {'device_map': 'auto'})
     assert loaded == [dict(dtype='bfloat16', device_map='cuda'), dict(device_map='auto')]
+
+def _recording_vllm(monkeypatch, events):
+    "A stand-in `vllm` whose engines answer '<answer>1</answer>' and record when they are built, freed and torn down."
+    import sys, types
+    class LLM:
+        def __init__(self, model, **kw): events.append('engine')
+        def __del__(self): events.append('engine freed')
+        def chat(self, messages, sampling_params, use_tqdm=True):
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text='<answer>1</answer>')]) for _ in messages]
+    ps = types.ModuleType('vllm.distributed.parallel_state')
+    ps.destroy_model_parallel, ps.destroy_distributed_environment = lambda: events.append('torn down'), lambda: None
+    monkeypatch.setitem(sys.modules, 'vllm', types.SimpleNamespace(SamplingParams=lambda **kw: kw, LLM=LLM))
+    monkeypatch.setitem(sys.modules, 'vllm.distributed', types.SimpleNamespace(parallel_state=ps))
+    monkeypatch.setitem(sys.modules, 'vllm.distributed.parallel_state', ps)
+
+def test_eval_suite_frees_each_engine_before_the_next(tmp_path, monkeypatch):
+    "One vLLM engine per test set, each released (VLLMBackend.close) before the next; a caller's backend stays open."
+    events = []
+    _recording_vllm(monkeypatch, events)
+    for i, name in enumerate('ab'): save_jsonl(_probs(2, seed=i), tmp_path/f'{name}.jsonl')
+    cfg = {'model': {'path': 'Qwen/Qwen2.5-VL-7B-Instruct'}, 'data': {'task': 'a', 'test': {
+               'a': str(tmp_path/'a.jsonl'), 'b': str(tmp_path/'b.jsonl')}},
+           'eval': {'protocol': 'greedy', 'max_new_tokens': 8, 'backend': {'kind': 'vllm'}}}
+    eval_suite(cfg, tmp_path/'suite', progress=False)
+    assert events == ['engine', 'engine freed', 'torn down'] * 2
+    mine = CallableBackend(lambda r: '<answer>1</answer>', 'mine'); mine.close = lambda: events.append('closed mine')
+    eval_run(cfg, tmp_path/'a.jsonl', tmp_path/'given', backend=mine, progress=False)
+    assert events[-1] == 'torn down'                                    # the caller closes what it built

@@ -340,3 +340,55 @@ def test_backend_refuses_decoding_its_server_cannot_honour(monkeypatch, caplog):
         assert OpenAIBackend(srv.base_url, 'echo').generate([topk])[0]['error'] is None   # our serve takes top_k
         with pytest.raises(ValueError, match=r"extra_body sets \['top_k'\]"): OpenAIBackend(srv.base_url, 'echo', extra_body={'top_k': 20})
     finally: srv.shutdown(); srv.server_close()
+
+def _stand_in_vllm(monkeypatch, calls, parallel_state=True):
+    "A stand-in `vllm` (optionally without `vllm.distributed.parallel_state`) recording engine and teardown calls."
+    import types
+    class LLM:
+        def __init__(self, model, **kw): calls.append('LLM')
+        def __del__(self): calls.append('LLM deleted')
+    monkeypatch.setitem(sys.modules, 'vllm', types.SimpleNamespace(LLM=LLM))
+    if not parallel_state:   # the import raises ImportError
+        monkeypatch.setitem(sys.modules, 'vllm.distributed', None)
+        monkeypatch.setitem(sys.modules, 'vllm.distributed.parallel_state', None)
+    else:
+        ps = types.ModuleType('vllm.distributed.parallel_state')
+        ps.destroy_model_parallel = lambda: calls.append('destroy_model_parallel')
+        ps.destroy_distributed_environment = lambda: calls.append('destroy_distributed_environment')
+        monkeypatch.setitem(sys.modules, 'vllm.distributed', types.SimpleNamespace(parallel_state=ps))
+        monkeypatch.setitem(sys.modules, 'vllm.distributed.parallel_state', ps)
+    import gc, torch
+    collect = gc.collect
+    monkeypatch.setattr(gc, 'collect', lambda *a: calls.append('gc.collect') or collect(*a))
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'empty_cache', lambda: calls.append('empty_cache'))
+
+def test_vllm_close_follows_vllms_release_recipe(monkeypatch):
+    "Delete the LLM, destroy vLLM's parallel state, collect, empty the CUDA cache; once; a closed backend refuses work."
+    calls = []
+    _stand_in_vllm(monkeypatch, calls)
+    with VLLMBackend('m', max_tokens=8) as be: assert be.llm is not None
+    assert calls == ['LLM', 'LLM deleted', 'destroy_model_parallel', 'destroy_distributed_environment', 'gc.collect',
+                     'empty_cache']
+    be.close(); assert len(calls) == 6
+    with pytest.raises(FatalBackendError, match='closed'): be.generate([Request('q', 'eval', 'm', _msgs('p'))])
+
+def test_vllm_close_spares_a_process_group_it_did_not_make(monkeypatch):
+    "Under `accelerate launch` the process group is the job's: the engine goes, the group stays."
+    import torch
+    calls = []
+    _stand_in_vllm(monkeypatch, calls)
+    monkeypatch.setattr(torch.distributed, 'is_initialized', lambda: True)
+    VLLMBackend('m').close()
+    assert calls == ['LLM', 'LLM deleted', 'gc.collect', 'empty_cache']
+
+def test_vllm_close_without_parallel_state_module(monkeypatch):
+    calls = []
+    _stand_in_vllm(monkeypatch, calls, parallel_state=False)
+    VLLMBackend('m').close()
+    assert calls == ['LLM', 'LLM deleted', 'gc.collect', 'empty_cache']
+
+def test_every_backend_is_a_context_manager():
+    with CallableBackend(lambda q: 'x') as be:
+        assert be.generate([Request('q', 't', 'callable', _msgs('p'))])[0]['texts'] == ['x']
+    be.close()                                                           # the base class holds nothing: a no-op

@@ -141,3 +141,53 @@ def test_two_process_round_and_eval(tmp_path, monkeypatch):
     # transformers' per-process RNG state is the one file each rank writes by design (a resume restores each rank's RNG)
     assert any(Path(w).name == 'rng_state_1.pth' for w in writes), writes      # the wrapper sees C++-level writes
     assert all(Path(w).name == 'rng_state_1.pth' and Path(w).parent.name.startswith('checkpoint-') for w in writes), writes
+
+def _recording_vllm(monkeypatch, events, asked):
+    "A stand-in `vllm`: engines answer '(B)' in the paper's layout, record the text asked, their build and teardown."
+    import sys, types
+    class LLM:
+        def __init__(self, model, **kw): events.append('engine')
+        def __del__(self): events.append('engine freed')
+        def chat(self, messages, sampling_params, use_tqdm=True):
+            asked.extend(m[-1]['content'][-1]['text'] for m in messages)
+            out = lambda s: [types.SimpleNamespace(text='<think>look</think><answer>B</answer>')] * s.get('n', 1)
+            return [types.SimpleNamespace(outputs=out(s)) for s in sampling_params]
+    ps = types.ModuleType('vllm.distributed.parallel_state')
+    ps.destroy_model_parallel, ps.destroy_distributed_environment = lambda: events.append('torn down'), lambda: None
+    monkeypatch.setitem(sys.modules, 'vllm', types.SimpleNamespace(SamplingParams=lambda **kw: kw, LLM=LLM))
+    monkeypatch.setitem(sys.modules, 'vllm.distributed', types.SimpleNamespace(parallel_state=ps))
+    monkeypatch.setitem(sys.modules, 'vllm.distributed.parallel_state', ps)
+
+def test_rounds_score_mathvista_under_the_presets_eval_and_free_each_engine(tmp_path, monkeypatch, shared_benchmarks):
+    "OpenVLThinker's preset on MathVista rows: each stage scored as MathVista under eval_openvlthinker.py's protocol."
+    from PIL import Image
+    from vr1_nb import iterate, synth
+    from vr1_nb.core import load_config, R1_INSTRUCTION
+    src = json.loads((shared_benchmarks/'mathvista'/'testmini.json').read_text())
+    part = {k: src[k] for k in list(src)[:6]}
+    (tmp_path/'mv'/'images').mkdir(parents=True)
+    for r in part.values(): Image.new('RGB', (28, 28)).save(tmp_path/'mv'/r['image'])
+    (tmp_path/'mv'/'testmini.json').write_text(json.dumps(part))
+    events, asked = [], []
+    _recording_vllm(monkeypatch, events, asked)
+    monkeypatch.setattr(iterate, 'run_step', lambda kind, cfg, train, out, *a, **k: Path(out))   # no training here
+    monkeypatch.setattr(iterate, 'grpo_phases', lambda cfg, *a, **k: (Path(cfg['model']['path']), []))
+    tr = synth.generate(4, seed=1)
+    cfg = {k: v for k, v in load_config('openvlthinker-7b').items() if k != 'curriculum'}
+    cfg['model']['path'] = str(tmp_path/'base')
+    cfg['iterate'] = dict(rounds=1, sft_set=[dict(r, response=synth.r1_response(r)) for r in tr], rl=tr, samples=1,
+                          test=str(tmp_path/'mv'/'testmini.json'), curriculum=False, launch=None)
+    summ = iterate.iterate_run(cfg, tmp_path/'run')
+    sc = json.loads((tmp_path/'run'/'round1'/'eval-sft'/'scores.json').read_text())
+    p = sc['protocol']
+    assert (sc['benchmark'], sc['total'], summ['benchmark']) == ('mathvista', 6, 'mathvista')
+    assert (p['name'], p['prompt'], p['instruction'], p['temperature'], p['top_k'], p['max_tokens']) == \
+           ('openvlthinker', 'query', None, 0.01, 1, 2048)
+    assert summ['rounds'][0]['acc_sft'] == sc['accuracy'] and summ['base'] is not None
+    rows = [json.loads(l) for l in (tmp_path/'run'/'round1'/'eval-grpo'/'predictions.jsonl').read_text().splitlines()]
+    mc = [r for r in rows if r['choices']]
+    assert mc and all(r['answer'] in 'ABCDE' for r in mc)                     # the gold a letter, the choices kept
+    assert all(r['correct'] == (r['answer'] == 'B') for r in mc)             # scored by MathVista's convention
+    on_test = [t for t in asked if any(v['question'][:40] in t for v in part.values())]
+    assert len(on_test) == 3 * 6 and not any(R1_INSTRUCTION in t for t in on_test)   # no instruction: the question
+    assert events == ['engine', 'engine freed', 'torn down'] * 4              # base, SFT, GRPO evaluations, rejection

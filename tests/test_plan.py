@@ -125,3 +125,33 @@ def test_trl_default_utilisation_is_read_not_remembered():
 
 def test_unknown_stage_is_named():
     with pytest.raises(ConfigError, match="'ptst-16k'.*ptst-4k"): stage_vllm_settings(load_config('vision-r1-7b'), 'ptst-16k')
+
+def _cuda(monkeypatch, name, mib, n):
+    "Make `torch.cuda` report `n` devices called `name` with `mib` MiB each."
+    import types, torch
+    props = types.SimpleNamespace(name=name, total_memory=mib * 2**20)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: n)
+    monkeypatch.setattr(torch.cuda, 'get_device_properties', lambda i: props)
+
+def test_gate_plans_the_detected_machine_and_names_the_step(monkeypatch, capsys):
+    "The plan on this machine's cards, as the walkthroughs gate each step: lines printed, a misfit refused."
+    from vr1_nb.plan import detected_hardware, gate
+    cfg = load_config('openvlthinker-7b')
+    _cuda(monkeypatch, 'NVIDIA H100 80GB HBM3', 81_559, 2)
+    hw = detected_hardware(cfg['hardware'])
+    assert (hw['num_gpus'], hw['gpu'], hw['gpu_mem_gib'], hw['zero_stage']) == (2, 'H100-80GB', 79.6, 3)
+    assert detected_hardware(cfg['hardware'], use_gpu=False) == cfg['hardware']
+    with pytest.raises(ConfigError, match=r"hard will not fit on 2 x H100-80GB: stage 'hard'"):
+        gate(plan_run(dict(cfg, hardware=hw)), 'hard')
+    assert 'stage hard (2,048-token completions x 5)' in capsys.readouterr().out
+    gate(plan_run(cfg), 'hard')                                          # the preset's 8 cards: it fits, nothing raised
+    _cuda(monkeypatch, 'NVIDIA L40S', 46_068, 1)                         # a card the planner does not know
+    l40 = detected_hardware(cfg['hardware'])
+    assert (l40['gpu'], l40['gpu_mem_gib']) == ('H100-80GB', 45.0)      # the preset's card, this machine's memory
+
+def test_gate_on_a_cpu_plan_and_unknown_steps():
+    from vr1_nb.plan import gate, step_lines
+    cpu = plan_run(load_config('smoke'))
+    assert step_lines(cpu, cpu['stages'][0]['name'])[0].endswith('prompts/step')
+    with pytest.raises(ConfigError, match=r"'ptst-99' is not a step of the plan"): gate(cpu, 'ptst-99')

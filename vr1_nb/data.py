@@ -14,12 +14,13 @@ from .core import (RECORD_FIELDS, LETTERS, R1_INSTRUCTION, RecordError, ConfigEr
                          record_features, stage_prompt, launch_rank)
 
 # %% auto #0
-__all__ = ['FORMATS', 'EXTRA_COLUMNS', 'QWEN_MIN_PIXELS', 'QWEN_MAX_PIXELS', 'TRAIN_VERSION', 'IMPORT_VERSION', 'DataError',
-           'bad_record', 'bad_line', 'detect_format', 'iter_rows', 'image_ref', 'image_size', 'to_record',
-           'iter_records', 'data_cache_dir', 'source_key', 'build_once', 'write_arrow', 'save_arrow_dir', 'write_bad',
-           'import_dataset', 'smart_resize', 'image_tokens', 'cap_image', 'PixelCap', 'cap_records', 'image_factor',
-           'pixel_caps', 'records_of', 'training_dataset', 'train_subset', 'cap_size', 'processor_limits',
-           'stage_processor', 'check_dataset', 'check_summary', 'stage_input', 'inspect_dataset']
+__all__ = ['FORMATS', 'BENCHMARK_COLUMNS', 'EXTRA_COLUMNS', 'QWEN_MIN_PIXELS', 'QWEN_MAX_PIXELS', 'TRAIN_VERSION',
+           'IMPORT_VERSION', 'DataError', 'bad_record', 'bad_line', 'detect_format', 'iter_rows', 'image_ref',
+           'image_size', 'to_record', 'iter_records', 'data_cache_dir', 'source_key', 'build_once', 'write_arrow',
+           'arrow_image', 'save_arrow_dir', 'write_bad', 'import_dataset', 'smart_resize', 'image_tokens', 'cap_image',
+           'PixelCap', 'cap_records', 'image_factor', 'pixel_caps', 'records_of', 'benchmark_of', 'training_dataset',
+           'train_subset', 'cap_size', 'processor_limits', 'stage_processor', 'check_dataset', 'check_summary',
+           'stage_input', 'inspect_dataset']
 
 # %% ../nbs/02a_data.ipynb #cac0d89f
 class DataError(ValueError):
@@ -48,7 +49,12 @@ FORMATS = {
     'r1v': "R1-V train (CLEVR-70k, GeoQA-8K): image, problem, solution '<answer> 3 </answer>'; feeds GRPO",
     'r1v_test': "R1-V test (SuperCLEVR-200, GeoQA test): image_path, question, ground_truth; feeds eval",
     'mm_math': "MM-Math: question, solution with \\boxed{} (or answer); feeds eval",
+    'mathvista': "MathVista (testmini.json, AI4Math/MathVista): pid, question, choices, answer, question_type; eval",
+    'mathverse': "MathVerse (AI4Math/MathVerse): sample_index, problem_version, question, answer; eval",
+    'mathvision': "MATH-V (MathLLMs/MathVision): id, question, options, answer, subject, level; eval",
 }
+BENCHMARK_COLUMNS = {'mathvista': {'pid', 'question_type'}, 'mathverse': {'problem_version'},
+                     'mathvision': {'options', 'subject'}}   # a row with these columns is that benchmark's
 
 # %% ../nbs/02a_data.ipynb #23c7dc01
 def detect_format(row:dict, # the first row of a file
@@ -56,6 +62,7 @@ def detect_format(row:dict, # the first row of a file
     "The key of `FORMATS` a row is in, from its columns; a `DataError` naming the columns when none fits."
     if not isinstance(row, dict): raise DataError(f"expected one JSON object per record, got {type(row).__name__}")
     if 'conversations' in row or 'messages' in row: return 'sharegpt'
+    if bench := next((b for b, cols in BENCHMARK_COLUMNS.items() if cols <= set(row)), None): return bench
     if {'id', 'question', 'answer'} <= set(row): return 'project'
     from vr1_nb.evaluate import detect_layout
     try: return detect_layout(row)
@@ -250,6 +257,15 @@ def _project_record(row, rid, root):
         except json.JSONDecodeError as e: raise RecordError(rid, 'metadata', f"not valid JSON ({e})") from None
     return rec
 
+# %% ../nbs/02a_data.ipynb #1853a2df
+def _benchmark_record(row, root, fmt):
+    "A MathVista / MathVerse / MATH-V row read by `vr1_nb.benchmarks` (choices kept, gold a letter), images referenced."
+    from vr1_nb import benchmarks
+    rec = getattr(benchmarks, f"{fmt}_record")(row, root)
+    rec['images'] = [image_ref(x, root, rec['id'], k) for k, x in enumerate(rec['images'])]
+    rec['metadata']['format'] = fmt
+    return rec
+
 # %% ../nbs/02a_data.ipynb #34f0ccf4
 def to_record(row:dict, # a raw row
               fmt:str, # its format (a key of `FORMATS`)
@@ -262,6 +278,7 @@ def to_record(row:dict, # a raw row
     if fmt == 'sharegpt': rec = _sharegpt_record(row, rid, root)
     elif fmt == 'project': rec = _project_record(row, rid, root)
     elif fmt in _PROBLEM_KEYS: rec = _problem_record(row, rid, root, fmt)
+    elif fmt in BENCHMARK_COLUMNS: rec = _benchmark_record(row, root, fmt)
     else: raise DataError(f"unknown format {fmt!r}; choose one of {sorted(FORMATS)}")
     return validate_record(rec)
 
@@ -392,10 +409,23 @@ def write_arrow(rows:Iterable[dict], # rows matching `features`
     finally: w.close()
     return n
 
+# %% ../nbs/02a_data.ipynb #3b570cf6
+def arrow_image(im, # a path, a {'bytes', 'path'} struct, or a PIL image
+               ) -> dict:
+    "The `{'bytes', 'path'}` struct the Arrow `Image` feature stores: a path by reference, bytes verbatim, PIL encoded."
+    from datasets import Image as HFImage
+    if isinstance(im, dict) and im.get('bytes') is not None: return {'bytes': im['bytes'], 'path': im.get('path')}
+    im = im.get('path') if isinstance(im, dict) else im
+    if isinstance(im, (str, Path)): return {'bytes': None, 'path': str(im)}
+    if not (hasattr(im, 'size') and hasattr(im, 'mode')):
+        raise TypeError(f"expected an image path, a {{'bytes', 'path'}} struct or a PIL image, got {type(im).__name__}")
+    return HFImage().encode_example(im)
+
 # %% ../nbs/02a_data.ipynb #15e7106a
 def _arrow_record(rec:dict, extra=()) -> dict:
-    "A validated record as one row of `core.record_features`: choices as strings, metadata as JSON."
+    "A validated record as one row of `core.record_features`: images as `arrow_image` structs, metadata as JSON."
     row = {k: rec.get(k) for k in RECORD_FIELDS}
+    row['images'] = [arrow_image(im) for im in rec['images']]
     row['choices'] = [str(c) for c in rec['choices']]
     row['metadata'] = json.dumps(rec['metadata'], sort_keys=True, default=str)
     return {**row, **{k: None if rec.get(k) is None else str(rec[k]) for k in extra}}
@@ -571,13 +601,26 @@ def records_of(src, # records, a `datasets.Dataset` in the record schema, or any
     else:
         for r in src: yield validate_record(dict(r))
 
+# %% ../nbs/02a_data.ipynb #801a556d
+def benchmark_of(src, # a file, folder or hub id `iter_rows` reads (records or a `Dataset`: None)
+                ) -> str|None:
+    "The benchmark (a key of `BENCHMARK_COLUMNS`) whose own layout `src`'s first row is in, else None."
+    if not isinstance(src, (str, Path)): return None
+    for _, _, row in iter_rows(src):
+        try: fmt = detect_format(row)
+        except DataError: return None   # no benchmark's: reading the set says what is wrong with it
+        return fmt if fmt in BENCHMARK_COLUMNS else None
+    return None
+
 # %% ../nbs/02a_data.ipynb #8b4c51a5
 TRAIN_VERSION = 1   # bump when the rows written below change: it is part of every cache key
 
 def _training_rows(src, kind, instruction, column):
     if kind == 'sft':
         from vr1_nb.sft import sft_example
-        for rec in records_of(src): yield sft_example(rec, instruction, column)
+        for rec in records_of(src):
+            ex = sft_example(rec, instruction, column)
+            yield {**ex, 'images': [arrow_image(im) for im in ex['images']]}
     else:
         for rec in records_of(src): yield {**_arrow_record(rec), 'prompt': to_prompt(rec, instruction)}
 

@@ -73,6 +73,18 @@ def _cpu_steps(out:dict, steps:int, cap:int, ch:list):
     if 'grpo' in out and not out.get('stages') and not out.get('curriculum'):
         _set(out['grpo'], 'grpo', 'max_steps', steps, 'length', ch)
 
+# %% ../nbs/12b_dryrun.ipynb #444edf70
+def _cpu_eval(ev:dict, cap:int, ch:list):
+    "The `eval:` section `ev` on a CPU: the transformers backend, at most `cap` new tokens, no re-asks."
+    from vr1_nb.evaluate import resolve_protocol
+    b = ev.get('backend') or 'hf'
+    kind = b if isinstance(b, str) else b.get('kind', 'hf')
+    if kind != 'hf': _set(ev, 'eval', 'backend', {'kind': 'hf'}, 'device', ch)
+    p = resolve_protocol({k: v for k, v in ev.items() if k != 'backend'})
+    key = 'max_tokens' if ev.get('max_tokens') is not None else 'max_new_tokens'   # `max_tokens` wins when both are set
+    if p['max_tokens'] > cap: _set(ev, 'eval', key, cap, 'length', ch)
+    if p['reask']: _set(ev, 'eval', 'reask', 0, 'length', ch)
+
 # %% ../nbs/12b_dryrun.ipynb #a15d098c
 def cpu_config(cfg:dict, # a full config (e.g. `load_config('vision-r1-7b')`)
                steps:int=1, # optimizer steps per trainer
@@ -83,10 +95,13 @@ def cpu_config(cfg:dict, # a full config (e.g. `load_config('vision-r1-7b')`)
     out, ch = copy.deepcopy(cfg), []
     _cpu_model(out.setdefault('model', {}), cache_dir, ch)
     for name in ('sft', 'grpo'):
-        if name in out: _cpu_section(out[name], name, max_completion_length, ch)
+        if name in out:
+            _cpu_section(out[name], name, max_completion_length, ch)
+            _set(out[name], name, 'logging_steps', 1, 'a log row per step', ch)
     if 'sft' in out: _set(out['sft'], 'sft', 'max_steps', steps, 'length', ch)
     if 'grpo' in out: _shrink_generation(out['grpo'], ch)
     _cpu_steps(out, steps, max_completion_length, ch)
+    _cpu_eval(out.setdefault('eval', {}), max_completion_length, ch)
     return out, ch
 
 # %% ../nbs/12b_dryrun.ipynb #dd8c63c9

@@ -977,13 +977,16 @@ def eval_run(config:dict, # the full config (sections `model`, `eval`, `seed`)
     caps = pixel_caps(config, 'eval')   # eval.max_pixels: null keeps the checkpoint's
     recs = load_eval_data(data_path, benchmark, ev.get('n'), pixels=caps, image_root=image_root)
     benchmark = benchmark or infer_benchmark(recs)
-    if backend is None: backend = _config_backend(config, ev, model_path)
+    own = backend is None   # built here, so closed here: its vLLM engine's memory is free before the next one
+    if own: backend = _config_backend(config, ev, model_path)
     judge = ev.get('judge') or None
     not_protocol = ('n', 'benchmark', 'judge', 'backend', 'batch_size', 'plots', 'max_pixels', 'min_pixels')
     manifest = dict(config, data=dict(config.get('data') or {}, eval_path=str(data_path)))
-    evaluate(recs, backend, {k: v for k, v in ev.items() if k not in not_protocol}, out_dir, benchmark=benchmark,
-             judge=judge, config=manifest, resume=resume, overwrite=overwrite, progress=progress,
-             plots=ev.get('plots', True))
+    try: evaluate(recs, backend, {k: v for k, v in ev.items() if k not in not_protocol}, out_dir, benchmark=benchmark,
+                  judge=judge, config=manifest, resume=resume, overwrite=overwrite, progress=progress,
+                  plots=ev.get('plots', True))
+    finally:
+        if own: backend.close()
     return Path(out_dir)
 
 # %% ../nbs/12_eval.ipynb #fee58680

@@ -156,6 +156,10 @@ class Backend:
         "Yield one response per request as batches finish."
         for i in range(0, len(requests), self.batch_size):
             yield from self.generate(requests[i:i + self.batch_size])
+    def close(self):
+        "Release what the backend holds (an engine, GPU memory); the base class holds nothing."
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
     def __repr__(self): return f"{type(self).__name__}(name={self.name!r})"
 
 # %% ../nbs/06_generate.ipynb #61bc2c87
@@ -589,6 +593,12 @@ def vllm_sampling(d: dict, # full decoding (`decoding`, with `max_tokens` set)
                 top_k=d["top_k"] or -1, min_p=0.0, repetition_penalty=d["repetition_penalty"],
                 max_tokens=d["max_tokens"])
 
+# %% ../nbs/06_generate.ipynb #9ca1737d
+def _dist_initialized() -> bool:
+    "Whether this process has a `torch.distributed` process group."
+    import torch
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
 # %% ../nbs/06_generate.ipynb #3edc5993
 class VLLMBackend(Backend):
     "vLLM offline engine (`vllm.LLM`), imported lazily; one `SamplingParams` (with seed) per request, all at once."
@@ -604,12 +614,14 @@ class VLLMBackend(Backend):
                                     ) from None
         self.vllm, self.model, self.name = vllm, model, name or model
         self.batch_size, self.max_tokens = batch_size, max_tokens
+        self.shared_dist = _dist_initialized()   # a process group the caller set up is not the engine's to destroy
         self.llm = vllm.LLM(model=model, **llm_kwargs)
 
 # %% ../nbs/06_generate.ipynb #33064672
 @patch
 def generate(self: VLLMBackend, requests: list[Request]) -> list[dict]:
     "Answers of `requests` from one `LLM.chat` call."
+    if self.llm is None: raise FatalBackendError(f"{self.name}: the vLLM engine was closed (VLLMBackend.close)")
     ok, out = [], {}
     for i, r in enumerate(requests):
         try: ok.append((i, to_openai_messages(r.messages)))
@@ -629,6 +641,20 @@ def imap(self: VLLMBackend, requests: list[Request]) -> Iterator[dict]:
     "Every request in one call (vLLM schedules them), or `batch_size` per call when set."
     step = self.batch_size or max(len(requests), 1)
     for i in range(0, len(requests), step): yield from self.generate(requests[i:i + step])
+
+# %% ../nbs/06_generate.ipynb #b252cfd4
+@patch
+def close(self: VLLMBackend):
+    "Free the engine and its GPU memory (vLLM's recipe: delete the LLM, destroy its parallel state, empty the cache)."
+    import gc, torch
+    if getattr(self, 'llm', None) is None: return
+    self.llm = None   # the only reference we hold: the engine is deleted here
+    if not self.shared_dist:
+        try: from vllm.distributed.parallel_state import destroy_model_parallel, destroy_distributed_environment
+        except ImportError: pass
+        else: destroy_model_parallel(); destroy_distributed_environment()
+    gc.collect()
+    if torch.cuda.is_available(): torch.cuda.empty_cache()
 
 # %% ../nbs/06_generate.ipynb #6d5372c5
 class _Handler(BaseHTTPRequestHandler):

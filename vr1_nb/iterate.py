@@ -15,27 +15,33 @@ from .core import (RunDir, load_config, load_problems, save_jsonl, load_jsonl, f
 # %% auto #0
 __all__ = ['RATING_PROMPT', 'ITERATE_DEFAULTS', 'eval_model', 'read_predictions', 'score_predictions', 'difficulty_key',
            'error_rates', 'curriculum', 'kmeans_1d', 'paper_difficulty', 'record_errors', 'rate_difficulty',
-           'iterate_settings', 'launch_command', 'run_step', 'phase_config', 'grpo_phases', 'round_size', 'sample_n',
-           'iterate_run']
+           'iterate_settings', 'eval_protocol', 'launch_command', 'run_step', 'phase_config', 'grpo_phases',
+           'round_size', 'sample_n', 'test_set', 'iterate_run']
 
 # %% ../nbs/11_iterate.ipynb #fd13ec64
 def eval_model(model_dir, # the checkpoint to evaluate
                records, # held-out records, or a path `core.load_problems` reads
                out_dir, # run directory for this evaluation
-               instruction:str|None=R1_INSTRUCTION, # prompt suffix (None: the bare question, for a direct-answer model)
+               instruction=R1_INSTRUCTION, # the prompt (see `core.prompt_spec`; None: the bare question)
                max_new_tokens:int=96, # generation budget
-               batch_size:int=32, # greedy requests per forward batch
+               batch_size:int=32, # requests per forward batch (the HF backend)
                resume:bool=True, # reuse a finished evaluation / continue an unfinished one
                progress:bool=True, # tqdm bar
-               backend:dict|None=None, # the `eval.backend` section (None: the model through HF on this machine)
+               backend:dict|None=None, # the `eval.backend` section (None: the section's, else HF on this machine)
+               protocol:dict|None=None, # an `eval:` section (protocol, prompt, decoding, judge); None: greedy
+               benchmark:str|None='synth', # the scoring convention; None: the records' own (`infer_benchmark`)
+               model_cfg:dict|None=None, # the `model:` section (dtype, device_map, the tiny model's seed)
               ) -> dict:
-    "Greedy answers of the model in `model_dir` to `records`, scored by the harness; returns its scores."
+    "The model in `model_dir` answers `records` under `protocol` (greedy by default), scored by the harness."
     from vr1_nb.evaluate import evaluate, make_eval_backend
     recs = load_problems(records) if isinstance(records, (str, Path)) else list(records)
-    proto = dict(protocol='greedy', max_new_tokens=max_new_tokens, instruction=instruction or '')
-    opts = dict(proto, batch_size=batch_size, **({'backend': backend} if backend else {}))
-    be = make_eval_backend(str(model_dir), opts)
-    return evaluate(recs, be, proto, out_dir, benchmark='synth', resume=resume, progress=progress, plots=False)
+    if protocol is None and instruction is None: instruction = ''   # the greedy default's bare question, as ever
+    ev = {**(protocol or {'protocol': 'greedy'}), 'max_new_tokens': max_new_tokens, 'instruction': instruction}
+    ev = {k: v for k, v in ev.items() if k != 'max_tokens'}   # `max_new_tokens` is the budget
+    ev.update(batch_size=ev.get('batch_size', batch_size), **({'backend': backend} if backend else {}))
+    with make_eval_backend(str(model_dir), ev, model_cfg) as be:
+        return evaluate(recs, be, ev, out_dir, benchmark=benchmark, judge=ev.get('judge'), resume=resume,
+                        progress=progress, plots=False)
 
 # %% ../nbs/11_iterate.ipynb #224c4b36
 def read_predictions(path) -> list[dict]:
@@ -206,6 +212,17 @@ def iterate_settings(cfg:dict) -> dict:
     if bad: raise ValueError(f"iterate section: unknown key(s) {bad}; known: {sorted(known)}")
     return {**ITERATE_DEFAULTS, **it}
 
+# %% ../nbs/11_iterate.ipynb #63a88a6c
+def eval_protocol(cfg:dict, # the full config (`eval:`, `iterate:`)
+                  base:bool=False, # the base model's evaluation (`iterate.base_instruction`)
+                 ) -> dict:
+    "The `eval:` section the rounds evaluate under, with `iterate.max_new_tokens` and the iterate instruction if set."
+    ev, own, it = dict(cfg.get('eval') or {}), cfg.get('iterate') or {}, iterate_settings(cfg)
+    key = 'base_instruction' if base else 'instruction'
+    if key in own or 'instruction' not in ev: ev['instruction'] = '' if it[key] is None else it[key]
+    mnt = it['max_new_tokens'] or ev.get('max_tokens') or ev.get('max_new_tokens') or 96
+    return {**{k: v for k, v in ev.items() if k != 'max_tokens'}, 'max_new_tokens': mnt}
+
 # %% ../nbs/11_iterate.ipynb #3a9bccae
 def launch_command(kind:str, # 'sft' or 'grpo'
                    config_path, # the step's config (YAML)
@@ -369,12 +386,26 @@ def _check_inputs(cfg:dict, it:dict) -> bool:
     return own_data
 
 # %% ../nbs/11_iterate.ipynb #43fb9e22
-def _read_sets(it:dict) -> tuple:
-    "(sft_set, test, rl, train) of the iterate settings (`train`: the SFT set's problems unless given)."
-    sft_set, test = _load(it['sft_set']), _load(it['test'])
+def _read_sets(cfg:dict, it:dict) -> tuple:
+    "(sft_set, test, benchmark, rl, train) of the iterate settings (`train`: the SFT set's problems unless given)."
+    sft_set, (test, bench) = _load(it['sft_set']), test_set(cfg, it)
     rl = _load(it['rl']) if it.get('rl') else []
     train = _load(it['train']) if it.get('train') else [_problem_only(r) for r in sft_set]
-    return sft_set, test, rl, train
+    return sft_set, test, bench, rl, train
+
+# %% ../nbs/11_iterate.ipynb #3ea693a8
+def test_set(cfg:dict, # the full config (`eval:` for the benchmark and the pixel caps)
+             it:dict, # the iterate settings (`test`, `eval_n`)
+            ) -> tuple[list, str|None]:
+    "The held-out records of `iterate.test` and the benchmark that scores them."
+    from vr1_nb.data import benchmark_of, pixel_caps, cap_records
+    from vr1_nb.evaluate import load_eval_data, infer_benchmark
+    src, ev = it['test'], cfg.get('eval') or {}
+    own = benchmark_of(src)
+    recs = load_eval_data(src, own) if own else _load(src)
+    recs = recs[:it['eval_n']] if it['eval_n'] else recs
+    if caps := pixel_caps(cfg, 'eval'): recs = cap_records(recs, **caps)
+    return recs, ev.get('benchmark') or own or infer_benchmark(recs)
 
 # %% ../nbs/11_iterate.ipynb #cf358e22
 @dataclass
@@ -382,12 +413,14 @@ class _Rounds:
     "What the rounds of one `iterate_run` share: config, iterate settings, data, generation budget, resume."
     cfg:dict; it:dict; test:list; rl:list; train:list; mnt:int; resume:bool
     split:dict|None=None # the RL problems' medium / hard split, when the curriculum measured one
+    bench:str|None='synth' # the test set's benchmark (`test_set`)
 
     def evaluate(self, model, out_dir, base:bool=False, recs=None) -> dict:
-        "`eval_model` of `model` on the test records (or `recs`), with the base model's instruction when `base`."
-        instr = self.it['base_instruction'] if base else self.it['instruction']
-        return eval_model(model, self.test if recs is None else recs, out_dir, instr, self.mnt, resume=True,
-                          progress=False, backend=(self.cfg.get('eval') or {}).get('backend'))
+        "`model` on the test records (scored as their benchmark), or on `recs` (as synth), under `eval_protocol`."
+        ev = eval_protocol(self.cfg, base)
+        return eval_model(model, self.test if recs is None else recs, out_dir, ev['instruction'], self.mnt,
+                          int(ev.get('batch_size', 32)), resume=True, progress=False, protocol=ev,
+                          benchmark=self.bench if recs is None else 'synth', model_cfg=self.cfg.get('model'))
 
 # %% ../nbs/11_iterate.ipynb #9511007a
 def _measure_difficulty(R:_Rounds, base, diff_dir:Path) -> tuple:
@@ -404,8 +437,8 @@ def _rejection_step(R:_Rounds, r:int, rl_model, rd:Path) -> tuple[list, list]:
     from vr1_nb.generate import Store
     from vr1_nb.evaluate import make_eval_backend
     cfg, it = R.cfg, R.it
-    be = make_eval_backend(str(rl_model), dict(cfg.get('eval') or {}, max_new_tokens=R.mnt), cfg.get('model'))
-    with Store(rd/'rejection_store.jsonl') as st:
+    ev = dict(cfg.get('eval') or {}, max_new_tokens=R.mnt)
+    with make_eval_backend(str(rl_model), ev, cfg.get('model')) as be, Store(rd/'rejection_store.jsonl') as st:
         pool = R.train if it['rs_from'] == 'train' or not R.rl else R.rl if it['rs_from'] == 'rl' else R.train + R.rl
         kept = rejection_sample(be, pool, st, k=it['samples'],
                                 select=it['select'], params={'temperature': it['temperature'], 'max_tokens': R.mnt},
@@ -462,15 +495,14 @@ def iterate_run(config, # a preset name, YAML path or dict (sections model, sft,
     out = Path(out_dir)
     RunDir.check(out, resume)
     if resume and (out/RunDir.DONE).exists(): return json.loads((out/'summary.json').read_text())
-    base, (sft_set, test, rl, train) = cfg['model']['path'], _read_sets(it)   # bad input fails before the run opens
+    base, (sft_set, test, bench, rl, train) = cfg['model']['path'], _read_sets(cfg, it)   # bad input fails here
     run = RunDir(out, 'iterate', config=cfg, seed=cfg.get('seed', 0), resume=resume)
-    mnt = it['max_new_tokens'] or (cfg.get('eval') or {}).get('max_new_tokens', 96)
-    R = _Rounds(cfg, it, test[:it['eval_n']] if it['eval_n'] else test, rl, train, mnt, resume)
+    R = _Rounds(cfg, it, test, rl, train, eval_protocol(cfg)['max_new_tokens'], resume, bench=bench)
     base_scores = R.evaluate(base, out/'eval-base', base=True) if not str(base).startswith('tiny:') else None
     rates = None
     if it['curriculum'] and not own_data: R.split, rates = _measure_difficulty(R, base, out/'difficulty')
     rows = _rounds(R, run, base, sft_set)
-    summary = dict(base=base_scores and base_scores['accuracy'], rounds=rows, curriculum=rates)
+    summary = dict(base=base_scores and base_scores['accuracy'], rounds=rows, curriculum=rates, benchmark=bench)
     atomic_write_text(run/'summary.json', json.dumps(summary, indent=1, default=str))
     run.complete(rounds=len(rows), final_accuracy=rows[-1]['acc_grpo'])
     return summary

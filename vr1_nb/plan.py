@@ -15,10 +15,11 @@ GiB = 2**30
 
 # %% auto #0
 __all__ = ['GiB', 'GPUS', 'ARCH_KEYS', 'QWEN_PIXELS', 'ASSUMPTIONS', 'ASSUMPTION_NOTES', 'EASYR1_DEFAULT', 'RL_SET_SIZES',
-           'EASYR1_BASELINES', 'gpu_spec', 'plan_arch', 'image_tokens', 'processor_pixels', 'prompt_budget',
-           'model_states', 'zero_buffers', 'layer_bytes', 'activation_memory', 'kv_bytes_per_token', 'kv_capacity',
-           'generation_time', 'model_flops', 'rl_set_size', 'rl_budget', 'trl_defaults', 'plan_stage', 'plan_sft',
-           'plan_run', 'check_plan', 'stage_vllm_settings', 'format_plan']
+           'GPU_NAMES', 'EASYR1_BASELINES', 'gpu_spec', 'plan_arch', 'image_tokens', 'processor_pixels',
+           'prompt_budget', 'model_states', 'zero_buffers', 'layer_bytes', 'activation_memory', 'kv_bytes_per_token',
+           'kv_capacity', 'generation_time', 'model_flops', 'rl_set_size', 'rl_budget', 'trl_defaults', 'plan_stage',
+           'plan_sft', 'plan_run', 'check_plan', 'stage_vllm_settings', 'format_plan', 'gpu_card', 'detected_hardware',
+           'step_lines', 'gate']
 
 # %% ../nbs/12a_plan.ipynb #521c8753
 GPUS = {  # peak dense bf16 FLOP/s, HBM bytes/s, memory (GiB) as nvidia-smi reports it
@@ -657,6 +658,53 @@ def format_plan(plan:dict, # from `plan_run`
                   if 'gpu_hours_per_rl_epoch' in t else ''))
     out += [f"warning: {w}" for w in plan['warnings']] + [f"ERROR: {e}" for e in plan['errors']]
     return '\n'.join(out)
+
+# %% ../nbs/12a_plan.ipynb #840f75f7
+GPU_NAMES = {'H100': 'H100-80GB', 'H800': 'H800-80GB', 'H200': 'H200', 'A100': 'A100-80GB'}   # name part -> GPUS key
+
+def gpu_card(name:str, # the CUDA device's name, e.g. 'NVIDIA H100 80GB HBM3'
+             mem_gib:float, # its memory (GiB)
+             default:str|None=None, # the card to keep when the name is none of `GPU_NAMES`
+            ) -> str|None:
+    "The `GPUS` key of a CUDA device from its name and memory, else `default`."
+    card = next((v for k, v in GPU_NAMES.items() if k in name), default)
+    return 'A100-40GB' if card == 'A100-80GB' and mem_gib < 60 else card
+
+# %% ../nbs/12a_plan.ipynb #b56030dd
+def detected_hardware(hw:dict, # a preset's `hardware` section
+                      use_gpu:bool=True, # False: keep `hw` (plan for the preset's hardware)
+                     ) -> dict:
+    "`hw` with this machine's GPU count, memory and card from `torch.cuda`; `hw` itself without a CUDA device."
+    import torch
+    if not (use_gpu and torch.cuda.is_available()): return dict(hw)
+    p = torch.cuda.get_device_properties(0)
+    mem = round(p.total_memory / GiB, 1)
+    card = gpu_card(p.name, mem, hw.get('gpu'))
+    return {**hw, 'num_gpus': torch.cuda.device_count(), 'gpu_mem_gib': mem, 'gpu': card}
+
+# %% ../nbs/12a_plan.ipynb #5975781c
+def step_lines(plan:dict, # from `plan_run`
+               step:str, # 'sft' or a GRPO stage's name
+              ) -> list[str]:
+    "`step`'s lines of `format_plan(plan)`; `ConfigError` naming the plan's steps when `step` is none of them."
+    out, keep = [], False
+    for l in format_plan(plan).splitlines():
+        keep = l.startswith((f"{step}:", f"stage {step} ", f"stage {step}:")) or (keep and l.startswith('  '))
+        if keep: out.append(l)
+    if out: return out
+    steps = (['sft'] if plan.get('sft') else []) + [s['name'] for s in plan['stages']]
+    raise ConfigError(f"{step!r} is not a step of the plan of {plan.get('name')}; its steps: {steps}")
+
+# %% ../nbs/12a_plan.ipynb #e1dd7233
+def gate(plan:dict, # from `plan_run` (e.g. on `detected_hardware`)
+         step:str, # 'sft' or a GRPO stage's name
+        ):
+    "Print `step`'s memory and time lines of `plan`; raise `ConfigError` naming the step when it will not fit."
+    hw, lines = plan['hardware'], step_lines(plan, step)
+    on = f"{hw['num_gpus']} x {hw.get('gpu')}"
+    print(f"{step} on {on} ({hw.get('gpu_mem_gib')} GiB):", *lines, sep='\n  ')
+    errs = [e for e in plan['errors'] if e.startswith((f"{step}:", f"stage '{step}':"))]
+    if errs: raise ConfigError(f"{step} will not fit on {on}: " + '; '.join(errs))
 
 # %% ../nbs/12a_plan.ipynb #d17735b9
 # hiyouga/EasyR1 assets/baselines.md@8460e81797cbba99e8630374d80ad709b98df4f6, Qwen2.5-VL on Geometry3K
