@@ -17,16 +17,17 @@ def test_order_follows_sidebar_and_keeps_unlisted_notebooks(tmp_path):
     for n in ('13_cli', '03a_scoring', '03_answers', '06_generate', '00_core', '99_new', '_private', 'tutorials/demo'):
         _nb(tmp_path/f'{n}.ipynb')
     order = [(s, [p.relative_to(tmp_path).as_posix() for p in ps]) for s, ps in bd.site_order(tmp_path)]
-    assert order == [('Data', ['00_core.ipynb']), ('Bridging', ['06_generate.ipynb']),
-                     ('Answers and rewards', ['03_answers.ipynb', '03a_scoring.ipynb']), ('CLI', ['13_cli.ipynb']),
+    assert order == [('Problems and data', ['00_core.ipynb']),
+                     ('Answers and rewards', ['03_answers.ipynb', '03a_scoring.ipynb']),
+                     ('Models, runs and generation', ['06_generate.ipynb']), ('CLI and the whole pipeline', ['13_cli.ipynb']),
                      ('Tutorials', ['tutorials/demo.ipynb']), ('More', ['99_new.ipynb'])]
 
 def test_real_sidebar_lists_pipeline_in_order():
     secs = [s for s, _ in bd.site_order()]
-    want = ['Data', 'Bridging', 'Filtering', 'Answers and rewards', 'Models', 'SFT', 'GRPO and PTST', 'Iteration',
-            'Evaluation', 'CLI']
-    present = [s for s in secs if s in want]
-    assert present == [s for s in want if s in present] and 'Data' in present
+    want = ['Problems and data', 'Answers and rewards', 'Models, runs and generation', 'Cold-start data', 'SFT',
+            'GRPO and PTST', 'Iteration', 'Evaluation', 'GPU plans and dry run', 'CLI and the whole pipeline',
+            "The papers' settings", 'Walkthroughs, one per paper', 'Tutorials']
+    assert secs == [None] + want             # the index page, then the method's order as the index's table gives it
 
 def test_quarto_directives_split_off():
     d, src = bd._quarto_directives('#| echo: false\n#| output: asis\nshow_doc(f)\n#| not: top')
