@@ -196,3 +196,12 @@ def test_tiny_cpu_teacher_overthinks_and_long_chains_are_worse():
     long = [k for L, k in zip(n, ok) if L > lim]; short = [k for L, k in zip(n, ok) if L <= lim]
     assert 0.25 < len(long) / len(n) < 0.75 and sum(long) / len(long) < sum(short) / len(short) - 0.1
     assert all('wait, let me check' in o['texts'][0].lower() for o, L in zip(outs, n) if L > lim)   # only re-checks make a chain long
+
+def test_prune_checkpoints_only_in_finished_runs(tmp_path):
+    from vr1_nb.pipeline import prune_checkpoints
+    for run, done in (('grpo', True), ('grpo-long', False)):
+        ck = tmp_path/run/'stage-0-ptst-1'/'checkpoint-25'; ck.mkdir(parents=True); (ck/'optimizer.pt').write_bytes(b'x' * 100)
+        (tmp_path/run/'manifest.json').write_text('{}')
+        if done: (tmp_path/run/'COMPLETE').write_text('{}')
+    assert prune_checkpoints(tmp_path) == 100
+    assert not (tmp_path/'grpo'/'stage-0-ptst-1'/'checkpoint-25').exists() and (tmp_path/'grpo-long'/'stage-0-ptst-1'/'checkpoint-25').exists()

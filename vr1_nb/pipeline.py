@@ -16,11 +16,12 @@ from .iterate import eval_model, score_predictions, read_predictions
 __all__ = ['DEMO_DEFAULTS', 'CAPTION_QUESTION', 'INSTRUCT_THINK', 'REPLICATE_DEFAULTS', 'ROWS', 'CENTRAL_ROWS', 'OTHER_ROWS',
            'FINDINGS', 'EXTRA_FINDINGS', 'demo_config', 'data_stage', 'pretrain_records', 'instruct_records',
            'base_key', 'base_cache_dir', 'base_stage', 'demo_bridge_config', 'filter_config', 'cold_start_set',
-           'stage_times', 'item_scores', 'paired_bootstrap', 'smooth', 'plot_training', 'plot_accuracy', 'plot_filter',
-           'stage_lengths', 'plot_lengths', 'rl_gains', 'stage_summary', 'length_groups', 'accuracy_table',
-           'write_report', 'demo_run', 'Seed', 'grpo_samples', 'grpo_compute', 'sft_compute', 'run_row', 'cell_result',
-           'grid_plan', 'summarize_grid', 'compare', 'findings', 'findings_markdown', 'replication_markdown',
-           'preset_commit', 'grid_results', 'write_results', 'replicate_run']
+           'stage_times', 'eval_protocol', 'item_scores', 'paired_bootstrap', 'smooth', 'plot_training',
+           'plot_accuracy', 'plot_filter', 'stage_lengths', 'plot_lengths', 'rl_gains', 'stage_summary',
+           'length_groups', 'accuracy_table', 'write_report', 'demo_run', 'Seed', 'grpo_samples', 'grpo_compute',
+           'sft_compute', 'run_row', 'cell_result', 'grid_plan', 'summarize_grid', 'compare', 'findings',
+           'findings_markdown', 'replication_markdown', 'preset_commit', 'prune_checkpoints', 'grid_results',
+           'write_results', 'replicate_run']
 
 # %% ../nbs/14_pipeline.ipynb #34e2deb7
 DEMO_DEFAULTS = dict(cold_start='unfiltered', eval_batch_size=32,
@@ -165,10 +166,20 @@ def stage_times(path) -> list[dict]:
         r = json.loads(l); tot[r['stage']] = tot.get(r['stage'], 0) + r['seconds']
     return [dict(stage=k, seconds=round(v, 1)) for k, v in tot.items()]
 
-def _eval(cfg, model, test, out, instruction=R1_INSTRUCTION, progress=True):
+_PROTOCOL_KEYS = ('protocol', 'temperature', 'top_p', 'top_k', 'repetition_penalty', 'max_new_tokens', 'max_tokens', 'reask', 'k', 'prompt')
+
+def eval_protocol(cfg:dict, # the run config (its `eval:` section)
+                  instruction:str|None=R1_INSTRUCTION, # the prompt suffix (None: the bare question)
+                 ) -> dict:
+    "The decoding protocol every demo and grid evaluation uses: the preset's `eval:` protocol with this instruction."
     ev = cfg.get('eval') or {}
-    return eval_model(model, test, out, instruction, int(ev.get('max_new_tokens', 96)), int(cfg['demo']['eval_batch_size']),
-                      resume=True, progress=progress)
+    return {**{k: ev[k] for k in _PROTOCOL_KEYS if k in ev}, 'instruction': instruction or ''}
+
+def _eval(cfg, model, test, out, instruction=R1_INSTRUCTION, progress=True):
+    from vr1_nb.evaluate import evaluate, make_eval_backend
+    p = eval_protocol(cfg, instruction)
+    be = make_eval_backend(str(model), dict(p, batch_size=int(cfg['demo']['eval_batch_size'])))
+    return evaluate(load_problems(test), be, p, out, benchmark='synth', resume=True, progress=progress, plots=False)
 
 # %% ../nbs/14_pipeline.ipynb #a1b2c306
 def item_scores(eval_dir) -> dict:
@@ -599,7 +610,8 @@ def _openvlthinker_row(row, S):
         c['iterate'] = dict(rounds=S.rep['rounds'], sft_set=str(S.filtered('filter-truncated', truncate_reflection=True)),
                             rl=str(S.d['rl']), test=str(S.d['test']), curriculum=True)
         summ = iterate_run(c, S.out/'iterate', resume=True)
-        out = {f'acc_round{r["round"]}': Path(r['rl_model']).parents[1]/'eval-grpo' for r in summ['rounds']}
+        # each round's RL model evaluated here under the grid's protocol (iterate_run's own evaluations are greedy)
+        out = {f'acc_round{r["round"]}': S.eval(Path(r['rl_model']), f'round{r["round"]}-grpo') for r in summ['rounds']}
         return {**out, 'acc': out[f"acc_round{summ['rounds'][-1]['round']}"]}
     v = row[4:]
     data = load_jsonl(S.filtered('filter-length', max_chars=S.rep['max_chars']) if v == 'length' else
@@ -821,14 +833,17 @@ def replication_markdown(res:dict, # the results (`replicate_run`'s)
 
 # %% ../nbs/14_pipeline.ipynb #3c20a74e
 def preset_commit(preset) -> str|None:
-    "The last commit that changed a shipped preset's file (short hash, '+uncommitted' if the file differs from it), or None."
-    import subprocess
+    "The last commit of a shipped preset's file and of each preset it builds on (`base:`), '+uncommitted' if it differs; or None."
+    import subprocess, yaml
     from vr1_nb.core import presets_dir
-    p = presets_dir()/f'{preset}.yaml' if isinstance(preset, str) else None
-    if p is None or not p.exists(): return None
-    git = lambda *a: subprocess.run(['git', *a], cwd=p.parent, capture_output=True, text=True).stdout.strip()
-    h = git('log', '-1', '--format=%h', '--', p.name)   # empty outside a git checkout (an installed package)
-    return (h + ('+uncommitted' if git('status', '--porcelain', '--', p.name) else '')) if h else None
+    p, out = presets_dir()/f'{preset}.yaml' if isinstance(preset, str) else None, []
+    git = lambda *a: subprocess.run(['git', *a], cwd=presets_dir(), capture_output=True, text=True).stdout.strip()
+    while p is not None and p.exists():
+        h = git('log', '-1', '--format=%h', '--', p.name)   # empty outside a git checkout (an installed package)
+        if not h: return None
+        out.append(f"{p.stem}@{h}" + ('+uncommitted' if git('status', '--porcelain', '--', p.name) else ''))
+        b = (yaml.safe_load(p.read_text()) or {}).get('base'); p = presets_dir()/f'{b}.yaml' if b else None
+    return ', '.join(out) or None
 
 class _Lock:
     "An exclusive lock on `dir/.lock` (fcntl), so that two grid processes never write cells.json at once."
@@ -839,6 +854,15 @@ class _Lock:
     def __exit__(self, *a):
         import fcntl
         fcntl.flock(self.f, fcntl.LOCK_UN); self.f.close()
+
+def prune_checkpoints(seed_dir) -> int:
+    "Delete the `checkpoint-*` folders of every finished run under `seed_dir` (a finished run never resumes); bytes freed."
+    freed = 0
+    for ck in Path(seed_dir).rglob('checkpoint-*'):
+        run = next((p for p in ck.parents if (p/RunDir.MANIFEST).exists()), None)
+        if ck.is_dir() and run is not None and (run/RunDir.DONE).exists():
+            freed += sum(f.stat().st_size for f in ck.rglob('*') if f.is_file()); import shutil; shutil.rmtree(ck)
+    return freed
 
 def _cells(out): return json.loads((Path(out)/'cells.json').read_text()) if (Path(out)/'cells.json').exists() else {}
 
@@ -903,5 +927,5 @@ def replicate_run(out_dir='runs/replicate', # the grid's directory (one `seed<k>
         cell = dict(cell_result(cols), seconds=round(time.time() - t0, 1), loadavg=os.getloadavg(), git=_code_commit())
         with _Lock(out):
             cells = _cells(out); cells.setdefault(r, {})[str(s)] = cell; atomic_write_text(out/'cells.json', json.dumps(cells, default=str))
-        res = write(); new += 1
+        prune_checkpoints(out/f'seed{s}'); res = write(); new += 1
     return res
