@@ -114,7 +114,9 @@ def test_report_length_section_matches_the_log(demo):
         assert st['cut'][0] == pytest.approx(sum(r['completions/clipped_ratio'] for r in rs[:10]) / len(rs[:10]))
     assert [s['limit'] for s in cur['stages']] == [24, 32]   # smoke's two PTST limits
     samples = {k: v for k, v in cur['lengths'].items() if k.startswith('GRPO stage')}
-    assert len(samples) == 2 and all(v['n'] == 16 and v['mean'] <= v['limit'] for v in samples.values())   # 2 steps x 8 completions
+    assert list(samples) == ['GRPO stage ptst-1, its first 10 steps: sampled completions', 'GRPO stage ptst-1: sampled completions',
+                             'GRPO stage ptst-2: sampled completions']   # smoke's stage 1 has 2 steps: its first 10 are all of it
+    assert all(v['n'] == 16 and v['mean'] <= v['limit'] for v in samples.values())   # 2 steps x 8 completions
     assert (rep/'grpo'/'lengths.png').stat().st_size > 0 and '![lengths](grpo/lengths.png)' in (rep/'report.md').read_text()
 
 def test_report_gain_is_the_paired_difference(demo):

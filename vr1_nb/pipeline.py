@@ -250,7 +250,7 @@ def plot_training(rows:list, # GRPO log rows (with `reward`)
     for a in ax:
         for b in bnd: a.axvline(b - 0.5, color='k', ls='--', lw=.8)
         a.legend(loc='best', fontsize=7)
-    ax[0].set_title('GRPO: reward, completion length and share cut by the limit (faint: per step; dashed: PTST stage boundary)', fontsize=9)
+    ax[0].set_title('GRPO per step (faint) and smoothed; dashed: PTST stage boundary', fontsize=9)
     fig.tight_layout(); fig.savefig(out/'reward_length.png', dpi=100); plt.close(fig)
     fig, a = plt.subplots(figsize=(7, 2.8)); a.plot(x, col('beta'), 'o-', ms=2)
     for b in bnd: a.axvline(b - 0.5, color='k', ls='--', lw=.8)
@@ -287,6 +287,7 @@ def plot_filter(filter_dir, # the filter run directory (kept cold_start.jsonl, r
 # %% ../nbs/14_pipeline.ipynb #b2c3d403
 def stage_lengths(grpo_dir, # a GRPO run directory (its samples.jsonl and log.jsonl)
                   tokenizer, # counts the tokens of each sampled completion
+                  first:int=0, # also give the first stage's first `first` steps as a group of their own (0: no)
                  ) -> dict:
     "Sampled completion lengths per PTST stage (re-tokenized, capped at the stage's limit) and the limit: {stage: {limit, lengths}}."
     g, rows = Path(grpo_dir), _grpo_rows(grpo_dir)
@@ -297,7 +298,10 @@ def stage_lengths(grpo_dir, # a GRPO run directory (its samples.jsonl and log.js
         if st is None: continue
         n = len(tokenizer(s['completion'], add_special_tokens=False)['input_ids'])   # re-tokenized: can exceed what was generated
         d = out.setdefault(st, dict(limit=lim, lengths=[])); d['lengths'].append(min(n, lim) if lim else n)
-    return out
+        if first and st == rows[0].get('stage') and s['step'] < first:
+            out.setdefault(f'{st}, its first {first} steps', dict(limit=lim, lengths=[]))['lengths'].append(min(n, lim) if lim else n)
+    order = list(dict.fromkeys(r.get('stage') for r in rows))   # stages in run order, each first-steps group before its stage
+    return dict(sorted(out.items(), key=lambda kv: (order.index(kv[0].split(',')[0]), ',' not in kv[0])))
 
 def plot_lengths(groups:dict, # {label: {'lengths': [...], 'limit': int|None}}, in the order to draw
                  path, # the PNG to write
@@ -347,15 +351,21 @@ def length_groups(grpo_dir, # the demo's GRPO run
     tok = lambda t: len(tokenizer(t, add_special_tokens=False)['input_ids'])
     ev = lambda k: [int(r.get('length', 0)) for r in read_predictions(Path(evals[k])/'predictions.jsonl')] if k in evals else []
     g = {'cold-start chains (the SFT targets)': dict(lengths=[tok(r['response']) for r in cold_start])}
-    g['cold start, greedy on the test set'] = dict(lengths=ev('cold start (SFT)'))
-    g.update({f'GRPO stage {st}: sampled completions': d for st, d in stage_lengths(grpo_dir, tokenizer).items()})
-    g[f'after GRPO, greedy on the test set'] = dict(lengths=ev(f'SFT + {Path(grpo_dir).name}'))
+    g['cold start, its answers on the test set'] = dict(lengths=ev('cold start (SFT)'))
+    for i, (st, d) in enumerate(stage_lengths(grpo_dir, tokenizer, first=10).items()): g[f'GRPO stage {st}: sampled completions'] = d
+    g[f'after GRPO, its answers on the test set'] = dict(lengths=ev(f'SFT + {Path(grpo_dir).name}'))
     return {k: v for k, v in g.items() if v['lengths']}
 
 # %% ../nbs/14_pipeline.ipynb #de8bf453
 def _md_table(rows, cols):
     h = '| ' + ' | '.join(c for c, _ in cols) + ' |\n|' + '---|' * len(cols) + '\n'
     return h + ''.join('| ' + ' | '.join(f(r) for _, f in cols) + ' |\n' for r in rows)
+
+def _protocol_words(cfg):
+    from vr1_nb.evaluate import resolve_protocol
+    p = resolve_protocol(eval_protocol(cfg))
+    how = 'Greedy decoding' if not p['temperature'] else f"One sample per problem at temperature {p['temperature']}, top-p {p['top_p']}"
+    return f"{how} (protocol `{p['name']}`, at most {p['max_tokens']} tokens)."
 
 def _html(md):
     try:
@@ -424,7 +434,7 @@ def write_report(out_dir, # the demo's output directory
     atomic_write_text(rep/'report.json', json.dumps(data, indent=1, default=str))
     pct = lambda v: f"{100 * v:.1f}"
     md = [f"# vr1 demo report: preset `{cfg.get('name')}`", "",
-          f"Held-out synthetic test set: {table[0]['n']} problems never seen in pre-training, SFT or RL. Greedy decoding. "
+          f"Held-out synthetic test set: {table[0]['n']} problems never seen in pre-training, SFT or RL. {_protocol_words(cfg)} "
           "Every number below is recomputed from the stage's `predictions.jsonl` (paths in `report.json`).", "",
           _md_table(table, [('stage', lambda r: r['stage']), ('accuracy (%)', lambda r: pct(r['accuracy'])),
                             ('correct / n', lambda r: f"{r['correct']} / {r['n']}"), ('mean length (tokens)', lambda r: f"{r['mean_length']:.1f}")]),
@@ -915,7 +925,7 @@ def replicate_run(out_dir='runs/replicate', # the grid's directory (one `seed<k>
     def write():
         with _Lock(out): cells = _cells(out)
         return write_results(dict(grid_results(cells, plan, rep, **meta), updated=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())), cells, results_dir)
-    res, new = write(), 0
+    res, new, code = write(), 0, _code_commit()   # the code this process runs, fixed at its start
     for s, r in tqdm(mine, desc='replication cells', disable=not progress):
         if max_cells is not None and new >= max_cells: break
         if str(s) in _cells(out).get(r, {}): continue
@@ -924,7 +934,7 @@ def replicate_run(out_dir='runs/replicate', # the grid's directory (one `seed<k>
         except Exception as e:
             with open(out/'failures.jsonl', 'a') as f: f.write(json.dumps(dict(row=r, seed=s, error=repr(e)[:2000])) + '\n')
             continue
-        cell = dict(cell_result(cols), seconds=round(time.time() - t0, 1), loadavg=os.getloadavg(), git=_code_commit())
+        cell = dict(cell_result(cols), seconds=round(time.time() - t0, 1), loadavg=os.getloadavg(), git=code)
         with _Lock(out):
             cells = _cells(out); cells.setdefault(r, {})[str(s)] = cell; atomic_write_text(out/'cells.json', json.dumps(cells, default=str))
         prune_checkpoints(out/f'seed{s}'); res = write(); new += 1
