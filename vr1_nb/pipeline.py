@@ -800,7 +800,8 @@ def _cmp_cells(c):
     d = '–' if c['diff'] is None else f"{_num(c['diff'], m)} [{_num(c['ci95'][0], m)}, {_num(c['ci95'][1], m)}]"
     p = '–' if c['p'] is None else f"{c['p']:.3g}"
     seeds = f"{c['n_seeds']}" + ('' if c['agree'] is None else f" ({c['agree']})")
-    return [what, f"{_num(c['a_mean'], m)} vs {_num(c['b_mean'], m)}", d, p, seeds, c['verdict']]
+    v = c['verdict'] + (' (one seed: items only)' if c['n_seeds'] == 1 else '')   # no seed spread in a one-seed interval
+    return [what, f"{_num(c['a_mean'], m)} vs {_num(c['b_mean'], m)}", d, p, seeds, v]
 
 def findings_markdown(fs:list, # from `findings`
                      ) -> list[str]:
@@ -809,7 +810,8 @@ def findings_markdown(fs:list, # from `findings`
              "|---|---|---|---|---|---|---|---|"]
     for f in fs:
         for i, c in enumerate(f['comparisons'] or [None]):
-            head = [f"**{f['finding']}** ({f['verdict']})", f['paper']] if i == 0 else ['', '']
+            one = any(c['n_seeds'] == 1 for c in f['comparisons'])
+            head = [f"**{f['finding']}** ({f['verdict']}{', one seed' if one else ''})", f['paper']] if i == 0 else ['', '']
             lines.append('| ' + ' | '.join(head + (_cmp_cells(c) if c else ['–'] * 5 + ['no data'])) + ' |')
     return lines
 
