@@ -82,7 +82,8 @@ def instruct_records(problems:list, # synth problems from the pre-training strea
                     ) -> list[dict]:
     "R1-format examples: the question with `instruction` appended, answered in tags (a fixed sentence, or the steps, then the answer)."
     from vr1_nb import synth
-    if any(r.get('choices') for r in problems): raise ValueError("instruct_records: multiple-choice problems would put the instruction before their choices")
+    if any(r.get('choices') for r in problems):
+        raise ValueError("instruct_records: multiple-choice problems would put the instruction before their choices")
     think = lambda r: synth.r1_response(r) if steps else f"<think>\n{INSTRUCT_THINK}\n</think>\n<answer>{r['answer']}</answer>"
     return [{**r, 'id': r['id'] + '-instruct', 'question': f"{r['question']}\n{instruction}", 'response': think(r)} for r in problems]
 
@@ -119,7 +120,8 @@ def base_stage(cfg:dict, # the run config (`model.path` is the offline-built mod
     probs = [r for r in synth.generate(pc['n'], seed=seed, split='pretrain', **kw) if synth.problem_key(r) not in held]
     recs = pretrain_records(probs, pc['caption_fraction'], seed)
     if (ins := pc.get('instruct')) and ins.get('n'):   # the format, not the method (see above); never a test problem
-        ip = synth.generate(ins['n'], seed=seed, split='pretrain-instruct', **{**kw, 'families': ins.get('families') or kw['families'], 'mc_fraction': 0.0})
+        ikw = {**kw, 'families': ins.get('families') or kw['families'], 'mc_fraction': 0.0}
+        ip = synth.generate(ins['n'], seed=seed, split='pretrain-instruct', **ikw)
         recs += instruct_records([r for r in ip if synth.problem_key(r) not in held], steps=bool(ins.get('steps')))
     pcfg = deep_merge(cfg, {'sft': pc.get('sft') or {}, 'model': {'freeze_vision': False}}); pcfg['prompt'] = {'instruction': None}
     return sft_run(pcfg, recs, run_dir, resume=True)
@@ -425,12 +427,14 @@ def write_report(out_dir, # the demo's output directory
         if cold_start is not None and (Path(g)/'final').exists():
             lg = length_groups(g, cold_start, evals, AutoTokenizer.from_pretrained(str(Path(g)/'final')))
             plots.append(plot_lengths(lg, sub/'lengths.png'))
-            curves[name]['lengths'] = {k: dict(n=len(v['lengths']), mean=sum(v['lengths']) / len(v['lengths']), limit=v.get('limit')) for k, v in lg.items()}
+            curves[name]['lengths'] = {k: dict(n=len(v['lengths']), mean=sum(v['lengths']) / len(v['lengths']), limit=v.get('limit'))
+                                       for k, v in lg.items()}
     load = os.getloadavg() if hasattr(os, 'getloadavg') else None
     versions = dict(library_versions(), git=git_state(), cpus=os.cpu_count(), loadavg=load, threads=os.environ.get('OMP_NUM_THREADS'))
     atomic_write_text(rep/'config.yaml', yaml.safe_dump(cfg, sort_keys=False))
     atomic_write_text(rep/'versions.json', json.dumps(versions, indent=1, default=str))
-    data = dict(preset=cfg.get('name'), table=table, gains=gains, filter=fy, curves=curves, timings=timings, total_seconds=sum(t['seconds'] for t in timings))
+    data = dict(preset=cfg.get('name'), table=table, gains=gains, filter=fy, curves=curves, timings=timings,
+                total_seconds=sum(t['seconds'] for t in timings))
     atomic_write_text(rep/'report.json', json.dumps(data, indent=1, default=str))
     pct = lambda v: f"{100 * v:.1f}"
     md = [f"# vr1 demo report: preset `{cfg.get('name')}`", "",
@@ -796,7 +800,8 @@ def _fmt(s, pct=True):
 def _num(x, metric): return '–' if x is None else f"{100 * x:.1f}" if metric == 'accuracy' else f"{x:.1f}"
 
 def _cmp_cells(c):
-    m = c['metric']; what = f"`{c['a']}` vs `{c['b']}`" + (f", {c['family']} items" if c.get('family') else '') + (' (tokens)' if m == 'length' else '')
+    m = c['metric']
+    what = f"`{c['a']}` vs `{c['b']}`" + (f", {c['family']} items" if c.get('family') else '') + (' (tokens)' if m == 'length' else '')
     d = '–' if c['diff'] is None else f"{_num(c['diff'], m)} [{_num(c['ci95'][0], m)}, {_num(c['ci95'][1], m)}]"
     p = '–' if c['p'] is None else f"{c['p']:.3g}"
     seeds = f"{c['n_seeds']}" + ('' if c['agree'] is None else f" ({c['agree']})")
@@ -926,7 +931,8 @@ def replicate_run(out_dir='runs/replicate', # the grid's directory (one `seed<k>
     meta = dict(preset=preset if isinstance(preset, str) else 'custom', preset_commit=preset_commit(preset), seeds=list(seeds), notes=list(notes))
     def write():
         with _Lock(out): cells = _cells(out)
-        return write_results(dict(grid_results(cells, plan, rep, **meta), updated=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())), cells, results_dir)
+        res = dict(grid_results(cells, plan, rep, **meta), updated=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
+        return write_results(res, cells, results_dir)
     res, new, code = write(), 0, _code_commit()   # the code this process runs, fixed at its start
     for s, r in tqdm(mine, desc='replication cells', disable=not progress):
         if max_cells is not None and new >= max_cells: break
