@@ -631,7 +631,7 @@ def _openvlthinker_row(row, S):
     data = load_jsonl(S.filtered('filter-length', max_chars=S.rep['max_chars']) if v == 'length' else
                       S.filtered('filter-truncated', truncate_reflection=True))
     m = S.sft(f'sft-{v}', data)
-    return {'acc_sft': S.eval(m, f'sft-{v}'), 'acc': S.eval(S.grpo(f'grpo-{v}', m), f'grpo-{v}')}
+    return {'acc_sft': S.eval(m, f'sft-{v}'), 'acc': S.eval(S.grpo(f'grpo-{v}', m), f'grpo-{v}'), **grpo_compute(S.out/f'grpo-{v}')}
 
 # %% ../nbs/14_pipeline.ipynb #a1b2c303
 def _othink_row(row, S):
@@ -639,8 +639,10 @@ def _othink_row(row, S):
     if row == 'mr1_sft': return {'acc': S.eval(S.sft(f'mr1-sft-{fam}', S.verified(fam)), f'mr1-sft-{fam}')}
     if row == 'mr1_grpo':
         if len(rl) == len(rl_all): return _vision_r1_row('zero_rl', S)   # one family: the very same run
-        return {'acc': S.eval(_rl_from(S, f'mr1-grpo-{fam}', S.base, rl), f'mr1-grpo-{fam}')}
-    if row == 'mr1_grpo_d': return {'acc': S.eval(_rl_from(S, f'mr1-grpo-d-{fam}', S.base, rl, d=True), f'mr1-grpo-d-{fam}')}
+        return {'acc': S.eval(_rl_from(S, f'mr1-grpo-{fam}', S.base, rl), f'mr1-grpo-{fam}'), **grpo_compute(S.out/f'mr1-grpo-{fam}')}
+    if row == 'mr1_grpo_d':
+        m = _rl_from(S, f'mr1-grpo-d-{fam}', S.base, rl, d=True)
+        return {'acc': S.eval(m, f'mr1-grpo-d-{fam}'), **grpo_compute(S.out/f'mr1-grpo-d-{fam}')}
 
 def _cross_row(row, S):
     X, fams = S.cross, list(S.rep['cross_families'])
@@ -649,7 +651,8 @@ def _cross_row(row, S):
     if kind == 'ci': return {'acc': X.eval(ci, 'sft-both')}
     if kind == 'sft': return {'acc': X.eval(X.sft(f'sft-{fam}', X.verified(fam), start=ci), f'sft-{fam}')}
     name = f"grpo{'-d' if kind == 'rl_d' else ''}-{fam}"
-    return {'acc': X.eval(_rl_from(X, name, ci, _family(load_jsonl(X.d['rl']), fam), d=kind == 'rl_d'), name)}
+    m = _rl_from(X, name, ci, _family(load_jsonl(X.d['rl']), fam), d=kind == 'rl_d')
+    return {'acc': X.eval(m, name), **grpo_compute(X.out/name)}
 
 def run_row(row:str, # a key of `ROWS`
             S:Seed, # the seed's shared stages
