@@ -356,7 +356,7 @@ def _old_tag(p):
 
 def test_greedy_stores_keep_their_keys_sampled_ones_do_not():
     "Greedy decoding of a checkpoint without top-k/penalty is what it was, so its stores resume; sampled answers took top-k 50 or 1."
-    for spec in ('greedy', {'protocol': 'greedy', 'max_new_tokens': 96, 'instruction': ''}, load_config('tiny-cpu')['eval']):
+    for spec in ('greedy', {'protocol': 'greedy', 'max_new_tokens': 96, 'instruction': ''}, load_config('smoke')['eval']):
         p = resolve_protocol({k: v for k, v in spec.items() if k != 'n'} if isinstance(spec, dict) else spec)
         assert protocol_version(p) == _old_tag(p)
     for spec in ('vision-r1', 'openvlthinker', {'protocol': 'greedy', 'repetition_penalty': 1.05}):

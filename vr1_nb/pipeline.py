@@ -13,15 +13,19 @@ from .core import (RunDir, load_config, load_jsonl, save_jsonl, load_problems, d
 from .iterate import eval_model, score_predictions, read_predictions
 
 # %% auto #0
-__all__ = ['DEMO_DEFAULTS', 'CAPTION_QUESTION', 'REPLICATE_DEFAULTS', 'ROWS', 'CENTRAL_ROWS', 'demo_config', 'data_stage',
-           'pretrain_records', 'base_key', 'base_cache_dir', 'base_stage', 'demo_bridge_config', 'filter_config',
-           'cold_start_set', 'stage_times', 'plot_training', 'plot_accuracy', 'plot_filter', 'accuracy_table',
-           'write_report', 'demo_run', 'Seed', 'grpo_samples', 'grpo_compute', 'sft_compute', 'run_row', 'cell_result',
-           'summarize_grid', 'replication_markdown', 'replicate_run']
+__all__ = ['DEMO_DEFAULTS', 'CAPTION_QUESTION', 'INSTRUCT_THINK', 'REPLICATE_DEFAULTS', 'ROWS', 'CENTRAL_ROWS', 'OTHER_ROWS',
+           'FINDINGS', 'EXTRA_FINDINGS', 'demo_config', 'data_stage', 'pretrain_records', 'instruct_records',
+           'base_key', 'base_cache_dir', 'base_stage', 'demo_bridge_config', 'filter_config', 'cold_start_set',
+           'stage_times', 'eval_protocol', 'item_scores', 'paired_bootstrap', 'smooth', 'plot_training',
+           'plot_accuracy', 'plot_filter', 'stage_lengths', 'plot_lengths', 'rl_gains', 'stage_summary',
+           'length_groups', 'accuracy_table', 'write_report', 'demo_run', 'Seed', 'grpo_samples', 'grpo_compute',
+           'sft_compute', 'run_row', 'cell_result', 'grid_plan', 'summarize_grid', 'compare', 'findings',
+           'findings_markdown', 'replication_markdown', 'preset_commit', 'prune_checkpoints', 'grid_results',
+           'write_results', 'replicate_run']
 
 # %% ../nbs/14_pipeline.ipynb #34e2deb7
 DEMO_DEFAULTS = dict(cold_start='unfiltered', eval_batch_size=32,
-                     pretrain=dict(n=2000, caption_fraction=0.3, sft={}))
+                     pretrain=dict(n=2000, caption_fraction=0.3, sft={}, instruct=None))
 
 def demo_config(preset='tiny-cpu', # a preset name, YAML path or config dict
                 overrides=(), # `section.key=value` strings applied last
@@ -69,6 +73,20 @@ def pretrain_records(problems:list, # synth problems
                         'answer_text': desc, 'answer_type': 'text', 'response': desc})
     return out
 
+# %% ../nbs/14_pipeline.ipynb #c0ffee02
+INSTRUCT_THINK = "I look at the image and answer the question."
+
+def instruct_records(problems:list, # synth problems from the pre-training stream
+                     instruction:str=R1_INSTRUCTION, # appended to each question, as `core.to_prompt` does
+                     steps:bool=False, # think with the generator's exact steps instead of `INSTRUCT_THINK` (teaches the method)
+                    ) -> list[dict]:
+    "R1-format examples: the question with `instruction` appended, answered in tags (a fixed sentence, or the steps, then the answer)."
+    from vr1_nb import synth
+    if any(r.get('choices') for r in problems):
+        raise ValueError("instruct_records: multiple-choice problems would put the instruction before their choices")
+    think = lambda r: synth.r1_response(r) if steps else f"<think>\n{INSTRUCT_THINK}\n</think>\n<answer>{r['answer']}</answer>"
+    return [{**r, 'id': r['id'] + '-instruct', 'question': f"{r['question']}\n{instruction}", 'response': think(r)} for r in problems]
+
 # %% ../nbs/14_pipeline.ipynb #7c758437
 def base_key(cfg:dict) -> str:
     "Cache key of the demo's base model: everything that changes its weights."
@@ -100,8 +118,13 @@ def base_stage(cfg:dict, # the run config (`model.path` is the offline-built mod
     kw = dict(families=d.get('families', synth.FAMILIES), size=d.get('image_size', 112), mc_fraction=d.get('mc_fraction', 0.3))
     if d.get('levels'): kw['levels'] = d['levels']
     probs = [r for r in synth.generate(pc['n'], seed=seed, split='pretrain', **kw) if synth.problem_key(r) not in held]
+    recs = pretrain_records(probs, pc['caption_fraction'], seed)
+    if (ins := pc.get('instruct')) and ins.get('n'):   # the format, not the method (see above); never a test problem
+        ikw = {**kw, 'families': ins.get('families') or kw['families'], 'mc_fraction': 0.0}
+        ip = synth.generate(ins['n'], seed=seed, split='pretrain-instruct', **ikw)
+        recs += instruct_records([r for r in ip if synth.problem_key(r) not in held], steps=bool(ins.get('steps')))
     pcfg = deep_merge(cfg, {'sft': pc.get('sft') or {}, 'model': {'freeze_vision': False}}); pcfg['prompt'] = {'instruction': None}
-    return sft_run(pcfg, pretrain_records(probs, pc['caption_fraction'], seed), run_dir, resume=True)
+    return sft_run(pcfg, recs, run_dir, resume=True)
 
 # %% ../nbs/14_pipeline.ipynb #2f1f4544
 def demo_bridge_config(cfg:dict, # the run config (sections `bridge`, `teacher`, `seed`)
@@ -145,10 +168,47 @@ def stage_times(path) -> list[dict]:
         r = json.loads(l); tot[r['stage']] = tot.get(r['stage'], 0) + r['seconds']
     return [dict(stage=k, seconds=round(v, 1)) for k, v in tot.items()]
 
-def _eval(cfg, model, test, out, instruction=R1_INSTRUCTION, progress=True):
+_PROTOCOL_KEYS = ('protocol', 'temperature', 'top_p', 'top_k', 'repetition_penalty', 'max_new_tokens', 'max_tokens', 'reask', 'k', 'prompt')
+
+def eval_protocol(cfg:dict, # the run config (its `eval:` section)
+                  instruction:str|None=R1_INSTRUCTION, # the prompt suffix (None: the bare question)
+                 ) -> dict:
+    "The decoding protocol every demo and grid evaluation uses: the preset's `eval:` protocol with this instruction."
     ev = cfg.get('eval') or {}
-    return eval_model(model, test, out, instruction, int(ev.get('max_new_tokens', 96)), int(cfg['demo']['eval_batch_size']),
-                      resume=True, progress=progress)
+    return {**{k: ev[k] for k in _PROTOCOL_KEYS if k in ev}, 'instruction': instruction or ''}
+
+def _eval(cfg, model, test, out, instruction=R1_INSTRUCTION, progress=True):
+    from vr1_nb.evaluate import evaluate, make_eval_backend
+    p = eval_protocol(cfg, instruction)
+    be = make_eval_backend(str(model), dict(p, batch_size=int(cfg['demo']['eval_batch_size'])))
+    return evaluate(load_problems(test), be, p, out, benchmark='synth', resume=True, progress=progress, plots=False)
+
+# %% ../nbs/14_pipeline.ipynb #a1b2c306
+def item_scores(eval_dir) -> dict:
+    "Per held-out item, sorted by id: right or wrong (1/0), completion length and source, re-scored from the predictions."
+    from vr1_nb.evaluate import score_samples
+    rows = sorted(read_predictions(Path(eval_dir)/'predictions.jsonl'), key=lambda r: str(r['id']))
+    _, ok = score_samples(rows, [r['response'] for r in rows], 'synth')
+    srcs = sorted({r.get('source', '') for r in rows})
+    return dict(n=len(rows), ids_sha=hashlib.sha256('\n'.join(str(r['id']) for r in rows).encode()).hexdigest()[:16],
+                correct=''.join('1' if v else '0' for v in ok), length=[int(r.get('length', 0)) for r in rows],
+                sources=srcs, source=''.join(str(srcs.index(r.get('source', ''))) for r in rows))
+
+def paired_bootstrap(pairs:dict, # {seed: (values of a, values of b)}, aligned item by item
+                     n_boot:int=2000, # bootstrap draws
+                     rng_seed:int=0, # the draws' random seed (the result is reproducible)
+                    ) -> dict:
+    "Mean paired difference a - b over seeds, its 95% interval (seeds and items resampled) and two-sided p."
+    import numpy as np
+    S = sorted(pairs, key=str); rng = np.random.default_rng(rng_seed)
+    d = [np.asarray(pairs[s][0], float) - np.asarray(pairs[s][1], float) for s in S]
+    if not S or any(len(x) == 0 for x in d): raise ValueError("paired_bootstrap: no seeds, or a seed without items")
+    boots = np.array([np.mean([d[j][rng.integers(0, len(d[j]), len(d[j]))].mean() for j in rng.integers(0, len(S), len(S))])
+                      for _ in range(n_boot)])
+    p = min(1.0, 2 * min(((boots <= 0).sum() + 1) / (n_boot + 1), ((boots >= 0).sum() + 1) / (n_boot + 1)))
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return dict(diff=float(np.mean([x.mean() for x in d])), ci95=[float(lo), float(hi)], p=float(p), n_seeds=len(S),
+                per_seed={str(s): float(x.mean()) for s, x in zip(S, d)})
 
 # %% ../nbs/14_pipeline.ipynb #a4e45023
 def _plt():
@@ -163,24 +223,38 @@ def _grpo_rows(grpo_dir):
 def _boundaries(rows):
     return [b['step'] for a, b in zip(rows, rows[1:]) if a.get('stage') != b.get('stage')]
 
+def smooth(xs:list, # values (NaN allowed)
+           w:int, # window
+          ) -> list[float]:
+    "Trailing moving average over the last `w` values (fewer at the start), NaNs skipped."
+    out = []
+    for i in range(len(xs)):
+        win = [x for x in xs[max(0, i - w + 1): i + 1] if x == x]; out.append(sum(win) / len(win) if win else float('nan'))
+    return out
+
+# %% ../nbs/14_pipeline.ipynb #b2c3d401
 def plot_training(rows:list, # GRPO log rows (with `reward`)
                   out_dir, # where the PNGs go
+                  window:int|None=None, # smoothing window in steps (default: a tenth of the run, 3 to 10)
                  ) -> list[Path]:
-    "reward_length.png (reward and completion length per step, PTST boundaries) and beta.png."
+    "reward_length.png (reward, completion length and the share cut by the limit per step, raw and smoothed) and beta.png."
     plt = _plt(); out = Path(out_dir); x = [r['step'] for r in rows]; bnd = _boundaries(rows)
-    fig, ax = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-    ax[0].plot(x, [float(r['reward']) for r in rows], label='reward')
-    if any('accuracy' in r for r in rows): ax[0].plot(x, [float(r.get('accuracy', 'nan')) for r in rows], label='accuracy reward', alpha=.7)
-    ax[1].plot(x, [float(r.get('completions/mean_length', 'nan')) for r in rows], label='mean completion length')
-    if any('ptst/max_completion_length' in r for r in rows):
-        ax[1].plot(x, [float(r.get('ptst/max_completion_length', 'nan')) for r in rows], 'k:', label='PTST length limit')
-    ax[0].set_ylabel('reward'); ax[1].set_ylabel('tokens'); ax[1].set_xlabel('GRPO step')
+    w = window or max(3, min(10, len(rows) // 10)); col = lambda k: [float(r.get(k, 'nan')) for r in rows]
+    fig, ax = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
+    for a, k, lab in ((ax[0], 'reward', 'reward'), (ax[0], 'accuracy', 'accuracy reward'), (ax[1], 'completions/mean_length', 'mean length'),
+                      (ax[2], 'completions/clipped_ratio', 'cut by the limit')):
+        if not any(k in r for r in rows): continue
+        ln, = a.plot(x, col(k), alpha=.3, lw=.8); a.plot(x, smooth(col(k), w), color=ln.get_color(), label=f'{lab} ({w}-step mean)')
+    ax[1].plot(x, col('completions/max_length'), lw=.6, alpha=.5, label='longest completion')
+    if any('ptst/max_completion_length' in r for r in rows): ax[1].plot(x, col('ptst/max_completion_length'), 'k:', label='PTST length limit')
+    for a, t in zip(ax, ('reward', 'tokens', 'share of completions')): a.set_ylabel(t)
+    ax[2].set_ylim(-.02, 1.02); ax[2].set_xlabel('GRPO step')
     for a in ax:
         for b in bnd: a.axvline(b - 0.5, color='k', ls='--', lw=.8)
-        a.legend(loc='best', fontsize=8)
-    ax[0].set_title('GRPO: reward and completion length (dashed: PTST stage boundary)')
+        a.legend(loc='best', fontsize=7)
+    ax[0].set_title('GRPO per step (faint) and smoothed; dashed: PTST stage boundary', fontsize=9)
     fig.tight_layout(); fig.savefig(out/'reward_length.png', dpi=100); plt.close(fig)
-    fig, a = plt.subplots(figsize=(7, 2.8)); a.plot(x, [float(r.get('beta', 'nan')) for r in rows], 'o-', ms=2)
+    fig, a = plt.subplots(figsize=(7, 2.8)); a.plot(x, col('beta'), 'o-', ms=2)
     for b in bnd: a.axvline(b - 0.5, color='k', ls='--', lw=.8)
     a.set_xlabel('GRPO step'); a.set_ylabel('beta (KL weight)'); a.set_title('beta per step')
     fig.tight_layout(); fig.savefig(out/'beta.png', dpi=100); plt.close(fig)
@@ -212,10 +286,88 @@ def plot_filter(filter_dir, # the filter run directory (kept cold_start.jsonl, r
     fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
     return dict(kept=len(kept), rejected=len(rej), reasons=dict(c))
 
+# %% ../nbs/14_pipeline.ipynb #b2c3d403
+def stage_lengths(grpo_dir, # a GRPO run directory (its samples.jsonl and log.jsonl)
+                  tokenizer, # counts the tokens of each sampled completion
+                  first:int=0, # also give the first stage's first `first` steps as a group of their own (0: no)
+                 ) -> dict:
+    "Sampled completion lengths per PTST stage (re-tokenized, capped at the stage's limit) and the limit: {stage: {limit, lengths}}."
+    g, rows = Path(grpo_dir), _grpo_rows(grpo_dir)
+    stage_of = {r['step']: (r.get('stage'), r.get('ptst/max_completion_length')) for r in rows}
+    out = {}
+    for l in ((g/'samples.jsonl').read_text().splitlines() if (g/'samples.jsonl').exists() else []):
+        s = json.loads(l); st, lim = stage_of.get(s['step'] + 1, stage_of.get(s['step'], (None, None)))
+        if st is None: continue
+        n = len(tokenizer(s['completion'], add_special_tokens=False)['input_ids'])   # re-tokenized: can exceed what was generated
+        d = out.setdefault(st, dict(limit=lim, lengths=[])); d['lengths'].append(min(n, lim) if lim else n)
+        if first and st == rows[0].get('stage') and s['step'] < first:
+            out.setdefault(f'{st}, its first {first} steps', dict(limit=lim, lengths=[]))['lengths'].append(min(n, lim) if lim else n)
+    order = list(dict.fromkeys(r.get('stage') for r in rows))   # stages in run order, each first-steps group before its stage
+    return dict(sorted(out.items(), key=lambda kv: (order.index(kv[0].split(',')[0]), ',' not in kv[0])))
+
+def plot_lengths(groups:dict, # {label: {'lengths': [...], 'limit': int|None}}, in the order to draw
+                 path, # the PNG to write
+                ) -> Path:
+    "One histogram of completion lengths per group, each with its length limit (if any) as a vertical line."
+    plt = _plt(); n = len(groups); top = max([max(g['lengths'], default=0) for g in groups.values()] + [1])
+    fig, ax = plt.subplots(n, 1, figsize=(7, 1.6 * n + .6), sharex=True, squeeze=False)
+    for a, (lab, g) in zip(ax[:, 0], groups.items()):
+        a.hist(g['lengths'], bins=range(0, top + 3, 2), color='tab:blue', alpha=.8)
+        if g.get('limit'): a.axvline(g['limit'], color='k', ls=':', label=f"limit {g['limit']}"); a.legend(fontsize=7)
+        m = sum(g['lengths']) / max(1, len(g['lengths']))
+        a.set_title(f"{lab}: n={len(g['lengths'])}, mean {m:.1f} tokens", fontsize=8); a.set_yticks([])
+    ax[-1, 0].set_xlabel('completion length (tokens)'); fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig); return Path(path)
+
+# %% ../nbs/14_pipeline.ipynb #b2c3d404
+def rl_gains(evals:dict, # {stage: eval dir}, with 'cold start (SFT)' and 'SFT + <name>' stages
+             n_boot:int=2000) -> list[dict]:
+    "Each RL stage's gain over the cold start on the same held-out items: points, 95% interval (items resampled), p."
+    if 'cold start (SFT)' not in evals: return []
+    b, out = item_scores(evals['cold start (SFT)']), []
+    for k, p in evals.items():
+        if not k.startswith('SFT + '): continue
+        a = item_scores(p)
+        if a['ids_sha'] != b['ids_sha']: raise ValueError(f"{p} and {evals['cold start (SFT)']}: evaluated on different items")
+        bs = paired_bootstrap({0: ([int(c) for c in a['correct']], [int(c) for c in b['correct']])}, n_boot)
+        out.append(dict(stage=k, n=a['n'], gain=bs['diff'], ci95=bs['ci95'], p=bs['p']))
+    return out
+
+def stage_summary(rows:list, # GRPO log rows
+                  w:int=10, # steps averaged at each end of a stage
+                 ) -> list[dict]:
+    "Per PTST stage: its limit, and the mean length and share of completions cut by the limit over its first / last `w` steps."
+    out = []
+    for st in dict.fromkeys(r.get('stage') for r in rows):
+        rs = [r for r in rows if r.get('stage') == st]; m = lambda xs, k: sum(float(r.get(k, 0)) for r in xs) / max(1, len(xs))
+        out.append(dict(stage=st, steps=len(rs), limit=rs[0].get('ptst/max_completion_length'),
+                        length=[m(rs[:w], 'completions/mean_length'), m(rs[-w:], 'completions/mean_length')],
+                        cut=[m(rs[:w], 'completions/clipped_ratio'), m(rs[-w:], 'completions/clipped_ratio')]))
+    return out
+
+# %% ../nbs/14_pipeline.ipynb #b2c3d405
+def length_groups(grpo_dir, # the demo's GRPO run
+                  cold_start:list, # the cold-start SFT set (records with `response`)
+                  evals:dict, # {stage: eval dir}
+                  tokenizer) -> dict:
+    "Completion lengths to draw: the cold-start chains, the cold start's and the RL model's greedy answers, each stage's samples."
+    tok = lambda t: len(tokenizer(t, add_special_tokens=False)['input_ids'])
+    ev = lambda k: [int(r.get('length', 0)) for r in read_predictions(Path(evals[k])/'predictions.jsonl')] if k in evals else []
+    g = {'cold-start chains (the SFT targets)': dict(lengths=[tok(r['response']) for r in cold_start])}
+    g['cold start, its answers on the test set'] = dict(lengths=ev('cold start (SFT)'))
+    for i, (st, d) in enumerate(stage_lengths(grpo_dir, tokenizer, first=10).items()): g[f'GRPO stage {st}: sampled completions'] = d
+    g[f'after GRPO, its answers on the test set'] = dict(lengths=ev(f'SFT + {Path(grpo_dir).name}'))
+    return {k: v for k, v in g.items() if v['lengths']}
+
 # %% ../nbs/14_pipeline.ipynb #de8bf453
 def _md_table(rows, cols):
     h = '| ' + ' | '.join(c for c, _ in cols) + ' |\n|' + '---|' * len(cols) + '\n'
     return h + ''.join('| ' + ' | '.join(f(r) for _, f in cols) + ' |\n' for r in rows)
+
+def _protocol_words(cfg):
+    from vr1_nb.evaluate import resolve_protocol
+    p = resolve_protocol(eval_protocol(cfg))
+    how = 'Greedy decoding' if not p['temperature'] else f"One sample per problem at temperature {p['temperature']}, top-p {p['top_p']}"
+    return f"{how} (protocol `{p['name']}`, at most {p['max_tokens']} tokens)."
 
 def _html(md):
     try:
@@ -231,6 +383,23 @@ def accuracy_table(evals:dict, # {stage name: eval run directory}, in pipeline o
     return [dict(stage=k, **{x: v for x, v in score_predictions(Path(p)).items() if x != 'per_source'},
                  per_source=score_predictions(Path(p))['per_source'], predictions=str(Path(p)/'predictions.jsonl')) for k, p in evals.items()]
 
+# %% ../nbs/14_pipeline.ipynb #b2c3d406
+def _training_section(name, c, gains):
+    g = next((x for x in gains if x['stage'] == f'SFT + {name}'), None)
+    md = [f"## {name}: {c['steps']} logged steps, mean reward of the first / last {c['window']} steps {c['first_reward']:.3f} → {c['last_reward']:.3f}", ""]
+    if g: md += [f"**GRPO after the cold start: {100 * g['gain']:+.1f} points** on the {g['n']} held-out items, 95% interval "
+                 f"[{100 * g['ci95'][0]:+.1f}, {100 * g['ci95'][1]:+.1f}] (paired bootstrap over the items; one seed, so the seed's own "
+                 f"spread is not in it: `results/replication.md` has that), p = {g['p']:.3g}.", ""]
+    md += ["Thinking length per PTST stage (first → last 10 steps of the stage): the limit, the mean completion length, and the share of "
+           "sampled completions the limit cut before they ended.", "",
+           _md_table(c['stages'], [('stage', lambda r: str(r['stage'])), ('limit', lambda r: str(r['limit'])), ('steps', lambda r: str(r['steps'])),
+                                   ('mean length', lambda r: f"{r['length'][0]:.1f} → {r['length'][1]:.1f}"),
+                                   ('cut by the limit', lambda r: f"{r['cut'][0]:.0%} → {r['cut'][1]:.0%}")]),
+           f"![reward and length]({name}/reward_length.png)", ""]
+    if c.get('lengths'): md += ["Completion lengths, from the cold start's training chains to the RL model's answers (dotted: the limit "
+                                "of the stage; sampled completions re-tokenized from their text):", "", f"![lengths]({name}/lengths.png)", ""]
+    return md + [f"![beta]({name}/beta.png)", ""]
+
 # %% ../nbs/14_pipeline.ipynb #1b7cd9ed
 def write_report(out_dir, # the demo's output directory
                  cfg:dict, # the resolved config
@@ -239,38 +408,46 @@ def write_report(out_dir, # the demo's output directory
                  filter_dir, # the filter run dir
                  timings:list, # [{stage, seconds}] (summed over resumed invocations)
                  notes:list=(), # extra lines for the report
+                 cold_start:list|None=None, # the cold-start SFT set (for the length plot)
                 ) -> Path:
     "Write report.md/.html, report.json, plots, config.yaml and versions.json into `out_dir/report`."
     import yaml
+    from transformers import AutoTokenizer
     rep = Path(out_dir)/'report'; rep.mkdir(parents=True, exist_ok=True)
     table = accuracy_table(evals); plots = [plot_accuracy(table, rep/'accuracy.png')]
     fy = plot_filter(filter_dir, rep/'filter_yield.png'); plots.append(rep/'filter_yield.png')
-    curves = {}
+    curves, gains = {}, rl_gains(evals)
     for name, g in grpo_dirs.items():
         rows = _grpo_rows(g)
-        if rows:
-            sub = rep/name; sub.mkdir(exist_ok=True); plots += plot_training(rows, sub)
-            w = max(1, min(10, len(rows) // 5))   # one step's reward is a few prompts' worth: too noisy to compare alone
-            curves[name] = dict(steps=len(rows), window=w, first_reward=sum(float(r['reward']) for r in rows[:w]) / w,
-                                last_reward=sum(float(r['reward']) for r in rows[-w:]) / w, boundaries=_boundaries(rows))
+        if not rows: continue
+        sub = rep/name; sub.mkdir(exist_ok=True); plots += plot_training(rows, sub)
+        w = max(1, min(10, len(rows) // 5))   # one step's reward is a few prompts' worth: too noisy to compare alone
+        curves[name] = dict(steps=len(rows), window=w, first_reward=sum(float(r['reward']) for r in rows[:w]) / w,
+                            last_reward=sum(float(r['reward']) for r in rows[-w:]) / w, boundaries=_boundaries(rows), stages=stage_summary(rows))
+        if cold_start is not None and (Path(g)/'final').exists():
+            lg = length_groups(g, cold_start, evals, AutoTokenizer.from_pretrained(str(Path(g)/'final')))
+            plots.append(plot_lengths(lg, sub/'lengths.png'))
+            curves[name]['lengths'] = {k: dict(n=len(v['lengths']), mean=sum(v['lengths']) / len(v['lengths']), limit=v.get('limit'))
+                                       for k, v in lg.items()}
     load = os.getloadavg() if hasattr(os, 'getloadavg') else None
     versions = dict(library_versions(), git=git_state(), cpus=os.cpu_count(), loadavg=load, threads=os.environ.get('OMP_NUM_THREADS'))
     atomic_write_text(rep/'config.yaml', yaml.safe_dump(cfg, sort_keys=False))
     atomic_write_text(rep/'versions.json', json.dumps(versions, indent=1, default=str))
-    data = dict(preset=cfg.get('name'), table=table, filter=fy, curves=curves, timings=timings, total_seconds=sum(t['seconds'] for t in timings))
+    data = dict(preset=cfg.get('name'), table=table, gains=gains, filter=fy, curves=curves, timings=timings,
+                total_seconds=sum(t['seconds'] for t in timings))
     atomic_write_text(rep/'report.json', json.dumps(data, indent=1, default=str))
     pct = lambda v: f"{100 * v:.1f}"
     md = [f"# vr1 demo report: preset `{cfg.get('name')}`", "",
-          f"Held-out synthetic test set: {table[0]['n']} problems never seen in pre-training, SFT or RL. Greedy decoding. "
+          f"Held-out synthetic test set: {table[0]['n']} problems never seen in pre-training, SFT or RL. {_protocol_words(cfg)} "
           "Every number below is recomputed from the stage's `predictions.jsonl` (paths in `report.json`).", "",
           _md_table(table, [('stage', lambda r: r['stage']), ('accuracy (%)', lambda r: pct(r['accuracy'])),
                             ('correct / n', lambda r: f"{r['correct']} / {r['n']}"), ('mean length (tokens)', lambda r: f"{r['mean_length']:.1f}")]),
+          *[f"GRPO after the cold start ({g['stage']}): {100 * g['gain']:+.1f} points, 95% interval [{100 * g['ci95'][0]:+.1f}, "
+            f"{100 * g['ci95'][1]:+.1f}] over the {g['n']} items." for g in gains], "",
           "![accuracy per stage](accuracy.png)", "", f"## Cold start (`demo.cold_start: {cfg['demo']['cold_start']}`)", "",
           f"Filter yield: {fy['kept']} kept of {fy['kept'] + fy['rejected']} ({fy['kept'] / max(1, fy['kept'] + fy['rejected']):.1%}); "
           f"rejected by reason: {json.dumps(fy['reasons'])}.", "", "![filter yield](filter_yield.png)", ""]
-    for name, c in curves.items():
-        md += [f"## {name}: {c['steps']} logged steps, mean reward of the first / last {c['window']} steps {c['first_reward']:.3f} → {c['last_reward']:.3f}", "",
-               f"![reward and length]({name}/reward_length.png)", "", f"![beta]({name}/beta.png)", ""]
+    for name, c in curves.items(): md += _training_section(name, c, gains)
     md += ["## Per source", "", _md_table([dict(stage=r['stage'], src=s, **v) for r in table for s, v in r['per_source'].items()],
                                            [('stage', lambda r: r['stage']), ('source', lambda r: r['src']), ('n', lambda r: str(r['n'])),
                                             ('accuracy (%)', lambda r: pct(r['accuracy']))]),
@@ -318,29 +495,38 @@ def demo_run(preset='tiny-cpu', # 'tiny-cpu', 'smoke', a YAML path, or a config 
         step(f'eval {name}', _eval, cfg, g, d['test'], out/f'eval-{name}', R1_INSTRUCTION, progress)
     pc = cfg['demo']['pretrain']; what = 'direct answers' + (f" and {pc['caption_fraction']:.0%} captions" if pc.get('caption_fraction') else '')
     notes = [f"Base model: {base} (pre-trained here on {pc['n']} problems' {what}, cached)."]
-    rep = step('report', write_report, out, cfg, evals, grpo_dirs, out/'filter', stage_times(out/'timings.jsonl'), notes)
+    rep = step('report', write_report, out, cfg, evals, grpo_dirs, out/'filter', stage_times(out/'timings.jsonl'), notes, cold)
     bar.close(); return rep
 
 # %% ../nbs/14_pipeline.ipynb #de37126d
-REPLICATE_DEFAULTS = dict(family='counting', max_chars=400, rounds=2, grpo_d=dict(kind='grpo_d', beta_min=0.04, beta_max=0.10, warmup_frac=0.3))
-
+REPLICATE_DEFAULTS = dict(family='counting', max_chars=120, rounds=3, other_seeds=3, run_seeds=None,
+                          cross_families=['counting', 'chart'], rl_rewards=dict(funcs=['format_accuracy_reward'], alpha=1.0),
+                          grpo_d=dict(kind='grpo_d', beta_min=0.04, beta_max=0.10, warmup_frac=0.3))
+_V, _O, _M, _X = 'Vision-R1 Table 4', 'OpenVLThinker filter ablation and rounds', 'OThink-MR1 Table 1', 'OThink-MR1 cross-task'
 ROWS = {
-    'base': ('Vision-R1 Table 4', 'base model (pre-trained here, direct answers)'),
-    'zero_rl': ('Vision-R1 Table 4', 'GRPO from the base model ("Zero")'),
-    'ci': ('Vision-R1 Table 4', 'cold start (CI) only'),
-    'ci_long': ('Vision-R1 Table 4', 'CI + one long single-stage GRPO'),
-    'ci_ptst': ('Vision-R1 Table 4', 'CI + GRPO with PTST'),
-    'ci_sft_more': ('Vision-R1 Table 4', 'CI + continued SFT, same number of training samples as ci_ptst'),
-    'ci_sft_more_ptst': ('Vision-R1 Table 4', 'CI + continued SFT (the ci_sft_more model) + GRPO with PTST'),
-    'ovt_unfiltered': ('OpenVLThinker filter ablation', 'SFT on unfiltered chains, then GRPO'),
-    'ovt_length': ('OpenVLThinker filter ablation', 'SFT on verified, length-limited chains, then GRPO'),
-    'ovt_truncated': ('OpenVLThinker filter ablation', 'SFT on verified chains truncated at reflection words, then GRPO'),
-    'ovt_rounds': ('OpenVLThinker filter ablation', 'SFT->GRPO rounds with rejection sampling (iterate_run)'),
-    'mr1_sft': ('OThink-MR1 Table 1', 'CI + SFT on one family'),
-    'mr1_grpo': ('OThink-MR1 Table 1', 'CI + GRPO, constant beta, on one family'),
-    'mr1_grpo_d': ('OThink-MR1 Table 1', 'CI + GRPO-D (dynamic KL) on one family'),
+    'base': (_V, 'base model (pre-trained here); `acc_r1`: asked with the R1 instruction'),
+    'zero_rl': (_V, 'GRPO from the base, format + accuracy 1:1, one stage at the longest limit ("Zero")'),
+    'ci': (_V, 'cold start (CI): SFT on the unfiltered chains'),
+    'ci_long': (_V, 'CI + one GRPO stage at the longest limit, same steps as PTST'),
+    'ci_ptst': (_V, 'CI + GRPO with PTST'),
+    'ci_sft_more': (_V, 'CI + continued SFT, as many training samples as ci_ptst'),
+    'ci_sft_more_ptst': (_V, 'the ci_sft_more model + GRPO with PTST'),
+    'ovt_unfiltered': (_O, 'SFT on unfiltered chains (= ci), then GRPO (= ci_ptst)'),
+    'ovt_length': (_O, 'SFT on verified chains of at most `max_chars` characters, then GRPO'),
+    'ovt_truncated': (_O, 'SFT on verified chains truncated at reflection words, then GRPO'),
+    'ovt_rounds': (_O, 'SFT -> GRPO -> rejection sampling rounds from the truncated set (iterate_run)'),
+    'mr1_sft': (_M, 'SFT from the base on one family'),
+    'mr1_grpo': (_M, 'GRPO from the base on one family, constant beta (= zero_rl with one family)'),
+    'mr1_grpo_d': (_M, 'GRPO-D (dynamic KL) from the base on one family'),
+    **{f'cross{r}_{k}': (_X, w + (' on the second family' if r else ' on the first family') if k != 'ci' else w)
+       for r in ('', '_rev') for k, w in (('ci', 'cold start on both families (verified chains)'), ('sft', 'cross_ci + SFT'),
+                                            ('rl', 'cross_ci + GRPO, constant beta'), ('rl_d', 'cross_ci + GRPO-D'))},
 }
 CENTRAL_ROWS = ('base', 'ci', 'ci_ptst', 'ci_sft_more')
+# the order the grid runs the other rows in: the cheap ones first, the rounds (three SFT+GRPO+sampling rounds) last
+OTHER_ROWS = ('ci_long', 'zero_rl', 'ovt_unfiltered', 'ovt_length', 'ovt_truncated', 'mr1_grpo', 'mr1_sft', 'mr1_grpo_d',
+              'cross_ci', 'cross_sft', 'cross_rl', 'cross_rl_d', 'cross_rev_ci', 'cross_rev_sft', 'cross_rev_rl', 'cross_rev_rl_d',
+              'ci_sft_more_ptst', 'ovt_rounds')
 
 # %% ../nbs/14_pipeline.ipynb #ba14d9aa
 class Seed:
@@ -362,6 +548,7 @@ class Seed:
     def filtered(self, name='filter', **over):
         from vr1_nb.filter import filter_run
         return filter_run({**filter_config(self.cfg), **over}, self.chains, self.out/name, resume=True)
+    def verified(self, fam=None): recs = load_jsonl(self.filtered()); return _family(recs, fam) if fam else recs
     def cold(self, how=None):
         return cold_start_set(self.chains, self.filtered(), how or self.cfg['demo']['cold_start'])
     def sft(self, name, train, start=None, **sft_over):
@@ -371,6 +558,10 @@ class Seed:
     def grpo(self, name, start, train=None, **over):
         from vr1_nb.grpo import grpo_run
         return grpo_run(deep_merge(_with(self.cfg, model__path=str(start)), over), train or self.d['rl'], self.out/name, resume=True)
+    @property
+    def cross(self):
+        "The cross-task setting of this seed: the same config over `replicate.cross_families`, in `cross/`."
+        return Seed(deep_merge(self.cfg, {'data': {'families': list(self.rep['cross_families'])}}), self.out/'cross', self.progress)
 
 # %% ../nbs/14_pipeline.ipynb #969007ed
 def grpo_samples(cfg:dict) -> int:
@@ -403,14 +594,16 @@ def _long_stage(cfg):
 
 def _family(recs, fam): return [r for r in recs if (r.get('metadata') or {}).get('family') == fam or r.get('source') == f'synth/{fam}']
 
-def run_row(row:str, # a key of `ROWS`
-            S:Seed, # the seed's shared stages
-           ) -> dict:
-    "Train and evaluate one row for one seed; returns {column: eval dir, ...compute counts}."
-    if row not in ROWS: raise ValueError(f"unknown replication row {row!r}; rows: {', '.join(ROWS)}")
+def _rl_from(S, name, start, train=None, d=False):
+    "GRPO as Vision-R1-Zero and OThink-MR1 run it: format + accuracy rewards, one stage at the longest limit; GRPO-D if `d`."
+    over = dict(stages=_long_stage(S.cfg), rewards=S.rep['rl_rewards'], **({'beta_schedule': S.rep['grpo_d']} if d else {}))
+    return S.grpo(name, start, train, **over)
+
+# %% ../nbs/14_pipeline.ipynb #a1b2c301
+def _vision_r1_row(row, S):
     ci = lambda: S.sft('sft', S.cold())
-    if row == 'base': return {'acc': S.eval(S.base, 'base', None)}
-    if row == 'zero_rl': return {'acc': S.eval(S.grpo('grpo-zero', S.base), 'grpo-zero')}
+    if row == 'base': return {'acc': S.eval(S.base, 'base', None), 'acc_r1': S.eval(S.base, 'base-r1')}
+    if row == 'zero_rl': return {'acc': S.eval(_rl_from(S, 'grpo-zero', S.base), 'grpo-zero'), **grpo_compute(S.out/'grpo-zero')}
     if row == 'ci': return {'acc': S.eval(ci(), 'sft')}
     if row == 'ci_ptst': return {'acc': S.eval(S.grpo('grpo', ci()), 'grpo'), **grpo_compute(S.out/'grpo')}
     if row == 'ci_long': return {'acc': S.eval(S.grpo('grpo-long', ci(), stages=_long_stage(S.cfg)), 'grpo-long'), **grpo_compute(S.out/'grpo-long')}
@@ -419,48 +612,86 @@ def run_row(row:str, # a key of `ROWS`
         m = S.sft('sft-more', S.cold(), start=ci(), max_steps=max(1, n // bs), warmup_steps=0)
         return {'acc': S.eval(m, 'sft-more'), **sft_compute(S.out/'sft-more')}
     if row == 'ci_sft_more_ptst':
-        run_row('ci_sft_more', S)
+        _vision_r1_row('ci_sft_more', S)
         return {'acc': S.eval(S.grpo('grpo-after-more', S.out/'sft-more'/'final'), 'grpo-after-more'), **grpo_compute(S.out/'grpo-after-more')}
-    if row.startswith('ovt_') and row != 'ovt_rounds':
-        v = row[4:]
-        data = (S.cold('unfiltered') if v == 'unfiltered' else
-                load_jsonl(S.filtered('filter-length', max_chars=S.rep['max_chars'])) if v == 'length' else
-                load_jsonl(S.filtered('filter-truncated', truncate_reflection=True)))
-        m = S.sft(f'sft-{v}', data)
-        return {'acc_sft': S.eval(m, f'sft-{v}'), 'acc': S.eval(S.grpo(f'grpo-{v}', m), f'grpo-{v}')}
+
+# %% ../nbs/14_pipeline.ipynb #a1b2c302
+def _openvlthinker_row(row, S):
+    if row == 'ovt_unfiltered': return {'acc_sft': run_row('ci', S)['acc'], 'acc': run_row('ci_ptst', S)['acc']}
     if row == 'ovt_rounds':
         from vr1_nb.iterate import iterate_run
         c = _with(S.cfg, model__path=str(S.base))
-        c['iterate'] = dict(rounds=S.rep['rounds'], sft_set=str(S.filtered()), rl=str(S.d['rl']), test=str(S.d['test']), curriculum=True)
+        c['iterate'] = dict(rounds=S.rep['rounds'], sft_set=str(S.filtered('filter-truncated', truncate_reflection=True)),
+                            rl=str(S.d['rl']), test=str(S.d['test']), curriculum=True)
         summ = iterate_run(c, S.out/'iterate', resume=True)
-        out = {f'acc_round{r["round"]}': Path(r['rl_model']).parents[1]/'eval-grpo' for r in summ['rounds']}
+        # each round's RL model evaluated here under the grid's protocol (iterate_run's own evaluations are greedy)
+        out = {f'acc_round{r["round"]}': S.eval(Path(r['rl_model']), f'round{r["round"]}-grpo') for r in summ['rounds']}
         return {**out, 'acc': out[f"acc_round{summ['rounds'][-1]['round']}"]}
-    fam = S.rep['family']; train = _family(S.cold(), fam); rl = _family(load_jsonl(S.d['rl']), fam)
-    if row == 'mr1_sft': return {'acc': S.eval(S.sft(f'sft-{fam}', train, start=ci()), f'sft-{fam}')}
-    if row == 'mr1_grpo': return {'acc': S.eval(S.grpo(f'grpo-{fam}', ci(), rl), f'grpo-{fam}')}
-    if row == 'mr1_grpo_d': return {'acc': S.eval(S.grpo(f'grpo-d-{fam}', ci(), rl, beta_schedule=S.rep['grpo_d']), f'grpo-d-{fam}')}
+    v = row[4:]
+    data = load_jsonl(S.filtered('filter-length', max_chars=S.rep['max_chars']) if v == 'length' else
+                      S.filtered('filter-truncated', truncate_reflection=True))
+    m = S.sft(f'sft-{v}', data)
+    return {'acc_sft': S.eval(m, f'sft-{v}'), 'acc': S.eval(S.grpo(f'grpo-{v}', m), f'grpo-{v}'), **grpo_compute(S.out/f'grpo-{v}')}
+
+# %% ../nbs/14_pipeline.ipynb #a1b2c303
+def _othink_row(row, S):
+    fam = S.rep['family']; rl_all = load_jsonl(S.d['rl']); rl = _family(rl_all, fam)
+    if row == 'mr1_sft': return {'acc': S.eval(S.sft(f'mr1-sft-{fam}', S.verified(fam)), f'mr1-sft-{fam}')}
+    if row == 'mr1_grpo':
+        if len(rl) == len(rl_all): return _vision_r1_row('zero_rl', S)   # one family: the very same run
+        return {'acc': S.eval(_rl_from(S, f'mr1-grpo-{fam}', S.base, rl), f'mr1-grpo-{fam}'), **grpo_compute(S.out/f'mr1-grpo-{fam}')}
+    if row == 'mr1_grpo_d':
+        m = _rl_from(S, f'mr1-grpo-d-{fam}', S.base, rl, d=True)
+        return {'acc': S.eval(m, f'mr1-grpo-d-{fam}'), **grpo_compute(S.out/f'mr1-grpo-d-{fam}')}
+
+def _cross_row(row, S):
+    X, fams = S.cross, list(S.rep['cross_families'])
+    kind = row.split('_', 2 if row.startswith('cross_rev_') else 1)[-1]; fam = fams[1] if row.startswith('cross_rev_') else fams[0]
+    ci = X.sft('sft-both', X.verified())
+    if kind == 'ci': return {'acc': X.eval(ci, 'sft-both')}
+    if kind == 'sft': return {'acc': X.eval(X.sft(f'sft-{fam}', X.verified(fam), start=ci), f'sft-{fam}')}
+    name = f"grpo{'-d' if kind == 'rl_d' else ''}-{fam}"
+    m = _rl_from(X, name, ci, _family(load_jsonl(X.d['rl']), fam), d=kind == 'rl_d')
+    return {'acc': X.eval(m, name), **grpo_compute(X.out/name)}
+
+def run_row(row:str, # a key of `ROWS`
+            S:Seed, # the seed's shared stages
+           ) -> dict:
+    "Train and evaluate one row for one seed; returns {column: eval dir, ...compute counts}."
+    if row not in ROWS: raise ValueError(f"unknown replication row {row!r}; rows: {', '.join(ROWS)}")
+    group = ROWS[row][0]
+    fn = {_V: _vision_r1_row, _O: _openvlthinker_row, _M: _othink_row, _X: _cross_row}[group]
+    return fn(row, S)
 
 # %% ../nbs/14_pipeline.ipynb #d844b294
 def cell_result(cols:dict) -> dict:
-    "Re-score a cell's evaluation directories: accuracy, mean length, per-family accuracy; compute counts kept."
+    "Re-score a cell's evaluation directories: accuracy, mean length, per-family accuracy and per-item scores; counts kept."
     out = {}
     for k, v in cols.items():
         if isinstance(v, (str, Path)) and (Path(v)/'predictions.jsonl').exists():
-            s = score_predictions(v)
+            s, it = score_predictions(v), item_scores(v)
             out[k] = dict(accuracy=s['accuracy'], n=s['n'], mean_length=s['mean_length'],
-                          per_source={src: x['accuracy'] for src, x in s['per_source'].items()})
+                          per_source={src: x['accuracy'] for src, x in s['per_source'].items()}, items=it)
         else: out[k] = v
     return out
 
+# %% ../nbs/14_pipeline.ipynb #a1b2c304
 def _stats(xs):
     import statistics
     return dict(mean=statistics.fmean(xs), std=statistics.stdev(xs) if len(xs) > 1 else None, n_seeds=len(xs))
 
+def grid_plan(rows, seeds, other_seeds:int|None=None) -> list[tuple]:
+    "The cells (seed, row) of a grid: central rows on every seed, the others on the first `other_seeds`; central rows first."
+    central = [r for r in rows if r in CENTRAL_ROWS]; other = [r for r in rows if r not in CENTRAL_ROWS]
+    few = list(seeds)[:other_seeds] if other_seeds else list(seeds)
+    return [(s, r) for s in seeds for r in central] + [(s, r) for s in few for r in other]
+
 def summarize_grid(cells:dict, # {row: {seed: cell_result}}
-                   rows, seeds) -> dict:
+                   plan:list, # [(seed, row)] from `grid_plan`
+                  ) -> dict:
     "Mean and spread over seeds per row and column; the list of missing cells."
-    out, missing = {}, [f"{r}/seed{s}" for r in rows for s in seeds if str(s) not in cells.get(r, {})]
-    for r in rows:
+    out, missing = {}, [f"{r}/seed{s}" for s, r in plan if str(s) not in cells.get(r, {})]
+    for r in dict.fromkeys(r for _, r in plan):
         done = cells.get(r, {})
         if not done: continue
         cols = {k for c in done.values() for k, v in c.items() if isinstance(v, dict) and 'accuracy' in v}
@@ -474,19 +705,136 @@ def summarize_grid(cells:dict, # {row: {seed: cell_result}}
             if vals: out[r][key] = _stats(vals)
     return dict(rows=out, missing=missing, partial=bool(missing))
 
+# %% ../nbs/14_pipeline.ipynb #a1b2c309
+def _cmp(a, b, sign=1, metric='accuracy', family=None): return dict(a=a, b=b, sign=sign, metric=metric, family=family)
+
+FINDINGS = [
+    dict(id='ci_below_base', finding='CI below the base', paper='Vision-R1 Table 4 (average): CI 44.5 vs base 49.6',
+         comparisons=[_cmp('ci/acc', 'base/acc', -1)]),
+    dict(id='ptst_above_long', finding='PTST above Long', paper='Vision-R1 Table 4: 55.4 vs 47.7',
+         comparisons=[_cmp('ci_ptst/acc', 'ci_long/acc')]),
+    dict(id='ptst_above_zero', finding='PTST above Zero', paper='Vision-R1 Table 4: 55.4 vs 50.7',
+         comparisons=[_cmp('ci_ptst/acc', 'zero_rl/acc')]),
+    dict(id='ptst_shorter', finding='PTST shorter than CI and Long', paper='Vision-R1 Table 4: 2,057 vs 3,566 and 3,107 tokens',
+         comparisons=[_cmp('ci_ptst/acc', 'ci/acc', -1, 'length'), _cmp('ci_ptst/acc', 'ci_long/acc', -1, 'length')]),
+    dict(id='ovt_filters', finding='truncated > length-filtered > unfiltered after SFT',
+         paper='OpenVLThinker (MathVista, after SFT): 62.5 > 55.0 > 48.4',
+         comparisons=[_cmp('ovt_truncated/acc_sft', 'ovt_length/acc_sft'), _cmp('ovt_length/acc_sft', 'ovt_unfiltered/acc_sft')]),
+    dict(id='rounds_rise', finding='accuracy rising over SFT→RL rounds',
+         paper='OpenVLThinker v1 Table 1: MathVista 68.5 (Qwen2.5-VL-7B) → 70.2 after its rounds', comparisons='rounds'),
+    dict(id='grpo_d_best', finding='GRPO-D above SFT and constant-beta GRPO (trained task)',
+         paper='OThink-MR1 (abstract, v2): GRPO-D > 5.72% above SFT and > 13.59% above GRPO, relative',
+         comparisons=[_cmp('mr1_grpo_d/acc', 'mr1_sft/acc'), _cmp('mr1_grpo_d/acc', 'mr1_grpo/acc')]),
+    dict(id='rl_keeps_other', finding='RL keeps the untrained family, SFT loses it',
+         paper='OThink-MR1 (abstract, v2): cross-task, GRPO-D > 61.63% above SFT on average, relative', comparisons='cross'),
+]
+EXTRA_FINDINGS = [   # the demo's own claims, tested the same way
+    dict(id='rl_repairs_ci', finding='GRPO (PTST) above the cold start', paper='Vision-R1 Table 4: 55.4 vs 44.5',
+         comparisons=[_cmp('ci_ptst/acc', 'ci/acc')]),
+    dict(id='rl_above_sft_more', finding='GRPO above continued SFT at equal samples', paper='(our control; no paper number)',
+         comparisons=[_cmp('ci_ptst/acc', 'ci_sft_more/acc')]),
+]
+
+# %% ../nbs/14_pipeline.ipynb #a1b2c310
+def _expand(f, cells, cross_fams):
+    "The comparisons of a finding; 'rounds' and 'cross' depend on the columns and families the grid has."
+    if f['comparisons'] == 'rounds':
+        n = max([int(k[9:]) for c in cells.get('ovt_rounds', {}).values() for k in c if k.startswith('acc_round')] or [0])
+        return [_cmp(f'ovt_rounds/acc_round{r + 1}', f'ovt_rounds/acc_round{r}') for r in range(1, n)]
+    if f['comparisons'] == 'cross':
+        out = []
+        for pre, other in (('cross', cross_fams[1]), ('cross_rev', cross_fams[0])):
+            out += [_cmp(f'{pre}_sft/acc', f'{pre}_ci/acc', -1, family=other), _cmp(f'{pre}_rl/acc', f'{pre}_sft/acc', family=other),
+                    _cmp(f'{pre}_rl_d/acc', f'{pre}_sft/acc', family=other)]
+        return out
+    return f['comparisons']
+
+def _values(cell_col, metric, family):
+    it = cell_col['items']; keep = [i for i, c in enumerate(it['source']) if family is None or
+                                    it['sources'][int(c)].split('/')[-1] == family]
+    return [int(it['correct'][i]) if metric == 'accuracy' else it['length'][i] for i in keep], it['ids_sha']
+
+# %% ../nbs/14_pipeline.ipynb #a1b2c311
+def _verdict(ci, sign):
+    if ci is None: return 'no data'
+    lo, hi = ci[0] * sign, ci[1] * sign
+    return 'reproduced' if min(lo, hi) > 0 else 'not reproduced' if max(lo, hi) < 0 else 'inconclusive'
+
+def compare(cells:dict, # {row: {seed: cell_result}}
+            c:dict, # a comparison: a, b ('row/column'), sign, metric ('accuracy' or 'length'), family
+            n_boot:int=2000) -> dict:
+    "One comparison over the seeds where both cells finished: the means, the paired difference, its interval, p, verdict."
+    (ra, ka), (rb, kb) = c['a'].split('/'), c['b'].split('/')
+    pairs, ma, mb = {}, [], []
+    for s in sorted(set(cells.get(ra, {})) & set(cells.get(rb, {})), key=str):
+        A, B = cells[ra][s].get(ka), cells[rb][s].get(kb)
+        if not (isinstance(A, dict) and isinstance(B, dict) and 'items' in A and 'items' in B): continue
+        (xa, ha), (xb, hb) = _values(A, c['metric'], c['family']), _values(B, c['metric'], c['family'])
+        if ha != hb: raise ValueError(f"{c['a']} and {c['b']}, seed {s}: evaluated on different items")
+        if xa: pairs[s] = (xa, xb); ma.append(sum(xa) / len(xa)); mb.append(sum(xb) / len(xb))
+    out = dict(c, a_mean=sum(ma) / len(ma) if ma else None, b_mean=sum(mb) / len(mb) if mb else None, diff=None, ci95=None, p=None,
+               n_seeds=len(pairs), agree=None)
+    if pairs:
+        b = paired_bootstrap(pairs, n_boot)
+        out.update(diff=b['diff'], ci95=b['ci95'], p=b['p'], per_seed=b['per_seed'], agree=sum(v * c['sign'] > 0 for v in b['per_seed'].values()))
+    return dict(out, verdict=_verdict(out['ci95'], c['sign']))
+
+# %% ../nbs/14_pipeline.ipynb #a1b2c312
+def findings(cells:dict, # {row: {seed: cell_result}}
+             cross_families=('counting', 'chart'), # (trained, other) of the cross rows
+             specs=None, # default: FINDINGS + EXTRA_FINDINGS
+             n_boot:int=2000) -> list[dict]:
+    "Every finding with its comparisons computed and an overall verdict."
+    out = []
+    for f in specs or FINDINGS + EXTRA_FINDINGS:
+        cs = [dict(compare(cells, c, n_boot), finding=f['finding']) for c in _expand(f, cells, list(cross_families))]
+        vs = {c['verdict'] for c in cs}
+        v = ('no data' if not cs or vs == {'no data'} else 'not reproduced' if 'not reproduced' in vs else
+             'inconclusive' if 'inconclusive' in vs else 'reproduced' if vs == {'reproduced'} else 'incomplete')
+        out.append(dict({k: f[k] for k in ('id', 'finding', 'paper')}, comparisons=cs, verdict=v))
+    return out
+
 # %% ../nbs/14_pipeline.ipynb #ff2572f5
 def _fmt(s, pct=True):
     if not s: return '–'
     m = 100 * s['mean'] if pct else s['mean']; sd = s['std']
     return f"{m:.1f}" + (f" ± {100 * sd if pct else sd:.1f}" if sd is not None else '') + f" (n={s['n_seeds']})"
 
-def replication_markdown(res:dict) -> str:
-    "The results as Markdown tables, one per paper, partial cells said plainly."
+def _num(x, metric): return '–' if x is None else f"{100 * x:.1f}" if metric == 'accuracy' else f"{x:.1f}"
+
+def _cmp_cells(c):
+    m = c['metric']
+    what = f"`{c['a']}` vs `{c['b']}`" + (f", {c['family']} items" if c.get('family') else '') + (' (tokens)' if m == 'length' else '')
+    d = '–' if c['diff'] is None else f"{_num(c['diff'], m)} [{_num(c['ci95'][0], m)}, {_num(c['ci95'][1], m)}]"
+    p = '–' if c['p'] is None else f"{c['p']:.3g}"
+    seeds = f"{c['n_seeds']}" + ('' if c['agree'] is None else f" ({c['agree']})")
+    v = c['verdict'] + (' (one seed: items only)' if c['n_seeds'] == 1 else '')   # no seed spread in a one-seed interval
+    return [what, f"{_num(c['a_mean'], m)} vs {_num(c['b_mean'], m)}", d, p, seeds, v]
+
+def findings_markdown(fs:list, # from `findings`
+                     ) -> list[str]:
+    "The findings table: paper, comparison, our means, the difference with its 95% interval, p, seeds (agreeing), verdict."
+    lines = ["| finding (verdict) | paper | comparison | ours: a vs b | a − b [95% CI] | p | seeds (agree) | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
+    for f in fs:
+        for i, c in enumerate(f['comparisons'] or [None]):
+            one = any(c['n_seeds'] == 1 for c in f['comparisons'])
+            head = [f"**{f['finding']}** ({f['verdict']}{', one seed' if one else ''})", f['paper']] if i == 0 else ['', '']
+            lines.append('| ' + ' | '.join(head + (_cmp_cells(c) if c else ['–'] * 5 + ['no data'])) + ' |')
+    return lines
+
+# %% ../nbs/14_pipeline.ipynb #a1b2c313
+def replication_markdown(res:dict, # the results (`replicate_run`'s)
+                         notes_path=None, # a hand-written Markdown file appended (e.g. results/replication_notes.md)
+                        ) -> str:
+    "The results as Markdown: partial cells said plainly, the findings table, one table per paper, then the notes."
     lines = ["# Miniature replication (held-out synthetic test set)", ""]
-    if res['partial']: lines += [f"**PARTIAL RESULTS**: {len(res['missing'])} cells not yet run ({', '.join(res['missing'][:12])}"
-                                 f"{', ...' if len(res['missing']) > 12 else ''}). `vr1 replicate` (`pipeline.replicate_run`) resumes them.", ""]
-    lines += [f"Preset `{res.get('preset')}`, seeds {res.get('seeds')}; accuracy in %, mean ± sample std over seeds, mean completion length in tokens. "
-              "Every accuracy is re-scored from the cell's `predictions.jsonl`.", ""]
+    if res['partial']: lines += [f"**PARTIAL RESULTS**: {len(res['missing'])} cells not yet run: {', '.join(res['missing'])}. "
+                                 "`vr1 replicate` (`pipeline.replicate_run`) resumes them.", ""]
+    lines += [f"Preset `{res.get('preset')}` (committed at {res.get('preset_commit') or 'unknown'}), seeds {res.get('seeds')} for the central rows "
+              f"({', '.join(CENTRAL_ROWS)}), the first {res.get('other_seeds') or 'all'} for the others; accuracy in %, mean ± sample std "
+              "over seeds, mean completion length in tokens. Every accuracy is re-scored from the cell's `predictions.jsonl`.", ""]
+    if res.get('findings'): lines += ["## Findings", "", *findings_markdown(res['findings']), ""]
     for group in dict.fromkeys(g for g, _ in ROWS.values()):
         rows = [r for r in ROWS if ROWS[r][0] == group and r in res['rows']]
         if not rows: continue
@@ -494,47 +842,111 @@ def replication_markdown(res:dict) -> str:
         for r in rows:
             x = res['rows'][r]; a = x.get('acc', {})
             fam = '; '.join(f"{s.split('/')[-1]} {_fmt(v)}" for s, v in (a.get('per_source') or {}).items())
-            other = '; '.join(f"{k} {_fmt(v['accuracy'])}" for k, v in x.items() if k != 'acc' and isinstance(v, dict) and 'accuracy' in v)
+            other = '; '.join(f"{k} {_fmt(v['accuracy'])}, length {_fmt(v['mean_length'], False)}" for k, v in x.items()
+                              if k != 'acc' and isinstance(v, dict) and 'accuracy' in v)
             comp = '; '.join(f"{k} {_fmt(x[k], False)}" for k in ('samples', 'completion_tokens', 'tokens') if k in x)
             lines.append(f"| `{r}` | {ROWS[r][1]} | {_fmt(a.get('accuracy'))} | {_fmt(a.get('mean_length'), False)} | {fam} | {'; '.join(filter(None, [other, comp]))} |")
         lines.append("")
     for n in res.get('notes') or []: lines += [n, ""]
+    if notes_path and Path(notes_path).exists(): lines += [Path(notes_path).read_text().rstrip(), ""]
     return '\n'.join(lines)
 
 # %% ../nbs/14_pipeline.ipynb #3c20a74e
+def preset_commit(preset) -> str|None:
+    "The last commit of a shipped preset's file and of each preset it builds on (`base:`), '+uncommitted' if it differs; or None."
+    import subprocess, yaml
+    from vr1_nb.core import presets_dir
+    p, out = presets_dir()/f'{preset}.yaml' if isinstance(preset, str) else None, []
+    git = lambda *a: subprocess.run(['git', *a], cwd=presets_dir(), capture_output=True, text=True).stdout.strip()
+    while p is not None and p.exists():
+        h = git('log', '-1', '--format=%h', '--', p.name)   # empty outside a git checkout (an installed package)
+        if not h: return None
+        out.append(f"{p.stem}@{h}" + ('+uncommitted' if git('status', '--porcelain', '--', p.name) else ''))
+        b = (yaml.safe_load(p.read_text()) or {}).get('base'); p = presets_dir()/f'{b}.yaml' if b else None
+    return ', '.join(out) or None
+
+class _Lock:
+    "An exclusive lock on `dir/.lock` (fcntl), so that two grid processes never write cells.json at once."
+    def __init__(self, d): self.p = Path(d)/'.lock'
+    def __enter__(self):
+        import fcntl
+        self.f = open(self.p, 'a'); fcntl.flock(self.f, fcntl.LOCK_EX); return self
+    def __exit__(self, *a):
+        import fcntl
+        fcntl.flock(self.f, fcntl.LOCK_UN); self.f.close()
+
+def prune_checkpoints(seed_dir) -> int:
+    "Delete the `checkpoint-*` folders of every finished run under `seed_dir` (a finished run never resumes); bytes freed."
+    freed = 0
+    for ck in Path(seed_dir).rglob('checkpoint-*'):
+        run = next((p for p in ck.parents if (p/RunDir.MANIFEST).exists()), None)
+        if ck.is_dir() and run is not None and (run/RunDir.DONE).exists():
+            freed += sum(f.stat().st_size for f in ck.rglob('*') if f.is_file()); import shutil; shutil.rmtree(ck)
+    return freed
+
+def _cells(out): return json.loads((Path(out)/'cells.json').read_text()) if (Path(out)/'cells.json').exists() else {}
+
+def _code_commit():
+    from vr1_nb.core import presets_dir
+    g = git_state(presets_dir()); return g and (g['commit'][:10] + ('+dirty' if g.get('dirty') else ''))
+
+# %% ../nbs/14_pipeline.ipynb #a1b2c314
+def grid_results(cells:dict, # {row: {seed: cell_result}} (with per-item scores)
+                 plan:list, # [(seed, row)] from `grid_plan`
+                 rep:dict|None=None, # the `replicate` settings (cross_families, other_seeds)
+                 n_boot:int=2000, **meta) -> dict:
+    "The results: per-row summary, findings with their comparisons, cells without their per-item scores, and metadata."
+    rep = {**REPLICATE_DEFAULTS, **(rep or {})}; fams = list(rep['cross_families'])
+    fs = findings(cells, fams, n_boot=n_boot)
+    slim = {r: {s: {k: ({x: y for x, y in v.items() if x != 'items'} if isinstance(v, dict) else v) for k, v in c.items()}
+                for s, c in by.items()} for r, by in cells.items()}
+    return dict(summarize_grid(cells, plan), **meta, other_seeds=rep['other_seeds'], cross_task=dict(trained=fams[0], other_family=fams[1]),
+                cross_rev_task=dict(trained=fams[1], other_family=fams[0]), findings=fs,
+                comparisons=[c for f in fs for c in f['comparisons']], cells=slim)
+
+def write_results(res:dict, cells:dict, results_dir) -> dict:
+    "replication.json, replication_items.json (per-item scores) and replication.md into `results_dir`."
+    d = Path(results_dir)
+    items = {r: {s: {k: v['items'] for k, v in c.items() if isinstance(v, dict) and 'items' in v} for s, c in by.items()} for r, by in cells.items()}
+    atomic_write_text(d/'replication.json', json.dumps(res, indent=1, default=str))
+    atomic_write_text(d/'replication_items.json', json.dumps(items, separators=(',', ':')))
+    atomic_write_text(d/'replication.md', replication_markdown(res, d/'replication_notes.md') + '\n'); return res
+
+# %% ../nbs/14_pipeline.ipynb #a1b2c315
 def replicate_run(out_dir='runs/replicate', # the grid's directory (one `seed<k>/` per seed, demo layout)
-                  seeds=(0, 1, 2), # seeds (each: its own data, base model, teacher errors, training)
+                  seeds=(0, 1, 2), # seeds of the central rows; the other rows run the first `replicate.other_seeds`
                   rows=None, # row names (default: every row of `ROWS`, central rows first)
                   preset='tiny-cpu', # the preset every cell starts from
                   overrides=(), # `section.key=value` strings
-                  results_dir='results', # where replication.json / replication.md are written
-                  max_cells:int|None=None, # stop after this many new cells (the grid is hours of CPU)
+                  results_dir='results', # where replication.json / replication_items.json / replication.md are written
+                  max_cells:int|None=None, # stop after this many new cells (the grid is many hours of CPU)
                   progress:bool=True, # progress bar over cells
                   notes=(), # lines added to the Markdown (e.g. the machine load when measured)
                  ) -> dict:
     "Run (or resume) the miniature replication grid and write the results files; returns the results."
     from tqdm.auto import tqdm
-    rows = list(rows or list(CENTRAL_ROWS) + [r for r in ROWS if r not in CENTRAL_ROWS])
+    rows = list(rows or list(CENTRAL_ROWS) + list(OTHER_ROWS))
     bad = [r for r in rows if r not in ROWS]
     if bad: raise ValueError(f"unknown replication row(s) {bad}; rows: {', '.join(ROWS)}")
-    out, res_dir = Path(out_dir), Path(results_dir); out.mkdir(parents=True, exist_ok=True)
-    cells = json.loads((out/'cells.json').read_text()) if (out/'cells.json').exists() else {}
-    todo = [(s, r) for s in seeds for r in rows if str(s) not in cells.get(r, {})]
-    new = 0
+    rep = {**REPLICATE_DEFAULTS, **(demo_config(preset, overrides).get('replicate') or {})}
+    plan = grid_plan(rows, seeds, rep['other_seeds']); mine = [(s, r) for s, r in plan if rep['run_seeds'] is None or s in rep['run_seeds']]
+    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    meta = dict(preset=preset if isinstance(preset, str) else 'custom', preset_commit=preset_commit(preset), seeds=list(seeds), notes=list(notes))
     def write():
-        res = dict(summarize_grid(cells, rows, [str(s) for s in seeds]), preset=preset if isinstance(preset, str) else 'custom',
-                   seeds=list(seeds), cells=cells, notes=list(notes), updated=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
-        atomic_write_text(res_dir/'replication.json', json.dumps(res, indent=1, default=str))
-        atomic_write_text(res_dir/'replication.md', replication_markdown(res) + '\n'); return res
-    res = write()
-    for s, r in tqdm(todo, desc='replication cells', disable=not progress):
+        with _Lock(out): cells = _cells(out)
+        res = dict(grid_results(cells, plan, rep, **meta), updated=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
+        return write_results(res, cells, results_dir)
+    res, new, code = write(), 0, _code_commit()   # the code this process runs, fixed at its start
+    for s, r in tqdm(mine, desc='replication cells', disable=not progress):
         if max_cells is not None and new >= max_cells: break
-        cfg = demo_config(preset, list(overrides) + [f'seed={s}'])
-        t0 = time.time()
+        if str(s) in _cells(out).get(r, {}): continue
+        cfg, t0 = demo_config(preset, list(overrides) + [f'seed={s}']), time.time()
         try: cols = run_row(r, Seed(cfg, out/f'seed{s}', progress=False))
         except Exception as e:
             with open(out/'failures.jsonl', 'a') as f: f.write(json.dumps(dict(row=r, seed=s, error=repr(e)[:2000])) + '\n')
             continue
-        cells.setdefault(r, {})[str(s)] = dict(cell_result(cols), seconds=round(time.time() - t0, 1), loadavg=os.getloadavg())
-        atomic_write_text(out/'cells.json', json.dumps(cells, indent=1, default=str)); res = write(); new += 1
+        cell = dict(cell_result(cols), seconds=round(time.time() - t0, 1), loadavg=os.getloadavg(), git=code)
+        with _Lock(out):
+            cells = _cells(out); cells.setdefault(r, {})[str(s)] = cell; atomic_write_text(out/'cells.json', json.dumps(cells, default=str))
+        prune_checkpoints(out/f'seed{s}'); res = write(); new += 1
     return res
