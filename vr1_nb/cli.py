@@ -273,10 +273,12 @@ def preset_settings(name:str, # a preset name or a YAML path
 
 # %% ../nbs/13_cli.ipynb #5ed95fd0
 def settings_markdown(name:str) -> str:
-    "A preset's settings as a markdown table: key, value, source."
+    "A preset's settings as a markdown table: key, value, source (its text HTML-escaped: `<image>` is not a tag)."
+    import html
     esc = lambda t: str(t).replace('|', '\\|')
-    return '| setting | value | source |\n|---|---|---|\n' + '\n'.join(
-        f"| `{r['key']}` | `{esc(r['value'])}` | {esc(r['source'])} |" for r in preset_settings(name))
+    rows = (f"| `{r['key']}` | `{esc(r['value'])}` | {esc(html.escape(r['source'], quote=False))} |"
+            for r in preset_settings(name))
+    return '| setting | value | source |\n|---|---|---|\n' + '\n'.join(rows)
 
 # %% ../nbs/13_cli.ipynb #12c07534
 def _print_dry_run(report:dict):
