@@ -8,6 +8,7 @@ Docs: https://vr1-nb.github.io/vr1_nb/pipeline.html.md"""
 from __future__ import annotations
 import copy, hashlib, json, os, random, time
 from pathlib import Path
+from fastcore.basics import patch
 from .core import (RunDir, load_config, load_jsonl, save_jsonl, load_problems, derive_seed, set_threads,
                          atomic_write_text, library_versions, git_state, deep_merge, R1_INSTRUCTION)
 from .iterate import eval_model, score_predictions, read_predictions
@@ -38,6 +39,15 @@ def demo_config(preset='tiny-cpu', # a preset name, YAML path or config dict
     return cfg
 
 # %% ../nbs/14_pipeline.ipynb #47a0f875
+def _synth_kwargs(d:dict) -> dict:
+    "The `synth.generate` settings of a data section: families, image size, multiple-choice share and levels."
+    from vr1_nb import synth
+    kw = dict(families=d.get('families', synth.FAMILIES), size=d.get('image_size', 112),
+              mc_fraction=d.get('mc_fraction', 0.3))
+    if d.get('levels'): kw['levels'] = d['levels']
+    return kw
+
+# %% ../nbs/14_pipeline.ipynb #47a0f875-1
 def data_stage(cfg:dict, # the run config (sections `data`, `seed`)
                out_dir, # run directory of the data stage
                resume:bool=True, # reuse a finished data stage
@@ -48,29 +58,33 @@ def data_stage(cfg:dict, # the run config (sections `data`, `seed`)
     run = RunDir(out_dir, 'data', config=dc, seed=seed, resume=resume)
     paths = {k: run/f'{k}.jsonl' for k in ('train', 'rl', 'test')}
     if run.is_complete: return paths
-    kw = dict(families=dc.get('families', synth.FAMILIES), size=dc.get('image_size', 112), mc_fraction=dc.get('mc_fraction', 0.3))
-    if dc.get('levels'): kw['levels'] = dc['levels']
-    train, test = synth.make_splits(dc['n_train'] + dc['n_rl'], dc['n_test'], seed=seed, **kw)
-    for k, recs in (('train', train[:dc['n_train']]), ('rl', train[dc['n_train']:]), ('test', test)): save_jsonl(recs, paths[k])
+    train, test = synth.make_splits(dc['n_train'] + dc['n_rl'], dc['n_test'], seed=seed, **_synth_kwargs(dc))
+    for k, recs in (('train', train[:dc['n_train']]), ('rl', train[dc['n_train']:]), ('test', test)):
+        save_jsonl(recs, paths[k])
     run.complete(train=dc['n_train'], rl=dc['n_rl'], test=len(test))
     return paths
 
 # %% ../nbs/14_pipeline.ipynb #9a71d32e
 CAPTION_QUESTION = "Describe the image."
 
+def _caption_record(r:dict) -> dict:
+    "A caption example of problem `r`: asked to describe the image, answered with the exact scene description."
+    from vr1_nb import synth
+    desc = synth.describe_scene(r)
+    return {**r, 'id': r['id'] + '-caption', 'question': CAPTION_QUESTION, 'choices': [], 'answer': desc,
+            'answer_text': desc, 'answer_type': 'text', 'response': desc}
+
+# %% ../nbs/14_pipeline.ipynb #9a71d32e-1
 def pretrain_records(problems:list, # synth problems
                      caption_fraction:float=0.3, # share of problems that also give a caption example
                      seed:int=0, # which problems get captions
                     ) -> list[dict]:
     "Direct-answer examples (`response` = the bare answer) plus caption examples (`response` = the scene description)."
-    from vr1_nb import synth
     out = []
     for r in problems:
         out.append({**r, 'response': r['answer']})
         if random.Random(derive_seed(seed, 'caption', r['id'])).random() < caption_fraction:
-            desc = synth.describe_scene(r)
-            out.append({**r, 'id': r['id'] + '-caption', 'question': CAPTION_QUESTION, 'choices': [], 'answer': desc,
-                        'answer_text': desc, 'answer_type': 'text', 'response': desc})
+            out.append(_caption_record(r))
     return out
 
 # %% ../nbs/14_pipeline.ipynb #c0ffee02
@@ -78,52 +92,62 @@ INSTRUCT_THINK = "I look at the image and answer the question."
 
 def instruct_records(problems:list, # synth problems from the pre-training stream
                      instruction:str=R1_INSTRUCTION, # appended to each question, as `core.to_prompt` does
-                     steps:bool=False, # think with the generator's exact steps instead of `INSTRUCT_THINK` (teaches the method)
+                     steps:bool=False, # think with the generator's steps, not `INSTRUCT_THINK` (teaches the method)
                     ) -> list[dict]:
-    "R1-format examples: the question with `instruction` appended, answered in tags (a fixed sentence, or the steps, then the answer)."
+    "R1-format examples: the question with `instruction` appended, answered in tags (a fixed sentence or the steps)."
     from vr1_nb import synth
     if any(r.get('choices') for r in problems):
         raise ValueError("instruct_records: multiple-choice problems would put the instruction before their choices")
-    think = lambda r: synth.r1_response(r) if steps else f"<think>\n{INSTRUCT_THINK}\n</think>\n<answer>{r['answer']}</answer>"
-    return [{**r, 'id': r['id'] + '-instruct', 'question': f"{r['question']}\n{instruction}", 'response': think(r)} for r in problems]
+    def think(r):
+        return synth.r1_response(r) if steps else f"<think>\n{INSTRUCT_THINK}\n</think>\n<answer>{r['answer']}</answer>"
+    return [{**r, 'id': r['id'] + '-instruct', 'question': f"{r['question']}\n{instruction}", 'response': think(r)}
+            for r in problems]
 
 # %% ../nbs/14_pipeline.ipynb #7c758437
 def base_key(cfg:dict) -> str:
     "Cache key of the demo's base model: everything that changes its weights."
     from vr1_nb import models
     m, d = cfg['model'], cfg['data']; size = models.tiny_size(m.get('path'))
-    # a 'tiny:' model's own cache key covers its architecture (MODEL_PRESETS), tokenizer, pixel normalisation and init seed
+    # a 'tiny:' model's own cache key covers its architecture (MODEL_PRESETS), tokenizer, pixel normalisation, init seed
     init = models.tiny_model_key(size, seed=int(m.get('seed', 0))) if size else str(m.get('path'))
-    spec = dict(init=init, seed=cfg.get('seed', 0), pretrain=cfg['demo']['pretrain'], vision='trained', sft=cfg.get('sft'),
-                families=d.get('families'), size=d.get('image_size', 112), mc=d.get('mc_fraction', 0.3), levels=d.get('levels'))
+    spec = dict(init=init, seed=cfg.get('seed', 0), pretrain=cfg['demo']['pretrain'], vision='trained',
+                sft=cfg.get('sft'), families=d.get('families'), size=d.get('image_size', 112),
+                mc=d.get('mc_fraction', 0.3), levels=d.get('levels'))
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
+# %% ../nbs/14_pipeline.ipynb #7c758437-1
 def base_cache_dir() -> Path:
     "Where pre-trained base models are cached: `$VR1_CACHE/base`, else `~/.cache/vr1_nb/base`."
     return Path(os.environ.get('VR1_CACHE') or Path.home()/'.cache'/'vr1_nb').expanduser()/'base'
 
 # %% ../nbs/14_pipeline.ipynb #b5d2c740
-def base_stage(cfg:dict, # the run config (`model.path` is the offline-built model, e.g. 'tiny:small')
-               test_path, # held-out problems (excluded from pre-training)
-               cache_dir=None, # default: `base_cache_dir()`
-              ) -> Path:
-    "The pre-trained base model's directory, training and caching it on first use."
+def _pretrain_set(cfg:dict, test_path) -> list[dict]:
+    "The base's pre-training examples: direct answers, captions and (`demo.pretrain.instruct`) R1-format examples."
     from vr1_nb import synth
-    from vr1_nb.sft import sft_run
-    pc = cfg['demo']['pretrain']; seed = int(cfg.get('seed', 0)); d = cfg['data']
-    root = Path(cache_dir) if cache_dir else base_cache_dir()
-    run_dir = root/f"{str(cfg['model']['path']).replace(':', '-')}-{base_key(cfg)}"
-    if (run_dir/'COMPLETE').exists(): return run_dir/'final'
-    held = {synth.problem_key(r) for r in load_problems(test_path)}
-    kw = dict(families=d.get('families', synth.FAMILIES), size=d.get('image_size', 112), mc_fraction=d.get('mc_fraction', 0.3))
-    if d.get('levels'): kw['levels'] = d['levels']
+    pc, seed = cfg['demo']['pretrain'], int(cfg.get('seed', 0))
+    held, kw = {synth.problem_key(r) for r in load_problems(test_path)}, _synth_kwargs(cfg['data'])
     probs = [r for r in synth.generate(pc['n'], seed=seed, split='pretrain', **kw) if synth.problem_key(r) not in held]
     recs = pretrain_records(probs, pc['caption_fraction'], seed)
     if (ins := pc.get('instruct')) and ins.get('n'):   # the format, not the method (see above); never a test problem
         ikw = {**kw, 'families': ins.get('families') or kw['families'], 'mc_fraction': 0.0}
         ip = synth.generate(ins['n'], seed=seed, split='pretrain-instruct', **ikw)
         recs += instruct_records([r for r in ip if synth.problem_key(r) not in held], steps=bool(ins.get('steps')))
-    pcfg = deep_merge(cfg, {'sft': pc.get('sft') or {}, 'model': {'freeze_vision': False}}); pcfg['prompt'] = {'instruction': None}
+    return recs
+
+# %% ../nbs/14_pipeline.ipynb #b5d2c740-1
+def base_stage(cfg:dict, # the run config (`model.path` is the offline-built model, e.g. 'tiny:small')
+               test_path, # held-out problems (excluded from pre-training)
+               cache_dir=None, # default: `base_cache_dir()`
+              ) -> Path:
+    "The pre-trained base model's directory, training and caching it on first use."
+    from vr1_nb.sft import sft_run
+    pc = cfg['demo']['pretrain']
+    root = Path(cache_dir) if cache_dir else base_cache_dir()
+    run_dir = root/f"{str(cfg['model']['path']).replace(':', '-')}-{base_key(cfg)}"
+    if (run_dir/'COMPLETE').exists(): return run_dir/'final'
+    recs = _pretrain_set(cfg, test_path)
+    pcfg = deep_merge(cfg, {'sft': pc.get('sft') or {}, 'model': {'freeze_vision': False}})
+    pcfg['prompt'] = {'instruction': None}
     return sft_run(pcfg, recs, run_dir, resume=True)
 
 # %% ../nbs/14_pipeline.ipynb #2f1f4544
@@ -133,23 +157,27 @@ def demo_bridge_config(cfg:dict, # the run config (sections `bridge`, `teacher`,
     "The `bridge_run` config of a demo: `bridge.bridge_config` with the scene teacher seeded by the run's seed."
     from vr1_nb.bridge import bridge_config
     t = cfg.get('teacher') or {}
-    if t.get('kind', 'scene') != 'scene': raise ValueError(f"teacher.kind={t.get('kind')!r}: the demo runs the scene teacher only")
+    if t.get('kind', 'scene') != 'scene':
+        raise ValueError(f"teacher.kind={t.get('kind')!r}: the demo runs the scene teacher only")
     b = bridge_config(cfg)
     for teacher in b['teachers'].values(): teacher.setdefault('seed', int(cfg.get('seed', 0)))
     return dict(b, problems=str(problems), progress=False)
 
+# %% ../nbs/14_pipeline.ipynb #2f1f4544-2
 def filter_config(cfg:dict) -> dict:
     "The `filter_run` config: the preset's `filter` keys that `filter.FILTER_DEFAULTS` knows."
     from vr1_nb.filter import FILTER_DEFAULTS
     return {k: v for k, v in (cfg.get('filter') or {}).items() if k in FILTER_DEFAULTS}
 
+# %% ../nbs/14_pipeline.ipynb #2f1f4544-4
 def cold_start_set(chains_path, # the bridge's raw chains
                    filtered_path, # the filter's kept chains
                    how:str='filtered', # 'filtered' or 'unfiltered'
                   ) -> list[dict]:
     "The cold-start SFT set: the filtered chains, or every raw chain that has a response."
     if how == 'filtered': return load_jsonl(filtered_path)
-    if how == 'unfiltered': return [r for r in load_jsonl(chains_path) if isinstance(r.get('response'), str) and r['response'].strip()]
+    if how == 'unfiltered':
+        return [r for r in load_jsonl(chains_path) if isinstance(r.get('response'), str) and r['response'].strip()]
     raise ValueError(f"cold start {how!r}: use 'filtered' or 'unfiltered'")
 
 # %% ../nbs/14_pipeline.ipynb #baeddefd
@@ -159,8 +187,11 @@ def _with(cfg, **paths):
     return c
 
 def _timed(log, name, fn, *a, **kw):
-    t0 = time.time(); out = fn(*a, **kw); log.append(dict(stage=name, seconds=round(time.time() - t0, 1))); return out
+    t0 = time.time(); out = fn(*a, **kw)
+    log.append(dict(stage=name, seconds=round(time.time() - t0, 1)))
+    return out
 
+# %% ../nbs/14_pipeline.ipynb #baeddefd-1
 def stage_times(path) -> list[dict]:
     "Seconds per stage summed over every invocation logged in `timings.jsonl` (a resumed run adds its own rows)."
     tot = {}
@@ -168,7 +199,9 @@ def stage_times(path) -> list[dict]:
         r = json.loads(l); tot[r['stage']] = tot.get(r['stage'], 0) + r['seconds']
     return [dict(stage=k, seconds=round(v, 1)) for k, v in tot.items()]
 
-_PROTOCOL_KEYS = ('protocol', 'temperature', 'top_p', 'top_k', 'repetition_penalty', 'max_new_tokens', 'max_tokens', 'reask', 'k', 'prompt')
+# %% ../nbs/14_pipeline.ipynb #baeddefd-3
+_PROTOCOL_KEYS = ('protocol', 'temperature', 'top_p', 'top_k', 'repetition_penalty', 'max_new_tokens', 'max_tokens',
+                  'reask', 'k', 'prompt')
 
 def eval_protocol(cfg:dict, # the run config (its `eval:` section)
                   instruction:str|None=R1_INSTRUCTION, # the prompt suffix (None: the bare question)
@@ -177,6 +210,7 @@ def eval_protocol(cfg:dict, # the run config (its `eval:` section)
     ev = cfg.get('eval') or {}
     return {**{k: ev[k] for k in _PROTOCOL_KEYS if k in ev}, 'instruction': instruction or ''}
 
+# %% ../nbs/14_pipeline.ipynb #baeddefd-4
 def _eval(cfg, model, test, out, instruction=R1_INSTRUCTION, progress=True):
     from vr1_nb.evaluate import evaluate, make_eval_backend
     p = eval_protocol(cfg, instruction)
@@ -185,7 +219,7 @@ def _eval(cfg, model, test, out, instruction=R1_INSTRUCTION, progress=True):
 
 # %% ../nbs/14_pipeline.ipynb #a1b2c306
 def item_scores(eval_dir) -> dict:
-    "Per held-out item, sorted by id: right or wrong (1/0), completion length and source, re-scored from the predictions."
+    "Per held-out item, sorted by id: right or wrong (1/0), completion length, source; re-scored from the predictions."
     from vr1_nb.evaluate import score_samples
     rows = sorted(read_predictions(Path(eval_dir)/'predictions.jsonl'), key=lambda r: str(r['id']))
     _, ok = score_samples(rows, [r['response'] for r in rows], 'synth')
@@ -194,6 +228,15 @@ def item_scores(eval_dir) -> dict:
                 correct=''.join('1' if v else '0' for v in ok), length=[int(r.get('length', 0)) for r in rows],
                 sources=srcs, source=''.join(str(srcs.index(r.get('source', ''))) for r in rows))
 
+# %% ../nbs/14_pipeline.ipynb #a1b2c306-1
+def _boot_means(d, rng, n_boot):
+    "`n_boot` hierarchical draws: seeds resampled, then each drawn seed's items; the mean over seeds of each draw."
+    import numpy as np
+    S = range(len(d))
+    return [np.mean([d[j][rng.integers(0, len(d[j]), len(d[j]))].mean() for j in rng.integers(0, len(S), len(S))])
+            for _ in range(n_boot)]
+
+# %% ../nbs/14_pipeline.ipynb #a1b2c306-2
 def paired_bootstrap(pairs:dict, # {seed: (values of a, values of b)}, aligned item by item
                      n_boot:int=2000, # bootstrap draws
                      rng_seed:int=0, # the draws' random seed (the result is reproducible)
@@ -203,8 +246,7 @@ def paired_bootstrap(pairs:dict, # {seed: (values of a, values of b)}, aligned i
     S = sorted(pairs, key=str); rng = np.random.default_rng(rng_seed)
     d = [np.asarray(pairs[s][0], float) - np.asarray(pairs[s][1], float) for s in S]
     if not S or any(len(x) == 0 for x in d): raise ValueError("paired_bootstrap: no seeds, or a seed without items")
-    boots = np.array([np.mean([d[j][rng.integers(0, len(d[j]), len(d[j]))].mean() for j in rng.integers(0, len(S), len(S))])
-                      for _ in range(n_boot)])
+    boots = np.array(_boot_means(d, rng, n_boot))
     p = min(1.0, 2 * min(((boots <= 0).sum() + 1) / (n_boot + 1), ((boots >= 0).sum() + 1) / (n_boot + 1)))
     lo, hi = np.percentile(boots, [2.5, 97.5])
     return dict(diff=float(np.mean([x.mean() for x in d])), ci95=[float(lo), float(hi)], p=float(p), n_seeds=len(S),
@@ -218,46 +260,66 @@ def _plt():
 
 def _grpo_rows(grpo_dir):
     p = Path(grpo_dir)/'log.jsonl'
-    return [r for r in (json.loads(l) for l in p.read_text().splitlines() if l.strip()) if 'reward' in r] if p.exists() else []
+    if not p.exists(): return []
+    return [r for r in (json.loads(l) for l in p.read_text().splitlines() if l.strip()) if 'reward' in r]
 
 def _boundaries(rows):
     return [b['step'] for a, b in zip(rows, rows[1:]) if a.get('stage') != b.get('stage')]
 
+# %% ../nbs/14_pipeline.ipynb #a4e45023-1
 def smooth(xs:list, # values (NaN allowed)
            w:int, # window
           ) -> list[float]:
     "Trailing moving average over the last `w` values (fewer at the start), NaNs skipped."
     out = []
     for i in range(len(xs)):
-        win = [x for x in xs[max(0, i - w + 1): i + 1] if x == x]; out.append(sum(win) / len(win) if win else float('nan'))
+        win = [x for x in xs[max(0, i - w + 1): i + 1] if x == x]
+        out.append(sum(win) / len(win) if win else float('nan'))
     return out
 
 # %% ../nbs/14_pipeline.ipynb #b2c3d401
+_CURVES = ((0, 'reward', 'reward'), (0, 'accuracy', 'accuracy reward'), (1, 'completions/mean_length', 'mean length'),
+           (2, 'completions/clipped_ratio', 'cut by the limit'))  # (axis, log key, label)
+
+def _draw_curves(ax, rows, x, w, col):
+    "Each logged curve raw (faint) and smoothed over `w` steps, the longest completion and the PTST limit."
+    for i, k, lab in _CURVES:
+        if not any(k in r for r in rows): continue
+        ln, = ax[i].plot(x, col(k), alpha=.3, lw=.8)
+        ax[i].plot(x, smooth(col(k), w), color=ln.get_color(), label=f'{lab} ({w}-step mean)')
+    ax[1].plot(x, col('completions/max_length'), lw=.6, alpha=.5, label='longest completion')
+    if any('ptst/max_completion_length' in r for r in rows):
+        ax[1].plot(x, col('ptst/max_completion_length'), 'k:', label='PTST length limit')
+
+# %% ../nbs/14_pipeline.ipynb #b2c3d401-1
+def _mark_stages(axes, bnd):
+    for a in axes:
+        for b in bnd: a.axvline(b - 0.5, color='k', ls='--', lw=.8)
+
+def _plot_beta(plt, x, beta, bnd, path):
+    fig, a = plt.subplots(figsize=(7, 2.8)); a.plot(x, beta, 'o-', ms=2)
+    _mark_stages([a], bnd)
+    a.set_xlabel('GRPO step'); a.set_ylabel('beta (KL weight)'); a.set_title('beta per step')
+    fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
+
+# %% ../nbs/14_pipeline.ipynb #b2c3d401-2
 def plot_training(rows:list, # GRPO log rows (with `reward`)
                   out_dir, # where the PNGs go
                   window:int|None=None, # smoothing window in steps (default: a tenth of the run, 3 to 10)
                  ) -> list[Path]:
-    "reward_length.png (reward, completion length and the share cut by the limit per step, raw and smoothed) and beta.png."
+    "reward_length.png (reward, completion length, share cut by the limit; per step and smoothed) and beta.png."
     plt = _plt(); out = Path(out_dir); x = [r['step'] for r in rows]; bnd = _boundaries(rows)
-    w = window or max(3, min(10, len(rows) // 10)); col = lambda k: [float(r.get(k, 'nan')) for r in rows]
+    w = window or max(3, min(10, len(rows) // 10))
+    def col(k): return [float(r.get(k, 'nan')) for r in rows]
     fig, ax = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
-    for a, k, lab in ((ax[0], 'reward', 'reward'), (ax[0], 'accuracy', 'accuracy reward'), (ax[1], 'completions/mean_length', 'mean length'),
-                      (ax[2], 'completions/clipped_ratio', 'cut by the limit')):
-        if not any(k in r for r in rows): continue
-        ln, = a.plot(x, col(k), alpha=.3, lw=.8); a.plot(x, smooth(col(k), w), color=ln.get_color(), label=f'{lab} ({w}-step mean)')
-    ax[1].plot(x, col('completions/max_length'), lw=.6, alpha=.5, label='longest completion')
-    if any('ptst/max_completion_length' in r for r in rows): ax[1].plot(x, col('ptst/max_completion_length'), 'k:', label='PTST length limit')
+    _draw_curves(ax, rows, x, w, col)
     for a, t in zip(ax, ('reward', 'tokens', 'share of completions')): a.set_ylabel(t)
     ax[2].set_ylim(-.02, 1.02); ax[2].set_xlabel('GRPO step')
-    for a in ax:
-        for b in bnd: a.axvline(b - 0.5, color='k', ls='--', lw=.8)
-        a.legend(loc='best', fontsize=7)
+    _mark_stages(ax, bnd)
+    for a in ax: a.legend(loc='best', fontsize=7)
     ax[0].set_title('GRPO per step (faint) and smoothed; dashed: PTST stage boundary', fontsize=9)
     fig.tight_layout(); fig.savefig(out/'reward_length.png', dpi=100); plt.close(fig)
-    fig, a = plt.subplots(figsize=(7, 2.8)); a.plot(x, col('beta'), 'o-', ms=2)
-    for b in bnd: a.axvline(b - 0.5, color='k', ls='--', lw=.8)
-    a.set_xlabel('GRPO step'); a.set_ylabel('beta (KL weight)'); a.set_title('beta per step')
-    fig.tight_layout(); fig.savefig(out/'beta.png', dpi=100); plt.close(fig)
+    _plot_beta(plt, x, col('beta'), bnd, out/'beta.png')
     return [out/'reward_length.png', out/'beta.png']
 
 # %% ../nbs/14_pipeline.ipynb #90464822
@@ -267,10 +329,13 @@ def plot_accuracy(table:list, # rows {stage, accuracy, mean_length}
     "Held-out accuracy per stage as a bar chart."
     plt = _plt(); fig, a = plt.subplots(figsize=(6, 3))
     bars = a.bar([r['stage'] for r in table], [100 * r['accuracy'] for r in table], color='tab:blue')
-    for b, r in zip(bars, table): a.text(b.get_x() + b.get_width() / 2, b.get_height(), f"{100 * r['accuracy']:.1f}", ha='center', va='bottom', fontsize=8)
+    for b, r in zip(bars, table):
+        a.text(b.get_x() + b.get_width() / 2, b.get_height(), f"{100 * r['accuracy']:.1f}",
+               ha='center', va='bottom', fontsize=8)
     a.set_ylabel('held-out accuracy (%)'); a.set_title(f"accuracy after each stage (n={table[0]['n']})")
     fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig); return Path(path)
 
+# %% ../nbs/14_pipeline.ipynb #90464822-2
 def plot_filter(filter_dir, # the filter run directory (kept cold_start.jsonl, rejected.jsonl)
                 path, # the PNG to write
                ) -> dict:
@@ -287,24 +352,32 @@ def plot_filter(filter_dir, # the filter run directory (kept cold_start.jsonl, r
     return dict(kept=len(kept), rejected=len(rej), reasons=dict(c))
 
 # %% ../nbs/14_pipeline.ipynb #b2c3d403
+def _samples(g:Path) -> list[dict]:
+    p = g/'samples.jsonl'
+    return [json.loads(l) for l in (p.read_text().splitlines() if p.exists() else [])]
+
 def stage_lengths(grpo_dir, # a GRPO run directory (its samples.jsonl and log.jsonl)
                   tokenizer, # counts the tokens of each sampled completion
                   first:int=0, # also give the first stage's first `first` steps as a group of their own (0: no)
                  ) -> dict:
-    "Sampled completion lengths per PTST stage (re-tokenized, capped at the stage's limit) and the limit: {stage: {limit, lengths}}."
-    g, rows = Path(grpo_dir), _grpo_rows(grpo_dir)
+    "Per PTST stage: sampled completion lengths (re-tokenized, capped) and the limit: {stage: {limit, lengths}}"
+    rows = _grpo_rows(grpo_dir)
     stage_of = {r['step']: (r.get('stage'), r.get('ptst/max_completion_length')) for r in rows}
     out = {}
-    for l in ((g/'samples.jsonl').read_text().splitlines() if (g/'samples.jsonl').exists() else []):
-        s = json.loads(l); st, lim = stage_of.get(s['step'] + 1, stage_of.get(s['step'], (None, None)))
+    for s in _samples(Path(grpo_dir)):
+        st, lim = stage_of.get(s['step'] + 1, stage_of.get(s['step'], (None, None)))
         if st is None: continue
-        n = len(tokenizer(s['completion'], add_special_tokens=False)['input_ids'])   # re-tokenized: can exceed what was generated
-        d = out.setdefault(st, dict(limit=lim, lengths=[])); d['lengths'].append(min(n, lim) if lim else n)
+        # re-tokenized: can exceed what was generated
+        n = len(tokenizer(s['completion'], add_special_tokens=False)['input_ids'])
+        n = min(n, lim) if lim else n
+        out.setdefault(st, dict(limit=lim, lengths=[]))['lengths'].append(n)
         if first and st == rows[0].get('stage') and s['step'] < first:
-            out.setdefault(f'{st}, its first {first} steps', dict(limit=lim, lengths=[]))['lengths'].append(min(n, lim) if lim else n)
-    order = list(dict.fromkeys(r.get('stage') for r in rows))   # stages in run order, each first-steps group before its stage
+            out.setdefault(f'{st}, its first {first} steps', dict(limit=lim, lengths=[]))['lengths'].append(n)
+    # stages in run order, each first-steps group before its stage
+    order = list(dict.fromkeys(r.get('stage') for r in rows))
     return dict(sorted(out.items(), key=lambda kv: (order.index(kv[0].split(',')[0]), ',' not in kv[0])))
 
+# %% ../nbs/14_pipeline.ipynb #b2c3d403-1
 def plot_lengths(groups:dict, # {label: {'lengths': [...], 'limit': int|None}}, in the order to draw
                  path, # the PNG to write
                 ) -> Path:
@@ -316,7 +389,8 @@ def plot_lengths(groups:dict, # {label: {'lengths': [...], 'limit': int|None}}, 
         if g.get('limit'): a.axvline(g['limit'], color='k', ls=':', label=f"limit {g['limit']}"); a.legend(fontsize=7)
         m = sum(g['lengths']) / max(1, len(g['lengths']))
         a.set_title(f"{lab}: n={len(g['lengths'])}, mean {m:.1f} tokens", fontsize=8); a.set_yticks([])
-    ax[-1, 0].set_xlabel('completion length (tokens)'); fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig); return Path(path)
+    ax[-1, 0].set_xlabel('completion length (tokens)')
+    fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig); return Path(path)
 
 # %% ../nbs/14_pipeline.ipynb #b2c3d404
 def rl_gains(evals:dict, # {stage: eval dir}, with 'cold start (SFT)' and 'SFT + <name>' stages
@@ -327,18 +401,21 @@ def rl_gains(evals:dict, # {stage: eval dir}, with 'cold start (SFT)' and 'SFT +
     for k, p in evals.items():
         if not k.startswith('SFT + '): continue
         a = item_scores(p)
-        if a['ids_sha'] != b['ids_sha']: raise ValueError(f"{p} and {evals['cold start (SFT)']}: evaluated on different items")
+        if a['ids_sha'] != b['ids_sha']:
+            raise ValueError(f"{p} and {evals['cold start (SFT)']}: evaluated on different items")
         bs = paired_bootstrap({0: ([int(c) for c in a['correct']], [int(c) for c in b['correct']])}, n_boot)
         out.append(dict(stage=k, n=a['n'], gain=bs['diff'], ci95=bs['ci95'], p=bs['p']))
     return out
 
+# %% ../nbs/14_pipeline.ipynb #b2c3d404-1
 def stage_summary(rows:list, # GRPO log rows
                   w:int=10, # steps averaged at each end of a stage
                  ) -> list[dict]:
-    "Per PTST stage: its limit, and the mean length and share of completions cut by the limit over its first / last `w` steps."
+    "Per PTST stage: its limit, and the mean length and share of completions cut by it over its first / last `w` steps."
+    def m(xs, k): return sum(float(r.get(k, 0)) for r in xs) / max(1, len(xs))
     out = []
     for st in dict.fromkeys(r.get('stage') for r in rows):
-        rs = [r for r in rows if r.get('stage') == st]; m = lambda xs, k: sum(float(r.get(k, 0)) for r in xs) / max(1, len(xs))
+        rs = [r for r in rows if r.get('stage') == st]
         out.append(dict(stage=st, steps=len(rs), limit=rs[0].get('ptst/max_completion_length'),
                         length=[m(rs[:w], 'completions/mean_length'), m(rs[-w:], 'completions/mean_length')],
                         cut=[m(rs[:w], 'completions/clipped_ratio'), m(rs[-w:], 'completions/clipped_ratio')]))
@@ -349,12 +426,14 @@ def length_groups(grpo_dir, # the demo's GRPO run
                   cold_start:list, # the cold-start SFT set (records with `response`)
                   evals:dict, # {stage: eval dir}
                   tokenizer) -> dict:
-    "Completion lengths to draw: the cold-start chains, the cold start's and the RL model's greedy answers, each stage's samples."
-    tok = lambda t: len(tokenizer(t, add_special_tokens=False)['input_ids'])
-    ev = lambda k: [int(r.get('length', 0)) for r in read_predictions(Path(evals[k])/'predictions.jsonl')] if k in evals else []
+    "Completion lengths to draw: cold-start chains, the cold start's and the RL model's answers, each stage's samples."
+    def tok(t): return len(tokenizer(t, add_special_tokens=False)['input_ids'])
+    def ev(k):
+        if k not in evals: return []
+        return [int(r.get('length', 0)) for r in read_predictions(Path(evals[k])/'predictions.jsonl')]
     g = {'cold-start chains (the SFT targets)': dict(lengths=[tok(r['response']) for r in cold_start])}
     g['cold start, its answers on the test set'] = dict(lengths=ev('cold start (SFT)'))
-    for i, (st, d) in enumerate(stage_lengths(grpo_dir, tokenizer, first=10).items()): g[f'GRPO stage {st}: sampled completions'] = d
+    for st, d in stage_lengths(grpo_dir, tokenizer, first=10).items(): g[f'GRPO stage {st}: sampled completions'] = d
     g[f'after GRPO, its answers on the test set'] = dict(lengths=ev(f'SFT + {Path(grpo_dir).name}'))
     return {k: v for k, v in g.items() if v['lengths']}
 
@@ -363,10 +442,14 @@ def _md_table(rows, cols):
     h = '| ' + ' | '.join(c for c, _ in cols) + ' |\n|' + '---|' * len(cols) + '\n'
     return h + ''.join('| ' + ' | '.join(f(r) for _, f in cols) + ' |\n' for r in rows)
 
+def _pct(v): return f"{100 * v:.1f}"
+
+# %% ../nbs/14_pipeline.ipynb #de8bf453-2
 def _protocol_words(cfg):
     from vr1_nb.evaluate import resolve_protocol
     p = resolve_protocol(eval_protocol(cfg))
-    how = 'Greedy decoding' if not p['temperature'] else f"One sample per problem at temperature {p['temperature']}, top-p {p['top_p']}"
+    how = ('Greedy decoding' if not p['temperature'] else
+           f"One sample per problem at temperature {p['temperature']}, top-p {p['top_p']}")
     return f"{how} (protocol `{p['name']}`, at most {p['max_tokens']} tokens)."
 
 def _html(md):
@@ -375,32 +458,101 @@ def _html(md):
         body = markdown.markdown(md, extensions=['tables'])
     except ImportError:
         import html; body = f"<pre>{html.escape(md)}</pre>"
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>vr1 demo report</title></head><body>{body}</body></html>\n"
+    head = "<!doctype html><html><head><meta charset='utf-8'><title>vr1 demo report</title></head>"
+    return f"{head}<body>{body}</body></html>\n"
 
+# %% ../nbs/14_pipeline.ipynb #de8bf453-4
 def accuracy_table(evals:dict, # {stage name: eval run directory}, in pipeline order
                   ) -> list[dict]:
     "One row per stage, re-scored from its predictions file."
     return [dict(stage=k, **{x: v for x, v in score_predictions(Path(p)).items() if x != 'per_source'},
-                 per_source=score_predictions(Path(p))['per_source'], predictions=str(Path(p)/'predictions.jsonl')) for k, p in evals.items()]
+                 per_source=score_predictions(Path(p))['per_source'], predictions=str(Path(p)/'predictions.jsonl'))
+            for k, p in evals.items()]
 
 # %% ../nbs/14_pipeline.ipynb #b2c3d406
+_STAGE_COLS = [('stage', lambda r: str(r['stage'])), ('limit', lambda r: str(r['limit'])),
+               ('steps', lambda r: str(r['steps'])),
+               ('mean length', lambda r: f"{r['length'][0]:.1f} → {r['length'][1]:.1f}"),
+               ('cut by the limit', lambda r: f"{r['cut'][0]:.0%} → {r['cut'][1]:.0%}")]
+
 def _training_section(name, c, gains):
     g = next((x for x in gains if x['stage'] == f'SFT + {name}'), None)
-    md = [f"## {name}: {c['steps']} logged steps, mean reward of the first / last {c['window']} steps {c['first_reward']:.3f} → {c['last_reward']:.3f}", ""]
-    if g: md += [f"**GRPO after the cold start: {100 * g['gain']:+.1f} points** on the {g['n']} held-out items, 95% interval "
-                 f"[{100 * g['ci95'][0]:+.1f}, {100 * g['ci95'][1]:+.1f}] (paired bootstrap over the items; one seed, so the seed's own "
-                 f"spread is not in it: `results/replication.md` has that), p = {g['p']:.3g}.", ""]
-    md += ["Thinking length per PTST stage (first → last 10 steps of the stage): the limit, the mean completion length, and the share of "
-           "sampled completions the limit cut before they ended.", "",
-           _md_table(c['stages'], [('stage', lambda r: str(r['stage'])), ('limit', lambda r: str(r['limit'])), ('steps', lambda r: str(r['steps'])),
-                                   ('mean length', lambda r: f"{r['length'][0]:.1f} → {r['length'][1]:.1f}"),
-                                   ('cut by the limit', lambda r: f"{r['cut'][0]:.0%} → {r['cut'][1]:.0%}")]),
-           f"![reward and length]({name}/reward_length.png)", ""]
-    if c.get('lengths'): md += ["Completion lengths, from the cold start's training chains to the RL model's answers (dotted: the limit "
-                                "of the stage; sampled completions re-tokenized from their text):", "", f"![lengths]({name}/lengths.png)", ""]
+    md = [f"## {name}: {c['steps']} logged steps, mean reward of the first / last {c['window']} steps "
+          f"{c['first_reward']:.3f} → {c['last_reward']:.3f}", ""]
+    if g: md += [f"**GRPO after the cold start: {100 * g['gain']:+.1f} points** on the {g['n']} held-out items, "
+                 f"95% interval [{100 * g['ci95'][0]:+.1f}, {100 * g['ci95'][1]:+.1f}] "
+                 "(paired bootstrap over the items; one seed, so the seed's own spread is not in it: "
+                 f"`results/replication.md` has that), p = {g['p']:.3g}.", ""]
+    md += ["Thinking length per PTST stage (first → last 10 steps of the stage): the limit, the mean completion "
+           "length, and the share of sampled completions the limit cut before they ended.", "",
+           _md_table(c['stages'], _STAGE_COLS), f"![reward and length]({name}/reward_length.png)", ""]
+    if c.get('lengths'):
+        md += ["Completion lengths, from the cold start's training chains to the RL model's answers (dotted: the limit "
+               "of the stage; sampled completions re-tokenized from their text):", "",
+               f"![lengths]({name}/lengths.png)", ""]
     return md + [f"![beta]({name}/beta.png)", ""]
 
 # %% ../nbs/14_pipeline.ipynb #1b7cd9ed
+def _curve_summary(rows):
+    "A GRPO run's mean reward over its first and last few steps, its stage boundaries and its PTST stages."
+    w = max(1, min(10, len(rows) // 5))   # one step's reward is a few prompts' worth: too noisy to compare alone
+    return dict(steps=len(rows), window=w, first_reward=sum(float(r['reward']) for r in rows[:w]) / w,
+                last_reward=sum(float(r['reward']) for r in rows[-w:]) / w, boundaries=_boundaries(rows),
+                stages=stage_summary(rows))
+
+# %% ../nbs/14_pipeline.ipynb #1b7cd9ed-1
+def _curves(rep, grpo_dirs, evals, cold_start):
+    "Per GRPO run with a log: its plots in `rep/<name>/` and its summary; returns (summaries, plot paths)."
+    from transformers import AutoTokenizer
+    curves, plots = {}, []
+    for name, g in grpo_dirs.items():
+        rows = _grpo_rows(g)
+        if not rows: continue
+        sub = rep/name; sub.mkdir(exist_ok=True); plots += plot_training(rows, sub)
+        curves[name] = _curve_summary(rows)
+        if cold_start is not None and (Path(g)/'final').exists():
+            lg = length_groups(g, cold_start, evals, AutoTokenizer.from_pretrained(str(Path(g)/'final')))
+            plots.append(plot_lengths(lg, sub/'lengths.png'))
+            curves[name]['lengths'] = {k: dict(n=len(v['lengths']), mean=sum(v['lengths']) / len(v['lengths']),
+                                               limit=v.get('limit')) for k, v in lg.items()}
+    return curves, plots
+
+# %% ../nbs/14_pipeline.ipynb #1b7cd9ed-2
+_ACC_COLS = [('stage', lambda r: r['stage']), ('accuracy (%)', lambda r: _pct(r['accuracy'])),
+             ('correct / n', lambda r: f"{r['correct']} / {r['n']}"),
+             ('mean length (tokens)', lambda r: f"{r['mean_length']:.1f}")]
+
+def _gain_line(g):
+    return (f"GRPO after the cold start ({g['stage']}): {100 * g['gain']:+.1f} points, 95% interval "
+            f"[{100 * g['ci95'][0]:+.1f}, {100 * g['ci95'][1]:+.1f}] over the {g['n']} items.")
+
+def _report_head(cfg, table, gains, fy):
+    "The report's opening: the accuracy table and the RL gains, then the cold start's filter yield."
+    n = fy['kept'] + fy['rejected']
+    return [f"# vr1 demo report: preset `{cfg.get('name')}`", "",
+            f"Held-out synthetic test set: {table[0]['n']} problems never seen in pre-training, SFT or RL. "
+            f"{_protocol_words(cfg)} Every number below is recomputed from the stage's `predictions.jsonl` "
+            "(paths in `report.json`).", "", _md_table(table, _ACC_COLS), *[_gain_line(g) for g in gains], "",
+            "![accuracy per stage](accuracy.png)", "",
+            f"## Cold start (`demo.cold_start: {cfg['demo']['cold_start']}`)", "",
+            f"Filter yield: {fy['kept']} kept of {n} ({fy['kept'] / max(1, n):.1%}); "
+            f"rejected by reason: {json.dumps(fy['reasons'])}.", "", "![filter yield](filter_yield.png)", ""]
+
+# %% ../nbs/14_pipeline.ipynb #1b7cd9ed-3
+_SOURCE_COLS = [('stage', lambda r: r['stage']), ('source', lambda r: r['src']), ('n', lambda r: str(r['n'])),
+                ('accuracy (%)', lambda r: _pct(r['accuracy']))]
+
+def _report_tail(table, timings, load, notes):
+    "The report's end: accuracy per source, seconds per stage, the machine's load, the notes, the links."
+    per_source = [dict(stage=r['stage'], src=s, **v) for r in table for s, v in r['per_source'].items()]
+    return ["## Per source", "", _md_table(per_source, _SOURCE_COLS), "## Time", "",
+            "Seconds per stage, summed over every invocation of this run (a killed and resumed run counts both).", "",
+            _md_table(timings, [('stage', lambda r: r['stage']), ('seconds', lambda r: f"{r['seconds']:.0f}")]),
+            f"Machine: {os.cpu_count()} CPUs, load average {load} at the end of the run "
+            "(other processes share the CPU: times swing many-fold under contention).", "", *notes, "",
+            "Exact config: [config.yaml](config.yaml); versions and git commit: [versions.json](versions.json)."]
+
+# %% ../nbs/14_pipeline.ipynb #1b7cd9ed-4
 def write_report(out_dir, # the demo's output directory
                  cfg:dict, # the resolved config
                  evals:dict, # {stage: eval run dir}
@@ -412,75 +564,71 @@ def write_report(out_dir, # the demo's output directory
                 ) -> Path:
     "Write report.md/.html, report.json, plots, config.yaml and versions.json into `out_dir/report`."
     import yaml
-    from transformers import AutoTokenizer
     rep = Path(out_dir)/'report'; rep.mkdir(parents=True, exist_ok=True)
     table = accuracy_table(evals); plots = [plot_accuracy(table, rep/'accuracy.png')]
     fy = plot_filter(filter_dir, rep/'filter_yield.png'); plots.append(rep/'filter_yield.png')
-    curves, gains = {}, rl_gains(evals)
-    for name, g in grpo_dirs.items():
-        rows = _grpo_rows(g)
-        if not rows: continue
-        sub = rep/name; sub.mkdir(exist_ok=True); plots += plot_training(rows, sub)
-        w = max(1, min(10, len(rows) // 5))   # one step's reward is a few prompts' worth: too noisy to compare alone
-        curves[name] = dict(steps=len(rows), window=w, first_reward=sum(float(r['reward']) for r in rows[:w]) / w,
-                            last_reward=sum(float(r['reward']) for r in rows[-w:]) / w, boundaries=_boundaries(rows), stages=stage_summary(rows))
-        if cold_start is not None and (Path(g)/'final').exists():
-            lg = length_groups(g, cold_start, evals, AutoTokenizer.from_pretrained(str(Path(g)/'final')))
-            plots.append(plot_lengths(lg, sub/'lengths.png'))
-            curves[name]['lengths'] = {k: dict(n=len(v['lengths']), mean=sum(v['lengths']) / len(v['lengths']), limit=v.get('limit'))
-                                       for k, v in lg.items()}
+    gains = rl_gains(evals)
+    curves, more = _curves(rep, grpo_dirs, evals, cold_start); plots += more
     load = os.getloadavg() if hasattr(os, 'getloadavg') else None
-    versions = dict(library_versions(), git=git_state(), cpus=os.cpu_count(), loadavg=load, threads=os.environ.get('OMP_NUM_THREADS'))
+    versions = dict(library_versions(), git=git_state(), cpus=os.cpu_count(), loadavg=load,
+                    threads=os.environ.get('OMP_NUM_THREADS'))
     atomic_write_text(rep/'config.yaml', yaml.safe_dump(cfg, sort_keys=False))
     atomic_write_text(rep/'versions.json', json.dumps(versions, indent=1, default=str))
     data = dict(preset=cfg.get('name'), table=table, gains=gains, filter=fy, curves=curves, timings=timings,
                 total_seconds=sum(t['seconds'] for t in timings))
     atomic_write_text(rep/'report.json', json.dumps(data, indent=1, default=str))
-    pct = lambda v: f"{100 * v:.1f}"
-    md = [f"# vr1 demo report: preset `{cfg.get('name')}`", "",
-          f"Held-out synthetic test set: {table[0]['n']} problems never seen in pre-training, SFT or RL. {_protocol_words(cfg)} "
-          "Every number below is recomputed from the stage's `predictions.jsonl` (paths in `report.json`).", "",
-          _md_table(table, [('stage', lambda r: r['stage']), ('accuracy (%)', lambda r: pct(r['accuracy'])),
-                            ('correct / n', lambda r: f"{r['correct']} / {r['n']}"), ('mean length (tokens)', lambda r: f"{r['mean_length']:.1f}")]),
-          *[f"GRPO after the cold start ({g['stage']}): {100 * g['gain']:+.1f} points, 95% interval [{100 * g['ci95'][0]:+.1f}, "
-            f"{100 * g['ci95'][1]:+.1f}] over the {g['n']} items." for g in gains], "",
-          "![accuracy per stage](accuracy.png)", "", f"## Cold start (`demo.cold_start: {cfg['demo']['cold_start']}`)", "",
-          f"Filter yield: {fy['kept']} kept of {fy['kept'] + fy['rejected']} ({fy['kept'] / max(1, fy['kept'] + fy['rejected']):.1%}); "
-          f"rejected by reason: {json.dumps(fy['reasons'])}.", "", "![filter yield](filter_yield.png)", ""]
+    md = _report_head(cfg, table, gains, fy)
     for name, c in curves.items(): md += _training_section(name, c, gains)
-    md += ["## Per source", "", _md_table([dict(stage=r['stage'], src=s, **v) for r in table for s, v in r['per_source'].items()],
-                                           [('stage', lambda r: r['stage']), ('source', lambda r: r['src']), ('n', lambda r: str(r['n'])),
-                                            ('accuracy (%)', lambda r: pct(r['accuracy']))]),
-           "## Time", "", "Seconds per stage, summed over every invocation of this run (a killed and resumed run counts both).", "",
-           _md_table(timings, [('stage', lambda r: r['stage']), ('seconds', lambda r: f"{r['seconds']:.0f}")]),
-           f"Machine: {os.cpu_count()} CPUs, load average {load} at the end of the run (other processes share the CPU: "
-           "times swing many-fold under contention).", "", *notes, "",
-           "Exact config: [config.yaml](config.yaml); versions and git commit: [versions.json](versions.json)."]
+    md += _report_tail(table, timings, load, notes)
     atomic_write_text(rep/'report.md', '\n'.join(md) + '\n'); atomic_write_text(rep/'report.html', _html('\n'.join(md)))
     return rep
 
 # %% ../nbs/14_pipeline.ipynb #c65cc0e1
+def _demo_stages(rl_runs):
+    rl = [x for k in rl_runs for x in (k, f'eval {k}')]
+    return ['data', 'base', 'eval base', 'bridge', 'filter', 'sft', 'eval sft'] + rl + ['report']
+
+def _stepper(out, bar, T):
+    "The demo's stage runner: a stage timed into `T` and appended to `out/timings.jsonl`, the bar advanced."
+    def step(name, fn, *a, **kw):
+        bar.set_postfix_str(name); r = _timed(T, name, fn, *a, **kw); bar.update(1)
+        with open(out/'timings.jsonl', 'a') as f:
+            f.write(json.dumps(dict(T[-1], loadavg=os.getloadavg(), at=time.time())) + '\n')
+        return r
+    return step
+
+# %% ../nbs/14_pipeline.ipynb #c65cc0e1-1
+def _rl_stages(step, cfg, out, rl_runs, sft, d, evals, grpo_dirs, progress):
+    "Each of `demo.rl_runs` from the cold start, then its evaluation; fills `evals` and `grpo_dirs`."
+    from vr1_nb.grpo import grpo_run
+    for name, over in rl_runs.items():
+        g = step(name, grpo_run, deep_merge(_with(cfg, model__path=str(sft)), over), d['rl'], out/name, resume=True)
+        grpo_dirs[name] = out/name; evals[f'SFT + {name}'] = out/f'eval-{name}'
+        step(f'eval {name}', _eval, cfg, g, d['test'], out/f'eval-{name}', R1_INSTRUCTION, progress)
+
+def _base_note(base, pc):
+    what = 'direct answers' + (f" and {pc['caption_fraction']:.0%} captions" if pc.get('caption_fraction') else '')
+    return f"Base model: {base} (pre-trained here on {pc['n']} problems' {what}, cached)."
+
+# %% ../nbs/14_pipeline.ipynb #c65cc0e1-2
 def demo_run(preset='tiny-cpu', # 'tiny-cpu', 'smoke', a YAML path, or a config dict
              out_dir='runs/demo', # where every stage's run directory and the report go
              resume:bool=True, # reuse finished stages, continue unfinished ones
              overrides=(), # `section.key=value` strings
              progress:bool=True, # progress bars
             ) -> Path:
-    "Run the whole pipeline (data → base → bridge → filter → SFT → GRPO → eval after each) and write the report; returns the report dir."
+    "Run the pipeline (data → base → bridge → filter → SFT → GRPO, eval after each), write the report; returns its dir."
     from vr1_nb.bridge import bridge_run
     from vr1_nb.filter import filter_run
     from vr1_nb.sft import sft_run
-    from vr1_nb.grpo import grpo_run
     from tqdm.auto import tqdm
     cfg = demo_config(preset, overrides); set_threads(); out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    if (out/'report'/'report.json').exists() and not resume: raise FileExistsError(f"{out} already holds a demo report; pass resume=True or another out_dir")
+    if (out/'report'/'report.json').exists() and not resume:
+        raise FileExistsError(f"{out} already holds a demo report; pass resume=True or another out_dir")
     rl_runs = cfg['demo'].get('rl_runs') or {'grpo': {}}
-    steps = ['data', 'base', 'eval base', 'bridge', 'filter', 'sft', 'eval sft'] + [x for k in rl_runs for x in (k, f'eval {k}')] + ['report']
-    T, evals, grpo_dirs, bar = [], {}, {}, tqdm(total=len(steps), desc='vr1 demo', disable=not progress, unit='stage')
-    def step(name, fn, *a, **kw):
-        bar.set_postfix_str(name); r = _timed(T, name, fn, *a, **kw); bar.update(1)
-        with open(out/'timings.jsonl', 'a') as f: f.write(json.dumps(dict(T[-1], loadavg=os.getloadavg(), at=time.time())) + '\n')
-        return r
+    T, evals, grpo_dirs = [], {}, {}
+    bar = tqdm(total=len(_demo_stages(rl_runs)), desc='vr1 demo', disable=not progress, unit='stage')
+    step = _stepper(out, bar, T)
     d = step('data', data_stage, cfg, out/'data', resume=True)
     base = step('base', base_stage, cfg, d['test'])
     evals['base'] = out/'eval-base'; step('eval base', _eval, cfg, base, d['test'], out/'eval-base', None, progress)
@@ -488,21 +636,25 @@ def demo_run(preset='tiny-cpu', # 'tiny-cpu', 'smoke', a YAML path, or a config 
     kept = step('filter', filter_run, filter_config(cfg), chains, out/'filter', resume=True)
     cold = cold_start_set(chains, kept, cfg['demo']['cold_start'])
     sft = step('sft', sft_run, _with(cfg, model__path=str(base)), cold, out/'sft', resume=True)
-    evals['cold start (SFT)'] = out/'eval-sft'; step('eval sft', _eval, cfg, sft, d['test'], out/'eval-sft', R1_INSTRUCTION, progress)
-    for name, over in rl_runs.items():
-        g = step(name, grpo_run, deep_merge(_with(cfg, model__path=str(sft)), over), d['rl'], out/name, resume=True)
-        grpo_dirs[name] = out/name; evals[f'SFT + {name}'] = out/f'eval-{name}'
-        step(f'eval {name}', _eval, cfg, g, d['test'], out/f'eval-{name}', R1_INSTRUCTION, progress)
-    pc = cfg['demo']['pretrain']; what = 'direct answers' + (f" and {pc['caption_fraction']:.0%} captions" if pc.get('caption_fraction') else '')
-    notes = [f"Base model: {base} (pre-trained here on {pc['n']} problems' {what}, cached)."]
-    rep = step('report', write_report, out, cfg, evals, grpo_dirs, out/'filter', stage_times(out/'timings.jsonl'), notes, cold)
+    evals['cold start (SFT)'] = out/'eval-sft'
+    step('eval sft', _eval, cfg, sft, d['test'], out/'eval-sft', R1_INSTRUCTION, progress)
+    _rl_stages(step, cfg, out, rl_runs, sft, d, evals, grpo_dirs, progress)
+    notes = [_base_note(base, cfg['demo']['pretrain'])]
+    times = stage_times(out/'timings.jsonl')
+    rep = step('report', write_report, out, cfg, evals, grpo_dirs, out/'filter', times, notes, cold)
     bar.close(); return rep
 
 # %% ../nbs/14_pipeline.ipynb #de37126d
 REPLICATE_DEFAULTS = dict(family='counting', max_chars=120, rounds=3, other_seeds=3, run_seeds=None,
-                          cross_families=['counting', 'chart'], rl_rewards=dict(funcs=['format_accuracy_reward'], alpha=1.0),
+                          cross_families=['counting', 'chart'],
+                          rl_rewards=dict(funcs=['format_accuracy_reward'], alpha=1.0),
                           grpo_d=dict(kind='grpo_d', beta_min=0.04, beta_max=0.10, warmup_frac=0.3))
-_V, _O, _M, _X = 'Vision-R1 Table 4', 'OpenVLThinker filter ablation and rounds', 'OThink-MR1 Table 1', 'OThink-MR1 cross-task'
+
+# %% ../nbs/14_pipeline.ipynb #de37126d-1
+_V, _O = 'Vision-R1 Table 4', 'OpenVLThinker filter ablation and rounds'
+_M, _X = 'OThink-MR1 Table 1', 'OThink-MR1 cross-task'
+_CROSS_KINDS = (('ci', 'cold start on both families (verified chains)'), ('sft', 'cross_ci + SFT'),
+                ('rl', 'cross_ci + GRPO, constant beta'), ('rl_d', 'cross_ci + GRPO-D'))
 ROWS = {
     'base': (_V, 'base model (pre-trained here); `acc_r1`: asked with the R1 instruction'),
     'zero_rl': (_V, 'GRPO from the base, format + accuracy 1:1, one stage at the longest limit ("Zero")'),
@@ -519,14 +671,16 @@ ROWS = {
     'mr1_grpo': (_M, 'GRPO from the base on one family, constant beta (= zero_rl with one family)'),
     'mr1_grpo_d': (_M, 'GRPO-D (dynamic KL) from the base on one family'),
     **{f'cross{r}_{k}': (_X, w + (' on the second family' if r else ' on the first family') if k != 'ci' else w)
-       for r in ('', '_rev') for k, w in (('ci', 'cold start on both families (verified chains)'), ('sft', 'cross_ci + SFT'),
-                                            ('rl', 'cross_ci + GRPO, constant beta'), ('rl_d', 'cross_ci + GRPO-D'))},
+       for r in ('', '_rev') for k, w in _CROSS_KINDS},
 }
+
+# %% ../nbs/14_pipeline.ipynb #de37126d-2
 CENTRAL_ROWS = ('base', 'ci', 'ci_ptst', 'ci_sft_more')
 # the order the grid runs the other rows in: the cheap ones first, the rounds (three SFT+GRPO+sampling rounds) last
-OTHER_ROWS = ('ci_long', 'zero_rl', 'ovt_unfiltered', 'ovt_length', 'ovt_truncated', 'mr1_grpo', 'mr1_sft', 'mr1_grpo_d',
-              'cross_ci', 'cross_sft', 'cross_rl', 'cross_rl_d', 'cross_rev_ci', 'cross_rev_sft', 'cross_rev_rl', 'cross_rev_rl_d',
-              'ci_sft_more_ptst', 'ovt_rounds')
+OTHER_ROWS = ('ci_long', 'zero_rl', 'ovt_unfiltered', 'ovt_length', 'ovt_truncated', 'mr1_grpo', 'mr1_sft',
+              'mr1_grpo_d', 'cross_ci', 'cross_sft', 'cross_rl', 'cross_rl_d', 'cross_rev_ci', 'cross_rev_sft',
+              'cross_rev_rl',
+              'cross_rev_rl_d', 'ci_sft_more_ptst', 'ovt_rounds')
 
 # %% ../nbs/14_pipeline.ipynb #ba14d9aa
 class Seed:
@@ -537,39 +691,57 @@ class Seed:
         self.cfg, self.out, self.progress = cfg, Path(out_dir), progress
         self.rep = {**REPLICATE_DEFAULTS, **(cfg.get('replicate') or {})}
         self.d = data_stage(cfg, self.out/'data', resume=True)
+
     def eval(self, model, name, instruction=R1_INSTRUCTION):
-        _eval(self.cfg, model, self.d['test'], self.out/f'eval-{name}', instruction, self.progress); return self.out/f'eval-{name}'
+        _eval(self.cfg, model, self.d['test'], self.out/f'eval-{name}', instruction, self.progress)
+        return self.out/f'eval-{name}'
+
     @property
     def base(self): return base_stage(self.cfg, self.d['test'])
+
     @property
     def chains(self):
         from vr1_nb.bridge import bridge_run
         return bridge_run(demo_bridge_config(self.cfg, self.d['train']), self.out/'bridge', resume=True)
+
     def filtered(self, name='filter', **over):
         from vr1_nb.filter import filter_run
         return filter_run({**filter_config(self.cfg), **over}, self.chains, self.out/name, resume=True)
-    def verified(self, fam=None): recs = load_jsonl(self.filtered()); return _family(recs, fam) if fam else recs
-    def cold(self, how=None):
-        return cold_start_set(self.chains, self.filtered(), how or self.cfg['demo']['cold_start'])
-    def sft(self, name, train, start=None, **sft_over):
-        from vr1_nb.sft import sft_run
-        c = deep_merge(_with(self.cfg, model__path=str(start or self.base)), {'sft': sft_over})
-        return sft_run(c, train, self.out/name, resume=True)
-    def grpo(self, name, start, train=None, **over):
-        from vr1_nb.grpo import grpo_run
-        return grpo_run(deep_merge(_with(self.cfg, model__path=str(start)), over), train or self.d['rl'], self.out/name, resume=True)
-    @property
-    def cross(self):
-        "The cross-task setting of this seed: the same config over `replicate.cross_families`, in `cross/`."
-        return Seed(deep_merge(self.cfg, {'data': {'families': list(self.rep['cross_families'])}}), self.out/'cross', self.progress)
+
+    def verified(self, fam=None):
+        recs = load_jsonl(self.filtered())
+        return _family(recs, fam) if fam else recs
+
+    def cold(self, how=None): return cold_start_set(self.chains, self.filtered(), how or self.cfg['demo']['cold_start'])
+
+# %% ../nbs/14_pipeline.ipynb #ba14d9aa-1
+@patch
+def sft(self:Seed, name, train, start=None, **sft_over):
+    from vr1_nb.sft import sft_run
+    c = deep_merge(_with(self.cfg, model__path=str(start or self.base)), {'sft': sft_over})
+    return sft_run(c, train, self.out/name, resume=True)
+
+@patch
+def grpo(self:Seed, name, start, train=None, **over):
+    from vr1_nb.grpo import grpo_run
+    c = deep_merge(_with(self.cfg, model__path=str(start)), over)
+    return grpo_run(c, train or self.d['rl'], self.out/name, resume=True)
+
+@patch(as_prop=True)
+def cross(self:Seed):
+    "The cross-task setting of this seed: the same config over `replicate.cross_families`, in `cross/`."
+    c = deep_merge(self.cfg, {'data': {'families': list(self.rep['cross_families'])}})
+    return Seed(c, self.out/'cross', self.progress)
 
 # %% ../nbs/14_pipeline.ipynb #969007ed
 def grpo_samples(cfg:dict) -> int:
-    "Completions a GRPO run with this config generates and learns from: steps x generation batch, summed over PTST stages."
+    "Completions a GRPO run with this config generates and learns from: steps x generation batch, summed over stages."
     from vr1_nb.grpo import ptst_stages
     bs = int((cfg.get('grpo') or {}).get('per_device_train_batch_size', 8))
-    return sum((s['end'] - s['start']) * int(s['section'].get('per_device_train_batch_size', bs)) for s in ptst_stages(cfg))
+    return sum((s['end'] - s['start']) * int(s['section'].get('per_device_train_batch_size', bs))
+               for s in ptst_stages(cfg))
 
+# %% ../nbs/14_pipeline.ipynb #969007ed-2
 def grpo_compute(grpo_dir) -> dict:
     "Samples and completion tokens of a finished GRPO run, from its config and its log (mean length x batch per step)."
     cfg = json.loads((Path(grpo_dir)/'manifest.json').read_text())['config']
@@ -577,12 +749,15 @@ def grpo_compute(grpo_dir) -> dict:
     toks = sum(float(r.get('completions/mean_length', 0)) * bs for r in _grpo_rows(grpo_dir))
     return dict(samples=grpo_samples(cfg), completion_tokens=int(toks))
 
+# %% ../nbs/14_pipeline.ipynb #969007ed-3
 def sft_compute(sft_dir) -> dict:
     "Samples and tokens an SFT run trained on, from its log (`num_tokens`) and its steps × batch."
-    m = json.loads((Path(sft_dir)/'manifest.json').read_text()); done = json.loads((Path(sft_dir)/'COMPLETE').read_text())
+    m = json.loads((Path(sft_dir)/'manifest.json').read_text())
+    done = json.loads((Path(sft_dir)/'COMPLETE').read_text())
     rows = [json.loads(l) for l in (Path(sft_dir)/'log.jsonl').read_text().splitlines() if l.strip()]
     toks = max([float(r['num_tokens']) for r in rows if 'num_tokens' in r] or [0])
-    return dict(samples=int(done.get('steps', 0)) * int(m['config']['sft'].get('per_device_train_batch_size', 8)), tokens=int(toks))
+    bs = int(m['config']['sft'].get('per_device_train_batch_size', 8))
+    return dict(samples=int(done.get('steps', 0)) * bs, tokens=int(toks))
 
 # %% ../nbs/14_pipeline.ipynb #dc8caac3
 def _long_stage(cfg):
@@ -592,46 +767,57 @@ def _long_stage(cfg):
     return [{**last, 'name': 'long', 'num_generations': st[0].get('num_generations', last.get('num_generations')),
              'max_steps': sum(int(s['max_steps']) for s in st)}]
 
-def _family(recs, fam): return [r for r in recs if (r.get('metadata') or {}).get('family') == fam or r.get('source') == f'synth/{fam}']
+# %% ../nbs/14_pipeline.ipynb #dc8caac3-1
+def _family(recs, fam):
+    return [r for r in recs if (r.get('metadata') or {}).get('family') == fam or r.get('source') == f'synth/{fam}']
 
 def _rl_from(S, name, start, train=None, d=False):
-    "GRPO as Vision-R1-Zero and OThink-MR1 run it: format + accuracy rewards, one stage at the longest limit; GRPO-D if `d`."
-    over = dict(stages=_long_stage(S.cfg), rewards=S.rep['rl_rewards'], **({'beta_schedule': S.rep['grpo_d']} if d else {}))
+    "GRPO as Vision-R1-Zero and OThink-MR1 run it: format + accuracy rewards, one longest-limit stage; GRPO-D if `d`."
+    over = dict(stages=_long_stage(S.cfg), rewards=S.rep['rl_rewards'],
+                **({'beta_schedule': S.rep['grpo_d']} if d else {}))
     return S.grpo(name, start, train, **over)
 
 # %% ../nbs/14_pipeline.ipynb #a1b2c301
+def _grpo_col(S, name, m):
+    "The columns of a GRPO row: its evaluation and its compute."
+    return {'acc': S.eval(m, name), **grpo_compute(S.out/name)}
+
 def _vision_r1_row(row, S):
     ci = lambda: S.sft('sft', S.cold())
     if row == 'base': return {'acc': S.eval(S.base, 'base', None), 'acc_r1': S.eval(S.base, 'base-r1')}
-    if row == 'zero_rl': return {'acc': S.eval(_rl_from(S, 'grpo-zero', S.base), 'grpo-zero'), **grpo_compute(S.out/'grpo-zero')}
+    if row == 'zero_rl': return _grpo_col(S, 'grpo-zero', _rl_from(S, 'grpo-zero', S.base))
     if row == 'ci': return {'acc': S.eval(ci(), 'sft')}
-    if row == 'ci_ptst': return {'acc': S.eval(S.grpo('grpo', ci()), 'grpo'), **grpo_compute(S.out/'grpo')}
-    if row == 'ci_long': return {'acc': S.eval(S.grpo('grpo-long', ci(), stages=_long_stage(S.cfg)), 'grpo-long'), **grpo_compute(S.out/'grpo-long')}
+    if row == 'ci_ptst': return _grpo_col(S, 'grpo', S.grpo('grpo', ci()))
+    if row == 'ci_long': return _grpo_col(S, 'grpo-long', S.grpo('grpo-long', ci(), stages=_long_stage(S.cfg)))
     if row == 'ci_sft_more':
         n, bs = grpo_samples(S.cfg), int(S.cfg['sft'].get('per_device_train_batch_size', 8))
         m = S.sft('sft-more', S.cold(), start=ci(), max_steps=max(1, n // bs), warmup_steps=0)
         return {'acc': S.eval(m, 'sft-more'), **sft_compute(S.out/'sft-more')}
     if row == 'ci_sft_more_ptst':
         _vision_r1_row('ci_sft_more', S)
-        return {'acc': S.eval(S.grpo('grpo-after-more', S.out/'sft-more'/'final'), 'grpo-after-more'), **grpo_compute(S.out/'grpo-after-more')}
+        return _grpo_col(S, 'grpo-after-more', S.grpo('grpo-after-more', S.out/'sft-more'/'final'))
 
 # %% ../nbs/14_pipeline.ipynb #a1b2c302
+def _ovt_rounds(S):
+    "OpenVLThinker's rounds from the truncated set (`iterate_run`), each round's RL model evaluated here."
+    from vr1_nb.iterate import iterate_run
+    c = _with(S.cfg, model__path=str(S.base))
+    c['iterate'] = dict(rounds=S.rep['rounds'], sft_set=str(S.filtered('filter-truncated', truncate_reflection=True)),
+                        rl=str(S.d['rl']), test=str(S.d['test']), curriculum=True)
+    summ = iterate_run(c, S.out/'iterate', resume=True)
+    # each round's RL model evaluated here under the grid's protocol (iterate_run's own evaluations are greedy)
+    out = {f'acc_round{r["round"]}': S.eval(Path(r['rl_model']), f'round{r["round"]}-grpo') for r in summ['rounds']}
+    return {**out, 'acc': out[f"acc_round{summ['rounds'][-1]['round']}"]}
+
+# %% ../nbs/14_pipeline.ipynb #a1b2c302-1
 def _openvlthinker_row(row, S):
     if row == 'ovt_unfiltered': return {'acc_sft': run_row('ci', S)['acc'], 'acc': run_row('ci_ptst', S)['acc']}
-    if row == 'ovt_rounds':
-        from vr1_nb.iterate import iterate_run
-        c = _with(S.cfg, model__path=str(S.base))
-        c['iterate'] = dict(rounds=S.rep['rounds'], sft_set=str(S.filtered('filter-truncated', truncate_reflection=True)),
-                            rl=str(S.d['rl']), test=str(S.d['test']), curriculum=True)
-        summ = iterate_run(c, S.out/'iterate', resume=True)
-        # each round's RL model evaluated here under the grid's protocol (iterate_run's own evaluations are greedy)
-        out = {f'acc_round{r["round"]}': S.eval(Path(r['rl_model']), f'round{r["round"]}-grpo') for r in summ['rounds']}
-        return {**out, 'acc': out[f"acc_round{summ['rounds'][-1]['round']}"]}
+    if row == 'ovt_rounds': return _ovt_rounds(S)
     v = row[4:]
     data = load_jsonl(S.filtered('filter-length', max_chars=S.rep['max_chars']) if v == 'length' else
                       S.filtered('filter-truncated', truncate_reflection=True))
     m = S.sft(f'sft-{v}', data)
-    return {'acc_sft': S.eval(m, f'sft-{v}'), 'acc': S.eval(S.grpo(f'grpo-{v}', m), f'grpo-{v}'), **grpo_compute(S.out/f'grpo-{v}')}
+    return {'acc_sft': S.eval(m, f'sft-{v}'), **_grpo_col(S, f'grpo-{v}', S.grpo(f'grpo-{v}', m))}
 
 # %% ../nbs/14_pipeline.ipynb #a1b2c303
 def _othink_row(row, S):
@@ -639,21 +825,21 @@ def _othink_row(row, S):
     if row == 'mr1_sft': return {'acc': S.eval(S.sft(f'mr1-sft-{fam}', S.verified(fam)), f'mr1-sft-{fam}')}
     if row == 'mr1_grpo':
         if len(rl) == len(rl_all): return _vision_r1_row('zero_rl', S)   # one family: the very same run
-        return {'acc': S.eval(_rl_from(S, f'mr1-grpo-{fam}', S.base, rl), f'mr1-grpo-{fam}'), **grpo_compute(S.out/f'mr1-grpo-{fam}')}
+        return _grpo_col(S, f'mr1-grpo-{fam}', _rl_from(S, f'mr1-grpo-{fam}', S.base, rl))
     if row == 'mr1_grpo_d':
-        m = _rl_from(S, f'mr1-grpo-d-{fam}', S.base, rl, d=True)
-        return {'acc': S.eval(m, f'mr1-grpo-d-{fam}'), **grpo_compute(S.out/f'mr1-grpo-d-{fam}')}
+        return _grpo_col(S, f'mr1-grpo-d-{fam}', _rl_from(S, f'mr1-grpo-d-{fam}', S.base, rl, d=True))
 
+# %% ../nbs/14_pipeline.ipynb #a1b2c303-1
 def _cross_row(row, S):
-    X, fams = S.cross, list(S.rep['cross_families'])
-    kind = row.split('_', 2 if row.startswith('cross_rev_') else 1)[-1]; fam = fams[1] if row.startswith('cross_rev_') else fams[0]
+    X, fams, rev = S.cross, list(S.rep['cross_families']), row.startswith('cross_rev_')
+    kind = row.split('_', 2 if rev else 1)[-1]; fam = fams[1] if rev else fams[0]
     ci = X.sft('sft-both', X.verified())
     if kind == 'ci': return {'acc': X.eval(ci, 'sft-both')}
     if kind == 'sft': return {'acc': X.eval(X.sft(f'sft-{fam}', X.verified(fam), start=ci), f'sft-{fam}')}
     name = f"grpo{'-d' if kind == 'rl_d' else ''}-{fam}"
-    m = _rl_from(X, name, ci, _family(load_jsonl(X.d['rl']), fam), d=kind == 'rl_d')
-    return {'acc': X.eval(m, name), **grpo_compute(X.out/name)}
+    return _grpo_col(X, name, _rl_from(X, name, ci, _family(load_jsonl(X.d['rl']), fam), d=kind == 'rl_d'))
 
+# %% ../nbs/14_pipeline.ipynb #a1b2c303-2
 def run_row(row:str, # a key of `ROWS`
             S:Seed, # the seed's shared stages
            ) -> dict:
@@ -665,7 +851,7 @@ def run_row(row:str, # a key of `ROWS`
 
 # %% ../nbs/14_pipeline.ipynb #d844b294
 def cell_result(cols:dict) -> dict:
-    "Re-score a cell's evaluation directories: accuracy, mean length, per-family accuracy and per-item scores; counts kept."
+    "Re-score a cell's evaluation dirs: accuracy, mean length, per-family accuracy and per-item scores; counts kept."
     out = {}
     for k, v in cols.items():
         if isinstance(v, (str, Path)) and (Path(v)/'predictions.jsonl').exists():
@@ -680,29 +866,38 @@ def _stats(xs):
     import statistics
     return dict(mean=statistics.fmean(xs), std=statistics.stdev(xs) if len(xs) > 1 else None, n_seeds=len(xs))
 
+# %% ../nbs/14_pipeline.ipynb #a1b2c304-1
 def grid_plan(rows, seeds, other_seeds:int|None=None) -> list[tuple]:
-    "The cells (seed, row) of a grid: central rows on every seed, the others on the first `other_seeds`; central rows first."
+    "The cells (seed, row) of a grid: central rows on every seed (first), the others on the first `other_seeds`."
     central = [r for r in rows if r in CENTRAL_ROWS]; other = [r for r in rows if r not in CENTRAL_ROWS]
     few = list(seeds)[:other_seeds] if other_seeds else list(seeds)
     return [(s, r) for s in seeds for r in central] + [(s, r) for s in few for r in other]
 
+# %% ../nbs/14_pipeline.ipynb #a1b2c304-3
+def _column_summary(done:dict, k:str) -> dict:
+    "Mean and spread over seeds of one column's accuracy, mean length and per-source accuracy."
+    cs = [c[k] for c in done.values() if k in c]
+    return dict(accuracy=_stats([c['accuracy'] for c in cs]), mean_length=_stats([c['mean_length'] for c in cs]),
+                per_source={src: _stats([c['per_source'][src] for c in cs if src in c['per_source']])
+                            for src in sorted({s for c in cs for s in c['per_source']})})
+
+def _row_summary(done:dict) -> dict:
+    "One row's summary over its finished seeds: every accuracy column, then the compute counts."
+    cols = {k for c in done.values() for k, v in c.items() if isinstance(v, dict) and 'accuracy' in v}
+    out = {k: _column_summary(done, k) for k in sorted(cols)}
+    for key in ('samples', 'completion_tokens', 'tokens'):
+        vals = [c[key] for c in done.values() if key in c]
+        if vals: out[key] = _stats(vals)
+    return out
+
+# %% ../nbs/14_pipeline.ipynb #a1b2c304-4
 def summarize_grid(cells:dict, # {row: {seed: cell_result}}
                    plan:list, # [(seed, row)] from `grid_plan`
                   ) -> dict:
     "Mean and spread over seeds per row and column; the list of missing cells."
     out, missing = {}, [f"{r}/seed{s}" for s, r in plan if str(s) not in cells.get(r, {})]
     for r in dict.fromkeys(r for _, r in plan):
-        done = cells.get(r, {})
-        if not done: continue
-        cols = {k for c in done.values() for k, v in c.items() if isinstance(v, dict) and 'accuracy' in v}
-        out[r] = {k: dict(accuracy=_stats([c[k]['accuracy'] for c in done.values() if k in c]),
-                          mean_length=_stats([c[k]['mean_length'] for c in done.values() if k in c]),
-                          per_source={src: _stats([c[k]['per_source'][src] for c in done.values() if k in c and src in c[k]['per_source']])
-                                      for src in sorted({s for c in done.values() if k in c for s in c[k]['per_source']})})
-                  for k in sorted(cols)}
-        for key in ('samples', 'completion_tokens', 'tokens'):
-            vals = [c[key] for c in done.values() if key in c]
-            if vals: out[r][key] = _stats(vals)
+        if cells.get(r, {}): out[r] = _row_summary(cells[r])
     return dict(rows=out, missing=missing, partial=bool(missing))
 
 # %% ../nbs/14_pipeline.ipynb #a1b2c309
@@ -715,40 +910,53 @@ FINDINGS = [
          comparisons=[_cmp('ci_ptst/acc', 'ci_long/acc')]),
     dict(id='ptst_above_zero', finding='PTST above Zero', paper='Vision-R1 Table 4: 55.4 vs 50.7',
          comparisons=[_cmp('ci_ptst/acc', 'zero_rl/acc')]),
-    dict(id='ptst_shorter', finding='PTST shorter than CI and Long', paper='Vision-R1 Table 4: 2,057 vs 3,566 and 3,107 tokens',
+    dict(id='ptst_shorter', finding='PTST shorter than CI and Long',
+         paper='Vision-R1 Table 4: 2,057 vs 3,566 and 3,107 tokens',
          comparisons=[_cmp('ci_ptst/acc', 'ci/acc', -1, 'length'), _cmp('ci_ptst/acc', 'ci_long/acc', -1, 'length')]),
     dict(id='ovt_filters', finding='truncated > length-filtered > unfiltered after SFT',
          paper='OpenVLThinker (MathVista, after SFT): 62.5 > 55.0 > 48.4',
-         comparisons=[_cmp('ovt_truncated/acc_sft', 'ovt_length/acc_sft'), _cmp('ovt_length/acc_sft', 'ovt_unfiltered/acc_sft')]),
+         comparisons=[_cmp('ovt_truncated/acc_sft', 'ovt_length/acc_sft'),
+                      _cmp('ovt_length/acc_sft', 'ovt_unfiltered/acc_sft')]),
     dict(id='rounds_rise', finding='accuracy rising over SFT→RL rounds',
-         paper='OpenVLThinker v1 Table 1: MathVista 68.5 (Qwen2.5-VL-7B) → 70.2 after its rounds', comparisons='rounds'),
+         paper='OpenVLThinker v1 Table 1: MathVista 68.5 (Qwen2.5-VL-7B) → 70.2 after its rounds',
+         comparisons='rounds'),
     dict(id='grpo_d_best', finding='GRPO-D above SFT and constant-beta GRPO (trained task)',
          paper='OThink-MR1 (abstract, v2): GRPO-D > 5.72% above SFT and > 13.59% above GRPO, relative',
          comparisons=[_cmp('mr1_grpo_d/acc', 'mr1_sft/acc'), _cmp('mr1_grpo_d/acc', 'mr1_grpo/acc')]),
     dict(id='rl_keeps_other', finding='RL keeps the untrained family, SFT loses it',
-         paper='OThink-MR1 (abstract, v2): cross-task, GRPO-D > 61.63% above SFT on average, relative', comparisons='cross'),
+         paper='OThink-MR1 (abstract, v2): cross-task, GRPO-D > 61.63% above SFT on average, relative',
+         comparisons='cross'),
 ]
+
+# %% ../nbs/14_pipeline.ipynb #a1b2c309-1
 EXTRA_FINDINGS = [   # the demo's own claims, tested the same way
     dict(id='rl_repairs_ci', finding='GRPO (PTST) above the cold start', paper='Vision-R1 Table 4: 55.4 vs 44.5',
          comparisons=[_cmp('ci_ptst/acc', 'ci/acc')]),
-    dict(id='rl_above_sft_more', finding='GRPO above continued SFT at equal samples', paper='(our control; no paper number)',
+    dict(id='rl_above_sft_more', finding='GRPO above continued SFT at equal samples',
+         paper='(our control; no paper number)',
          comparisons=[_cmp('ci_ptst/acc', 'ci_sft_more/acc')]),
 ]
 
 # %% ../nbs/14_pipeline.ipynb #a1b2c310
+def _cross_comparisons(cross_fams):
+    "OThink-MR1's cross-task comparisons, both directions, each on the family the row did not train on."
+    out = []
+    for pre, other in (('cross', cross_fams[1]), ('cross_rev', cross_fams[0])):
+        out += [_cmp(f'{pre}_sft/acc', f'{pre}_ci/acc', -1, family=other),
+                _cmp(f'{pre}_rl/acc', f'{pre}_sft/acc', family=other),
+                _cmp(f'{pre}_rl_d/acc', f'{pre}_sft/acc', family=other)]
+    return out
+
 def _expand(f, cells, cross_fams):
     "The comparisons of a finding; 'rounds' and 'cross' depend on the columns and families the grid has."
     if f['comparisons'] == 'rounds':
-        n = max([int(k[9:]) for c in cells.get('ovt_rounds', {}).values() for k in c if k.startswith('acc_round')] or [0])
+        rounds = [int(k[9:]) for c in cells.get('ovt_rounds', {}).values() for k in c if k.startswith('acc_round')]
+        n = max(rounds or [0])
         return [_cmp(f'ovt_rounds/acc_round{r + 1}', f'ovt_rounds/acc_round{r}') for r in range(1, n)]
-    if f['comparisons'] == 'cross':
-        out = []
-        for pre, other in (('cross', cross_fams[1]), ('cross_rev', cross_fams[0])):
-            out += [_cmp(f'{pre}_sft/acc', f'{pre}_ci/acc', -1, family=other), _cmp(f'{pre}_rl/acc', f'{pre}_sft/acc', family=other),
-                    _cmp(f'{pre}_rl_d/acc', f'{pre}_sft/acc', family=other)]
-        return out
+    if f['comparisons'] == 'cross': return _cross_comparisons(cross_fams)
     return f['comparisons']
 
+# %% ../nbs/14_pipeline.ipynb #a1b2c310-1
 def _values(cell_col, metric, family):
     it = cell_col['items']; keep = [i for i, c in enumerate(it['source']) if family is None or
                                     it['sources'][int(c)].split('/')[-1] == family]
@@ -760,10 +968,9 @@ def _verdict(ci, sign):
     lo, hi = ci[0] * sign, ci[1] * sign
     return 'reproduced' if min(lo, hi) > 0 else 'not reproduced' if max(lo, hi) < 0 else 'inconclusive'
 
-def compare(cells:dict, # {row: {seed: cell_result}}
-            c:dict, # a comparison: a, b ('row/column'), sign, metric ('accuracy' or 'length'), family
-            n_boot:int=2000) -> dict:
-    "One comparison over the seeds where both cells finished: the means, the paired difference, its interval, p, verdict."
+# %% ../nbs/14_pipeline.ipynb #a1b2c311-2
+def _paired(cells, c):
+    "The paired values of comparison `c` per seed where both cells finished, and each side's per-seed means."
     (ra, ka), (rb, kb) = c['a'].split('/'), c['b'].split('/')
     pairs, ma, mb = {}, [], []
     for s in sorted(set(cells.get(ra, {})) & set(cells.get(rb, {})), key=str):
@@ -772,14 +979,28 @@ def compare(cells:dict, # {row: {seed: cell_result}}
         (xa, ha), (xb, hb) = _values(A, c['metric'], c['family']), _values(B, c['metric'], c['family'])
         if ha != hb: raise ValueError(f"{c['a']} and {c['b']}, seed {s}: evaluated on different items")
         if xa: pairs[s] = (xa, xb); ma.append(sum(xa) / len(xa)); mb.append(sum(xb) / len(xb))
-    out = dict(c, a_mean=sum(ma) / len(ma) if ma else None, b_mean=sum(mb) / len(mb) if mb else None, diff=None, ci95=None, p=None,
-               n_seeds=len(pairs), agree=None)
+    return pairs, ma, mb
+
+# %% ../nbs/14_pipeline.ipynb #a1b2c311-3
+def compare(cells:dict, # {row: {seed: cell_result}}
+            c:dict, # a comparison: a, b ('row/column'), sign, metric ('accuracy' or 'length'), family
+            n_boot:int=2000) -> dict:
+    "One comparison over the seeds where both cells finished: means, paired difference, its interval, p, verdict."
+    pairs, ma, mb = _paired(cells, c)
+    out = dict(c, a_mean=sum(ma) / len(ma) if ma else None, b_mean=sum(mb) / len(mb) if mb else None,
+               diff=None, ci95=None, p=None, n_seeds=len(pairs), agree=None)
     if pairs:
         b = paired_bootstrap(pairs, n_boot)
-        out.update(diff=b['diff'], ci95=b['ci95'], p=b['p'], per_seed=b['per_seed'], agree=sum(v * c['sign'] > 0 for v in b['per_seed'].values()))
+        out.update(diff=b['diff'], ci95=b['ci95'], p=b['p'], per_seed=b['per_seed'],
+                   agree=sum(v * c['sign'] > 0 for v in b['per_seed'].values()))
     return dict(out, verdict=_verdict(out['ci95'], c['sign']))
 
 # %% ../nbs/14_pipeline.ipynb #a1b2c312
+def _overall(vs:set) -> str:
+    "A finding's verdict from its comparisons' verdicts: reproduced only if every one is."
+    return ('no data' if not vs or vs == {'no data'} else 'not reproduced' if 'not reproduced' in vs else
+            'inconclusive' if 'inconclusive' in vs else 'reproduced' if vs == {'reproduced'} else 'incomplete')
+
 def findings(cells:dict, # {row: {seed: cell_result}}
              cross_families=('counting', 'chart'), # (trained, other) of the cross rows
              specs=None, # default: FINDINGS + EXTRA_FINDINGS
@@ -788,9 +1009,7 @@ def findings(cells:dict, # {row: {seed: cell_result}}
     out = []
     for f in specs or FINDINGS + EXTRA_FINDINGS:
         cs = [dict(compare(cells, c, n_boot), finding=f['finding']) for c in _expand(f, cells, list(cross_families))]
-        vs = {c['verdict'] for c in cs}
-        v = ('no data' if not cs or vs == {'no data'} else 'not reproduced' if 'not reproduced' in vs else
-             'inconclusive' if 'inconclusive' in vs else 'reproduced' if vs == {'reproduced'} else 'incomplete')
+        v = _overall({c['verdict'] for c in cs})
         out.append(dict({k: f[k] for k in ('id', 'finding', 'paper')}, comparisons=cs, verdict=v))
     return out
 
@@ -802,62 +1021,78 @@ def _fmt(s, pct=True):
 
 def _num(x, metric): return '–' if x is None else f"{100 * x:.1f}" if metric == 'accuracy' else f"{x:.1f}"
 
+# %% ../nbs/14_pipeline.ipynb #ff2572f5-2
 def _cmp_cells(c):
     m = c['metric']
-    what = f"`{c['a']}` vs `{c['b']}`" + (f", {c['family']} items" if c.get('family') else '') + (' (tokens)' if m == 'length' else '')
+    what = (f"`{c['a']}` vs `{c['b']}`" + (f", {c['family']} items" if c.get('family') else '')
+            + (' (tokens)' if m == 'length' else ''))
     d = '–' if c['diff'] is None else f"{_num(c['diff'], m)} [{_num(c['ci95'][0], m)}, {_num(c['ci95'][1], m)}]"
     p = '–' if c['p'] is None else f"{c['p']:.3g}"
     seeds = f"{c['n_seeds']}" + ('' if c['agree'] is None else f" ({c['agree']})")
-    v = c['verdict'] + (' (one seed: items only)' if c['n_seeds'] == 1 else '')   # no seed spread in a one-seed interval
+    v = c['verdict'] + (' (one seed: items only)' if c['n_seeds'] == 1 else '')   # no seed spread in its interval
     return [what, f"{_num(c['a_mean'], m)} vs {_num(c['b_mean'], m)}", d, p, seeds, v]
 
+# %% ../nbs/14_pipeline.ipynb #ff2572f5-3
 def findings_markdown(fs:list, # from `findings`
                      ) -> list[str]:
-    "The findings table: paper, comparison, our means, the difference with its 95% interval, p, seeds (agreeing), verdict."
+    "The findings table: paper, comparison, our means, the difference with its 95% interval, p, seeds (agree), verdict."
     lines = ["| finding (verdict) | paper | comparison | ours: a vs b | a − b [95% CI] | p | seeds (agree) | verdict |",
              "|---|---|---|---|---|---|---|---|"]
     for f in fs:
         for i, c in enumerate(f['comparisons'] or [None]):
             one = any(c['n_seeds'] == 1 for c in f['comparisons'])
-            head = [f"**{f['finding']}** ({f['verdict']}{', one seed' if one else ''})", f['paper']] if i == 0 else ['', '']
+            head = ([f"**{f['finding']}** ({f['verdict']}{', one seed' if one else ''})", f['paper']] if i == 0
+                    else ['', ''])
             lines.append('| ' + ' | '.join(head + (_cmp_cells(c) if c else ['–'] * 5 + ['no data'])) + ' |')
     return lines
 
 # %% ../nbs/14_pipeline.ipynb #a1b2c313
+def _results_intro(res:dict) -> list[str]:
+    "The results' opening lines: the missing cells if any, then the preset, its commit, the seeds and the units."
+    lines = ["# Miniature replication (held-out synthetic test set)", ""]
+    if res['partial']:
+        lines += [f"**PARTIAL RESULTS**: {len(res['missing'])} cells not yet run: {', '.join(res['missing'])}. "
+                  "`vr1 replicate` (`pipeline.replicate_run`) resumes them.", ""]
+    return lines + [f"Preset `{res.get('preset')}` (committed at {res.get('preset_commit') or 'unknown'}), seeds "
+                    f"{res.get('seeds')} for the central rows ({', '.join(CENTRAL_ROWS)}), the first "
+                    f"{res.get('other_seeds') or 'all'} for the others; accuracy in %, mean ± sample std over seeds, "
+                    "mean completion length in tokens. Every accuracy is re-scored from the cell's "
+                    "`predictions.jsonl`.", ""]
+
+# %% ../nbs/14_pipeline.ipynb #a1b2c313-1
+def _row_line(r:str, x:dict) -> str:
+    "One row of a paper's table: accuracy, mean length, per family, the other columns and the compute counts."
+    a = x.get('acc', {})
+    fam = '; '.join(f"{s.split('/')[-1]} {_fmt(v)}" for s, v in (a.get('per_source') or {}).items())
+    other = '; '.join(f"{k} {_fmt(v['accuracy'])}, length {_fmt(v['mean_length'], False)}" for k, v in x.items()
+                      if k != 'acc' and isinstance(v, dict) and 'accuracy' in v)
+    comp = '; '.join(f"{k} {_fmt(x[k], False)}" for k in ('samples', 'completion_tokens', 'tokens') if k in x)
+    return (f"| `{r}` | {ROWS[r][1]} | {_fmt(a.get('accuracy'))} | {_fmt(a.get('mean_length'), False)} | {fam} | "
+            f"{'; '.join(filter(None, [other, comp]))} |")
+
+# %% ../nbs/14_pipeline.ipynb #a1b2c313-2
 def replication_markdown(res:dict, # the results (`replicate_run`'s)
                          notes_path=None, # a hand-written Markdown file appended (e.g. results/replication_notes.md)
                         ) -> str:
     "The results as Markdown: partial cells said plainly, the findings table, one table per paper, then the notes."
-    lines = ["# Miniature replication (held-out synthetic test set)", ""]
-    if res['partial']: lines += [f"**PARTIAL RESULTS**: {len(res['missing'])} cells not yet run: {', '.join(res['missing'])}. "
-                                 "`vr1 replicate` (`pipeline.replicate_run`) resumes them.", ""]
-    lines += [f"Preset `{res.get('preset')}` (committed at {res.get('preset_commit') or 'unknown'}), seeds {res.get('seeds')} for the central rows "
-              f"({', '.join(CENTRAL_ROWS)}), the first {res.get('other_seeds') or 'all'} for the others; accuracy in %, mean ± sample std "
-              "over seeds, mean completion length in tokens. Every accuracy is re-scored from the cell's `predictions.jsonl`.", ""]
+    lines = _results_intro(res)
     if res.get('findings'): lines += ["## Findings", "", *findings_markdown(res['findings']), ""]
     for group in dict.fromkeys(g for g, _ in ROWS.values()):
         rows = [r for r in ROWS if ROWS[r][0] == group and r in res['rows']]
         if not rows: continue
-        lines += [f"## {group}", "", "| row | what | accuracy | mean length | per family | other columns |", "|---|---|---|---|---|---|"]
-        for r in rows:
-            x = res['rows'][r]; a = x.get('acc', {})
-            fam = '; '.join(f"{s.split('/')[-1]} {_fmt(v)}" for s, v in (a.get('per_source') or {}).items())
-            other = '; '.join(f"{k} {_fmt(v['accuracy'])}, length {_fmt(v['mean_length'], False)}" for k, v in x.items()
-                              if k != 'acc' and isinstance(v, dict) and 'accuracy' in v)
-            comp = '; '.join(f"{k} {_fmt(x[k], False)}" for k in ('samples', 'completion_tokens', 'tokens') if k in x)
-            lines.append(f"| `{r}` | {ROWS[r][1]} | {_fmt(a.get('accuracy'))} | {_fmt(a.get('mean_length'), False)} | {fam} | {'; '.join(filter(None, [other, comp]))} |")
-        lines.append("")
+        lines += [f"## {group}", "", "| row | what | accuracy | mean length | per family | other columns |",
+                  "|---|---|---|---|---|---|", *[_row_line(r, res['rows'][r]) for r in rows], ""]
     for n in res.get('notes') or []: lines += [n, ""]
     if notes_path and Path(notes_path).exists(): lines += [Path(notes_path).read_text().rstrip(), ""]
     return '\n'.join(lines)
 
 # %% ../nbs/14_pipeline.ipynb #3c20a74e
 def preset_commit(preset) -> str|None:
-    "The last commit of a shipped preset's file and of each preset it builds on (`base:`), '+uncommitted' if it differs; or None."
+    "Last commit of a shipped preset's file and of each one it builds on (`base:`), '+uncommitted' if changed; or None."
     import subprocess, yaml
     from vr1_nb.core import presets_dir
     p, out = presets_dir()/f'{preset}.yaml' if isinstance(preset, str) else None, []
-    git = lambda *a: subprocess.run(['git', *a], cwd=presets_dir(), capture_output=True, text=True).stdout.strip()
+    def git(*a): return subprocess.run(['git', *a], cwd=presets_dir(), capture_output=True, text=True).stdout.strip()
     while p is not None and p.exists():
         h = git('log', '-1', '--format=%h', '--', p.name)   # empty outside a git checkout (an installed package)
         if not h: return None
@@ -865,6 +1100,7 @@ def preset_commit(preset) -> str|None:
         b = (yaml.safe_load(p.read_text()) or {}).get('base'); p = presets_dir()/f'{b}.yaml' if b else None
     return ', '.join(out) or None
 
+# %% ../nbs/14_pipeline.ipynb #3c20a74e-2
 class _Lock:
     "An exclusive lock on `dir/.lock` (fcntl), so that two grid processes never write cells.json at once."
     def __init__(self, d): self.p = Path(d)/'.lock'
@@ -875,15 +1111,18 @@ class _Lock:
         import fcntl
         fcntl.flock(self.f, fcntl.LOCK_UN); self.f.close()
 
+# %% ../nbs/14_pipeline.ipynb #3c20a74e-3
 def prune_checkpoints(seed_dir) -> int:
-    "Delete the `checkpoint-*` folders of every finished run under `seed_dir` (a finished run never resumes); bytes freed."
+    "Delete the `checkpoint-*` folders of every finished run under `seed_dir` (it never resumes); returns bytes freed."
+    import shutil
     freed = 0
     for ck in Path(seed_dir).rglob('checkpoint-*'):
         run = next((p for p in ck.parents if (p/RunDir.MANIFEST).exists()), None)
         if ck.is_dir() and run is not None and (run/RunDir.DONE).exists():
-            freed += sum(f.stat().st_size for f in ck.rglob('*') if f.is_file()); import shutil; shutil.rmtree(ck)
+            freed += sum(f.stat().st_size for f in ck.rglob('*') if f.is_file()); shutil.rmtree(ck)
     return freed
 
+# %% ../nbs/14_pipeline.ipynb #3c20a74e-5
 def _cells(out): return json.loads((Path(out)/'cells.json').read_text()) if (Path(out)/'cells.json').exists() else {}
 
 def _code_commit():
@@ -898,21 +1137,44 @@ def grid_results(cells:dict, # {row: {seed: cell_result}} (with per-item scores)
     "The results: per-row summary, findings with their comparisons, cells without their per-item scores, and metadata."
     rep = {**REPLICATE_DEFAULTS, **(rep or {})}; fams = list(rep['cross_families'])
     fs = findings(cells, fams, n_boot=n_boot)
-    slim = {r: {s: {k: ({x: y for x, y in v.items() if x != 'items'} if isinstance(v, dict) else v) for k, v in c.items()}
-                for s, c in by.items()} for r, by in cells.items()}
-    return dict(summarize_grid(cells, plan), **meta, other_seeds=rep['other_seeds'], cross_task=dict(trained=fams[0], other_family=fams[1]),
-                cross_rev_task=dict(trained=fams[1], other_family=fams[0]), findings=fs,
-                comparisons=[c for f in fs for c in f['comparisons']], cells=slim)
+    def drop_items(v): return {x: y for x, y in v.items() if x != 'items'} if isinstance(v, dict) else v
+    slim = {r: {s: {k: drop_items(v) for k, v in c.items()} for s, c in by.items()} for r, by in cells.items()}
+    return dict(summarize_grid(cells, plan), **meta, other_seeds=rep['other_seeds'],
+                cross_task=dict(trained=fams[0], other_family=fams[1]),
+                cross_rev_task=dict(trained=fams[1], other_family=fams[0]),
+                findings=fs, comparisons=[c for f in fs for c in f['comparisons']], cells=slim)
 
+# %% ../nbs/14_pipeline.ipynb #a1b2c314-1
 def write_results(res:dict, cells:dict, results_dir) -> dict:
     "replication.json, replication_items.json (per-item scores) and replication.md into `results_dir`."
     d = Path(results_dir)
-    items = {r: {s: {k: v['items'] for k, v in c.items() if isinstance(v, dict) and 'items' in v} for s, c in by.items()} for r, by in cells.items()}
+    def scores(c): return {k: v['items'] for k, v in c.items() if isinstance(v, dict) and 'items' in v}
+    items = {r: {s: scores(c) for s, c in by.items()} for r, by in cells.items()}
     atomic_write_text(d/'replication.json', json.dumps(res, indent=1, default=str))
     atomic_write_text(d/'replication_items.json', json.dumps(items, separators=(',', ':')))
     atomic_write_text(d/'replication.md', replication_markdown(res, d/'replication_notes.md') + '\n'); return res
 
 # %% ../nbs/14_pipeline.ipynb #a1b2c315
+def _record_failure(out, r, s, e):
+    "Log a failed cell in `out/failures.jsonl`; the grid moves on."
+    with open(out/'failures.jsonl', 'a') as f: f.write(json.dumps(dict(row=r, seed=s, error=repr(e)[:2000])) + '\n')
+
+def _record_cell(out, r, s, cell):
+    "Add a finished cell to `out/cells.json` under the lock, keeping the cells another process added meanwhile."
+    with _Lock(out):
+        cells = _cells(out); cells.setdefault(r, {})[str(s)] = cell
+        atomic_write_text(out/'cells.json', json.dumps(cells, default=str))
+
+# %% ../nbs/14_pipeline.ipynb #a1b2c315-1
+def _results_writer(out, plan, rep, meta, results_dir):
+    "A function that rewrites the results files from the cells recorded so far, and returns the results."
+    def write():
+        with _Lock(out): cells = _cells(out)
+        res = dict(grid_results(cells, plan, rep, **meta), updated=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
+        return write_results(res, cells, results_dir)
+    return write
+
+# %% ../nbs/14_pipeline.ipynb #a1b2c315-2
 def replicate_run(out_dir='runs/replicate', # the grid's directory (one `seed<k>/` per seed, demo layout)
                   seeds=(0, 1, 2), # seeds of the central rows; the other rows run the first `replicate.other_seeds`
                   rows=None, # row names (default: every row of `ROWS`, central rows first)
@@ -929,13 +1191,12 @@ def replicate_run(out_dir='runs/replicate', # the grid's directory (one `seed<k>
     bad = [r for r in rows if r not in ROWS]
     if bad: raise ValueError(f"unknown replication row(s) {bad}; rows: {', '.join(ROWS)}")
     rep = {**REPLICATE_DEFAULTS, **(demo_config(preset, overrides).get('replicate') or {})}
-    plan = grid_plan(rows, seeds, rep['other_seeds']); mine = [(s, r) for s, r in plan if rep['run_seeds'] is None or s in rep['run_seeds']]
+    plan = grid_plan(rows, seeds, rep['other_seeds'])
+    mine = [(s, r) for s, r in plan if rep['run_seeds'] is None or s in rep['run_seeds']]
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    meta = dict(preset=preset if isinstance(preset, str) else 'custom', preset_commit=preset_commit(preset), seeds=list(seeds), notes=list(notes))
-    def write():
-        with _Lock(out): cells = _cells(out)
-        res = dict(grid_results(cells, plan, rep, **meta), updated=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
-        return write_results(res, cells, results_dir)
+    meta = dict(preset=preset if isinstance(preset, str) else 'custom', preset_commit=preset_commit(preset),
+                seeds=list(seeds), notes=list(notes))
+    write = _results_writer(out, plan, rep, meta, results_dir)
     res, new, code = write(), 0, _code_commit()   # the code this process runs, fixed at its start
     for s, r in tqdm(mine, desc='replication cells', disable=not progress):
         if max_cells is not None and new >= max_cells: break
@@ -943,10 +1204,9 @@ def replicate_run(out_dir='runs/replicate', # the grid's directory (one `seed<k>
         cfg, t0 = demo_config(preset, list(overrides) + [f'seed={s}']), time.time()
         try: cols = run_row(r, Seed(cfg, out/f'seed{s}', progress=False))
         except Exception as e:
-            with open(out/'failures.jsonl', 'a') as f: f.write(json.dumps(dict(row=r, seed=s, error=repr(e)[:2000])) + '\n')
+            _record_failure(out, r, s, e)
             continue
         cell = dict(cell_result(cols), seconds=round(time.time() - t0, 1), loadavg=os.getloadavg(), git=code)
-        with _Lock(out):
-            cells = _cells(out); cells.setdefault(r, {})[str(s)] = cell; atomic_write_text(out/'cells.json', json.dumps(cells, default=str))
+        _record_cell(out, r, s, cell)
         prune_checkpoints(out/f'seed{s}'); res = write(); new += 1
     return res

@@ -20,6 +20,7 @@ SCENE_ERRORS = dict(miss=0.1, miscount=0.05, misread=0.1, slip=0.1, wrong_step=0
                     overthink=0.0, overthink_flip=0.5)  # overthink_flip: a conditional rate (see `overthink`)
 SCENE_STYLES = ("r1", "concise")
 
+# %% ../nbs/07a_scene.ipynb #513abc2a-1
 def _bump(rng, v, lo=1, hi=None):
     "v +- 1 (or +-5 for angles) kept within [lo, hi]."
     for d in rng.sample([1, -1], 2):
@@ -27,32 +28,52 @@ def _bump(rng, v, lo=1, hi=None):
     return v
 
 # %% ../nbs/07a_scene.ipynb #60b0a9cf
+def _add_phantom(rng, sc):
+    "Add a copy of a random object on a free grid cell (objects kept in reading order); False when there is none."
+    objs, g = sc["objects"], sc["grid"]
+    free = [(r, c) for r in range(g) for c in range(g) if not any(o["row"] == r and o["col"] == c for o in objs)]
+    if not free or not objs: return False
+    r, c = rng.choice(free)
+    objs.append(dict(rng.choice(objs), row=r, col=c))
+    objs.sort(key=lambda o: (o["row"], o["col"]))
+    return True
+
+# %% ../nbs/07a_scene.ipynb #60b0a9cf-1
 def _perturb_counting(rng, sc, kind):
     objs = sc["objects"]
-    if kind == "miss" and objs: objs.pop(rng.randrange(len(objs))); return True
-    if kind == "miscount":
-        free = [(r, c) for r in range(sc["grid"]) for c in range(sc["grid"]) if not any(o["row"] == r and o["col"] == c for o in objs)]
-        if not free or not objs: return False
-        r, c = rng.choice(free); objs.append(dict(rng.choice(objs), row=r, col=c))
-        objs.sort(key=lambda o: (o["row"], o["col"])); return True
+    if kind == "miss" and objs:
+        objs.pop(rng.randrange(len(objs)))
+        return True
+    if kind == "miscount": return _add_phantom(rng, sc)
     if kind == "misread" and objs:
         o = rng.choice(objs); key = "color" if len(sc["colors"]) > 1 else "shape"
         pool = [x for x in sc[key + "s"] if x != o[key]]
-        if pool: o[key] = rng.choice(pool); return True
+        if pool:
+            o[key] = rng.choice(pool)
+            return True
     return False
+
+# %% ../nbs/07a_scene.ipynb #60b0a9cf-2
+_GEOMETRY_SIDES = {"rectangle": ["w", "h"], "right_triangle": ["base", "height"],
+                   "lshape": ["w", "h", "cut_w", "cut_h"]}
 
 def _perturb_geometry(rng, sc, kind):
     s = sc["shape"]
     if s["kind"] == "triangle":
-        a = rng.choice([0, 1]); s["angles"][a] = _bump(rng, s["angles"][a] // 5, 1, 17) * 5
-        s["angles"][2] = 180 - s["angles"][0] - s["angles"][1]; return True
-    keys = {"rectangle": ["w", "h"], "right_triangle": ["base", "height"], "lshape": ["w", "h", "cut_w", "cut_h"]}[s["kind"]]
-    k = rng.choice(keys); s[k] = _bump(rng, s[k], 1, sc["grid"] - 2)
+        a = rng.choice([0, 1])
+        s["angles"][a] = _bump(rng, s["angles"][a] // 5, 1, 17) * 5
+        s["angles"][2] = 180 - s["angles"][0] - s["angles"][1]
+        return True
+    k = rng.choice(_GEOMETRY_SIDES[s["kind"]])
+    s[k] = _bump(rng, s[k], 1, sc["grid"] - 2)
     if s["kind"] == "lshape": s["cut_w"], s["cut_h"] = min(s["cut_w"], s["w"] - 1), min(s["cut_h"], s["h"] - 1)
     return True
 
+# %% ../nbs/07a_scene.ipynb #60b0a9cf-3
 def _perturb_chart(rng, sc, kind):
-    i = rng.randrange(len(sc["values"])); sc["values"][i] = _bump(rng, sc["values"][i], 1, sc["y_max"]); return True
+    i = rng.randrange(len(sc["values"]))
+    sc["values"][i] = _bump(rng, sc["values"][i], 1, sc["y_max"])
+    return True
 
 # %% ../nbs/07a_scene.ipynb #5a471a1c
 def _misquery_counting(q):
@@ -61,11 +82,12 @@ def _misquery_counting(q):
     if q["op"] == "more": return dict(op="count", where=q["a"])
     return dict(op="count", where={})
 
+# %% ../nbs/07a_scene.ipynb #5a471a1c-1
 _SWAP = dict(geometry=dict(area="perimeter", perimeter="area", leg="hypotenuse"),
              chart=dict(max="min", min="max", sum="diff", diff="sum", range="max", sum_all="max"))
 
 def misquery(rec: dict) -> dict | None: # a synth record
-    "The query a teacher that misreads `rec`'s question answers instead, or None when the question has no near misreading."
+    "The query a teacher misreading `rec`'s question answers instead; None when the question has no near misreading."
     m = rec["metadata"]; q, fam = m["query"], m["family"]
     if fam == "counting": return _misquery_counting(q)
     if fam == "geometry" and m["scene"]["shape"]["kind"] not in ("rectangle", "right_triangle"): return None
@@ -83,10 +105,17 @@ def perceive(rec: dict, # a synth record (scene and query in metadata)
     rng, errs = random.Random(seed), []
     for kind in ("miss", "miscount", "misread"):
         if rng.random() < rates.get(kind, 0) and _PERTURB[m["family"]](rng, m["scene"], kind): errs.append(kind)
-    if rates.get("misquery", 0) and rng.random() < rates["misquery"] and (q := misquery(p)): m["query"] = q; errs.append("misquery")
+    if rates.get("misquery", 0) and rng.random() < rates["misquery"] and (q := misquery(p)):
+        m["query"] = q
+        errs.append("misquery")
     return p, errs
 
 # %% ../nbs/07a_scene.ipynb #b9da324f
+def _closest_option(ch, val):
+    "Index of the numeric option nearest to `val` (non-numeric options are never nearest)."
+    def dist(j): return abs(float(ch[j]) - float(val)) if re.fullmatch(r"-?\d+(\.\d+)?", ch[j]) else 1e9
+    return min(range(len(ch)), key=dist)
+
 def _solve_perceived(p: dict) -> tuple[str, list[str], str]:
     "(final answer, steps, numeric value) of a perceived record; letters for multiple choice."
     from vr1_nb import synth
@@ -96,23 +125,22 @@ def _solve_perceived(p: dict) -> tuple[str, list[str], str]:
     ch = [str(c) for c in p["choices"]]
     if val in ch: i = ch.index(val)
     else:
-        i = min(range(len(ch)), key=lambda j: abs(float(ch[j]) - float(val)) if re.fullmatch(r"-?\d+(\.\d+)?", ch[j]) else 1e9)
+        i = _closest_option(ch, val)
         steps.append(f"{val} is not among the options; the closest is {ch[i]}.")
-    steps.append(f"{ch[i]} is option ({LETTERS[i]})."); return LETTERS[i], steps, val
+    steps.append(f"{ch[i]} is option ({LETTERS[i]}).")
+    return LETTERS[i], steps, val
 
 # %% ../nbs/07a_scene.ipynb #f2d22a14
 def _corrupt_number(text: str, rng) -> str | None:
     "`text` with one of its numbers changed by one, or None if it has none."
     nums = list(re.finditer(r"(?<![\w.])\d+(?![\w.])", text))
     if not nums: return None
-    m = rng.choice(nums); v = int(m.group()); return text[:m.start()] + str(v + 1 if v == 0 or rng.random() < .5 else v - 1) + text[m.end():]
+    m = rng.choice(nums); v = int(m.group())
+    return text[:m.start()] + str(v + 1 if v == 0 or rng.random() < .5 else v - 1) + text[m.end():]
 
 def _first_sentence(t): return re.split(r"(?<=\.)\s", t.strip(), 1)[0]
 
 # %% ../nbs/07a_scene.ipynb #0e7a1c02
-RECHECK = ("Wait, let me check again:", "But wait, let me check again:")  # (confirms, doubts)
-OVERTHINK_MAX = 3  # re-checks at most
-
 def _restate(step, old, new):
     "`step` with its last whole number equal to `old` replaced by `new`, or None when it states no `old`."
     m = [x for x in re.finditer(r"(?<![\w.])\d+(?!\w|\.\d)", step) if x.group() == old]
@@ -120,7 +148,12 @@ def _restate(step, old, new):
 
 def _tail(step):
     "What a re-check re-states: the clause after the step's last colon ('there are 3.'), else the step, lower-cased."
-    t = step.rsplit(": ", 1)[-1]; return t[:1].lower() + t[1:]
+    t = step.rsplit(": ", 1)[-1]
+    return t[:1].lower() + t[1:]
+
+# %% ../nbs/07a_scene.ipynb #0e7a1c02-1
+RECHECK = ("Wait, let me check again:", "But wait, let me check again:")  # (confirms, doubts)
+OVERTHINK_MAX = 3  # re-checks at most
 
 def overthink(steps: list, # solution steps, the last one stating `answer`
               answer: str, # the result
@@ -142,7 +175,33 @@ _REFLECTIONS = ["Wait, let me re-read the question to make sure I answer what is
                 "Hmm, let me make sure I did not skip anything in the description. No, everything is accounted for.",
                 "Alternatively, I can redo the last step in the other order; it gives the same result.",
                 "But wait, did I use the right numbers? Checking each one again, they match the description."]
+_REASONING_ERRORS = ("refusal", "empty", "truncated", "slip", "wrong_step", "reflect")  # drawn in this order
 
+# %% ../nbs/07a_scene.ipynb #6689fda9-1
+def _slip(steps, answer, rng):
+    "The answer off by one (the next letter for a choice), written into the last step in place; None if it cannot be."
+    bad = (_corrupt_number(answer, rng) if re.fullmatch(r"-?\d+", answer) else
+           LETTERS[(LETTERS.index(answer) + 1) % 4] if answer in LETTERS else None)
+    if bad: steps[-1] = steps[-1].replace(answer, bad) if answer in steps[-1] else steps[-1] + f" So it is {bad}."
+    return bad
+
+def _wrong_step(steps, rng) -> bool:
+    "One number of an earlier step (the only step, if one) changed in place; False when no step has a number."
+    cands = [(i, c) for i, s in enumerate(steps[:-1] or steps) if (c := _corrupt_number(s, rng))]
+    if not cands: return False
+    i, c = rng.choice(cands)
+    steps[i] = c
+    return True
+
+# %% ../nbs/07a_scene.ipynb #6689fda9-2
+def _r1_body(desc, steps, answer, style):
+    "The lines inside `<think>`: the steps, and in the r1 style a restated description before and a self-check after."
+    if style == "concise": return list(steps)
+    return [f"Let me read the description carefully. {_first_sentence(desc)}", *steps,
+            "Let me double-check against the description: everything I used is stated in the description, "
+            f"so the result is {answer}."]
+
+# %% ../nbs/07a_scene.ipynb #6689fda9-3
 def r1_text(desc: str, # the description the reasoner read
             steps: list, # solution steps
             answer: str, # final answer
@@ -150,26 +209,19 @@ def r1_text(desc: str, # the description the reasoner read
             rates: dict, # error rates
             style: str = "r1", # "r1" (restate, steps, self-check) or "concise" (the steps only)
             busyness: float = 1.0) -> tuple[str, list]: # scales the over-thinking rate (see `overthink`)
-    "R1-style reasoning (steps, a self-check, optional reflection, boxed answer) with reasoning errors; returns (text, errors)."
-    errs, steps = [], list(steps)
-    for kind in ("refusal", "empty", "truncated", "slip", "wrong_step", "reflect"):
-        if rng.random() < rates.get(kind, 0): errs.append(kind)
+    "R1-style reasoning (steps, self-check, optional reflection, boxed answer) with reasoning errors: (text, errors)."
+    errs, steps = [kind for kind in _REASONING_ERRORS if rng.random() < rates.get(kind, 0)], list(steps)
     if "refusal" in errs: return "I'm sorry, but I can't help with that request.", ["refusal"]
     if "empty" in errs: return "", ["empty"]
     if "slip" in errs:
-        bad = _corrupt_number(answer, rng) if re.fullmatch(r"-?\d+", answer) else LETTERS[(LETTERS.index(answer) + 1) % 4] if answer in LETTERS else None
-        if bad: steps[-1] = steps[-1].replace(answer, bad) if answer in steps[-1] else steps[-1] + f" So it is {bad}."; answer = bad
+        bad = _slip(steps, answer, rng)
+        if bad: answer = bad
         else: errs.remove("slip")
-    if "wrong_step" in errs:
-        cands = [(i, c) for i, s in enumerate(steps[:-1] or steps) if (c := _corrupt_number(s, rng))]
-        if cands: i, c = rng.choice(cands); steps[i] = c
-        else: errs.remove("wrong_step")
-    if rates.get("overthink", 0) and rng.random() < min(1.0, rates["overthink"] * busyness):  # no draw at rate 0: chains as before
+    if "wrong_step" in errs and not _wrong_step(steps, rng): errs.remove("wrong_step")
+    if rates.get("overthink", 0) and rng.random() < min(1.0, rates["overthink"] * busyness):  # no draw at rate 0
         n, (steps, answer) = len(steps), overthink(steps, answer, rng, rates.get("overthink_flip", 0.5))
         if len(steps) > n: errs.append("overthink")
-    body = (list(steps) if style == "concise" else
-            [f"Let me read the description carefully. {_first_sentence(desc)}", *steps,
-             f"Let me double-check against the description: everything I used is stated in the description, so the result is {answer}."])
+    body = _r1_body(desc, steps, answer, style)
     if "reflect" in errs: body.insert(-1, rng.choice(_REFLECTIONS))
     text = "<think>\n" + "\n".join(body) + "\n</think>\n" + f"The final answer is \\boxed{{{answer}}}."
     if "truncated" in errs: text = text[: max(20, len(text) // 2)]
@@ -202,35 +254,52 @@ def busyness(p: dict) -> float: # a (perceived) synth record
     sc, fam = p["metadata"]["scene"], p["metadata"]["family"]
     return len(sc["objects"]) / 3 if fam == "counting" else len(sc["values"]) / 3 if fam == "chart" else 1.0
 
+# %% ../nbs/07a_scene.ipynb #e43e3e87-2
+def _scene_look(self: SceneTeacher, r: Request, gold):
+    "The reply of a stage that looks at the image: the description, or (pseudo_cot) a caption and its reasoning."
+    from vr1_nb import synth
+    p, errs = self.perception(r.id); desc = synth.describe_scene(p)
+    ans, steps, _ = _solve_perceived(p)
+    text = desc if r.stage != "pseudo_cot" else (f"Caption: {desc}\nReasoning: " + " ".join(steps[:-1] or steps)
+                                                 + f" Therefore the answer is {gold}.")
+    return dict(texts=[text] * r.n, diagnostics=dict(caption_errors=errs, answer_changed=ans != gold))
+
+# %% ../nbs/07a_scene.ipynb #e43e3e87-3
+_UNREADABLE = "The description does not contain enough information to answer the question."
+
+def _scene_chain(self: SceneTeacher, r: Request, p, errs, rng, gold):
+    "One reasoning chain on the perceived record `p` (None: an unreadable description): (text, diagnostics)."
+    from vr1_nb import synth
+    if p is None: return _UNREADABLE, dict(unreadable=True)
+    ans, steps, _ = _solve_perceived(p)
+    text, rerrs = r1_text(synth.describe_scene(p), steps, ans, rng, self.rates, self.style, busyness(p))
+    final = extract_answer(text)
+    if r.stage != "reasoning" and "</think>" in text:  # answering directly: R1's answer tags
+        text = text.split("</think>")[0] + f"</think>\n<answer>{final}</answer>"
+    return text, dict(caption_errors=errs, reasoning_errors=rerrs, answer_changed=final != gold)
+
+# %% ../nbs/07a_scene.ipynb #e43e3e87-4
 def _scene_answer(self: SceneTeacher, r: Request):
     if self.latency: time.sleep(self.latency)
-    from vr1_nb import synth
     from vr1_nb.generate import message_images
     for im in message_images(r.messages): load_image(im)  # an unreadable image is rejected like a real server would
     rng, gold = random.Random(r.seed), self.records.get(r.id, {}).get("answer")
-    if r.stage in ("pseudo_cot", "description", "caption"):
-        p, errs = self.perception(r.id); desc = synth.describe_scene(p)
-        ans, steps, _ = _solve_perceived(p)
-        text = desc if r.stage != "pseudo_cot" else f"Caption: {desc}\nReasoning: " + " ".join(steps[:-1] or steps) + f" Therefore the answer is {gold}."
-        return dict(texts=[text] * r.n, diagnostics=dict(caption_errors=errs, answer_changed=ans != gold))
+    if r.stage in ("pseudo_cot", "description", "caption"): return _scene_look(self, r, gold)
     if r.stage == "reasoning": p, errs = self._read(r)
-    else: p, errs = perceive(self.records[r.id], self.rates, derive_seed(r.seed, "perception")) if r.id in self.records else self.perception(r.id)
-    outs, diags = [], []
-    for i in range(r.n):
-        if p is None: outs.append("The description does not contain enough information to answer the question."); diags.append(dict(unreadable=True)); continue
-        ans, steps, _ = _solve_perceived(p)
-        text, rerrs = r1_text(synth.describe_scene(p), steps, ans, rng, self.rates, self.style, busyness(p))
-        final = extract_answer(text)
-        if r.stage != "reasoning" and "</think>" in text: text = text.split("</think>")[0] + f"</think>\n<answer>{final}</answer>"
-        outs.append(text); diags.append(dict(caption_errors=errs, reasoning_errors=rerrs, answer_changed=final != gold))
-    return dict(texts=outs, diagnostics=diags[0] if r.n == 1 else diags)
+    elif r.id in self.records: p, errs = perceive(self.records[r.id], self.rates, derive_seed(r.seed, "perception"))
+    else: p, errs = self.perception(r.id)
+    chains = [_scene_chain(self, r, p, errs, rng, gold) for _ in range(r.n)]
+    diags = [d for _, d in chains]
+    return dict(texts=[t for t, _ in chains], diagnostics=diags[0] if r.n == 1 else diags)
 SceneTeacher._answer = _scene_answer
 
 # %% ../nbs/07a_scene.ipynb #a5d8e76a
 def _scene_read(self: SceneTeacher, r: Request):
     "Recognise a description this teacher wrote in the prompt: (perceived record, caption errors) or (None, [])."
     from vr1_nb import synth
-    text = "\n".join(p.get("text", "") for m in r.messages for p in (m["content"] if isinstance(m["content"], list) else [dict(text=m["content"])]))
+    parts = [p for m in r.messages
+             for p in (m["content"] if isinstance(m["content"], list) else [dict(text=m["content"])])]
+    text = "\n".join(p.get("text", "") for p in parts)
     p, errs = self.perception(r.id)
     if synth.describe_scene(p) in text: return p, errs
     if synth.describe_scene(self.records[r.id]) in text: return copy.deepcopy(self.records[r.id]), []
