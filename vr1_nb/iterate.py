@@ -82,18 +82,22 @@ def difficulty_key(rec:dict, # a record (or prediction row)
         return f"{rec.get('source', '')}/L{lvl}"
     raise ValueError(f"difficulty_by={by!r}: use 'source' or 'source_level'")
 
+# %% ../nbs/11_iterate.ipynb #4a595b02
+def _scored_predictions(predictions) -> tuple:
+    "A base model's prediction rows (a JSONL file or its eval run directory) and whether each is right (synth rules)."
+    from vr1_nb.evaluate import score_samples
+    p = Path(predictions)
+    rows = read_predictions(p/'predictions.jsonl' if p.is_dir() else p)
+    return rows, score_samples(rows, [r['response'] for r in rows], 'synth')[1]
+
 # %% ../nbs/11_iterate.ipynb #4f4b0870
 def error_rates(predictions, # the base model's predictions JSONL (or its eval run directory)
                 by:str='source', # grouping, see `difficulty_key`
                 records:list|None=None, # the evaluated records (their metadata gives the level for 'source_level')
                ) -> dict:
     "Error rate of the base model per group, from its predictions."
-    from vr1_nb.evaluate import score_samples
-    p = Path(predictions)
-    rows = read_predictions(p/'predictions.jsonl' if p.is_dir() else p)
-    _, ok = score_samples(rows, [r['response'] for r in rows], 'synth')
-    g = {}
-    meta = {r['id']: r for r in records or []}
+    rows, ok = _scored_predictions(predictions)
+    g, meta = {}, {r['id']: r for r in records or []}
     for r, v in zip(rows, ok): g.setdefault(difficulty_key(meta.get(r['id'], r), by), []).append(not v)
     return {k: sum(v) / len(v) for k, v in sorted(g.items())}
 
@@ -160,10 +164,7 @@ def paper_difficulty(records:list, # the RL problems
 def record_errors(predictions, # the base model's predictions JSONL (or its eval run directory)
                  ) -> dict:
     "id -> the base model's error on that problem (the share of its samples that were wrong)."
-    from vr1_nb.evaluate import score_samples
-    p = Path(predictions)
-    rows = read_predictions(p/'predictions.jsonl' if p.is_dir() else p)
-    _, ok = score_samples(rows, [r['response'] for r in rows], 'synth')
+    rows, ok = _scored_predictions(predictions)
     err = {}
     for r, v in zip(rows, ok): err.setdefault(r['id'], []).append(0.0 if v else 1.0)
     return {i: sum(v) / len(v) for i, v in err.items()}
