@@ -19,7 +19,7 @@ __all__ = ['GiB', 'GPUS', 'ARCH_KEYS', 'QWEN_PIXELS', 'ASSUMPTIONS', 'ASSUMPTION
            'prompt_budget', 'model_states', 'zero_buffers', 'layer_bytes', 'activation_memory', 'kv_bytes_per_token',
            'kv_capacity', 'generation_time', 'model_flops', 'rl_set_size', 'rl_budget', 'trl_defaults', 'plan_stage',
            'plan_sft', 'plan_run', 'check_plan', 'stage_vllm_settings', 'format_plan', 'gpu_card', 'detected_hardware',
-           'step_lines', 'gate']
+           'step_lines', 'gate', 'plan_here', 'steps_table']
 
 # %% ../nbs/12a_plan.ipynb #521c8753
 GPUS = {  # peak dense bf16 FLOP/s, HBM bytes/s, memory (GiB) as nvidia-smi reports it
@@ -705,6 +705,29 @@ def gate(plan:dict, # from `plan_run` (e.g. on `detected_hardware`)
     print(f"{step} on {on} ({hw.get('gpu_mem_gib')} GiB):", *lines, sep='\n  ')
     errs = [e for e in plan['errors'] if e.startswith((f"{step}:", f"stage '{step}':"))]
     if errs: raise ConfigError(f"{step} will not fit on {on}: " + '; '.join(errs))
+
+# %% ../nbs/12a_plan.ipynb #4bb53ef7
+def plan_here(cfg:dict, # a full config (`core.load_config`)
+              use_gpu:bool=True, # False: plan for the preset's own hardware even on a GPU box
+              **hw, # keys of the `hardware` section to override (num_gpus, gpu, gpu_mem_gib, ...)
+             ) -> dict:
+    "`plan_run` of `cfg` on this machine's GPUs (on a CPU: the preset's hardware), `hw` overriding its keys."
+    return plan_run({**cfg, 'hardware': {**detected_hardware(cfg.get('hardware') or {}, use_gpu=use_gpu), **hw}})
+
+# %% ../nbs/12a_plan.ipynb #d73dec8b
+def steps_table(plan:dict, # from `plan_run`
+                sft_steps:int=0, # the SFT's optimizer steps (its data and epochs decide them, not the plan)
+               ) -> str:
+    "Markdown: each long step's per-GPU memory, time per step, steps and hours (completions at their caps)."
+    rows = []
+    if (s := plan['sft']) and sft_steps:
+        t = s['time_per_step_s']['total']
+        rows.append(('SFT', s['per_gpu']['total'], t, sft_steps, round(t * sft_steps / 3600, 1)))
+    rows += [(p['name'], p['per_gpu']['total'], p['time_per_step_s']['total'], p['max_steps'], p['hours'])
+             for p in plan['stages']]
+    hw = plan['hardware']
+    head = f"| step ({hw['num_gpus']} x {hw['gpu']}) | GiB/GPU | s/step | steps | hours |\n|---|---|---|---|---|\n"
+    return head + '\n'.join('| ' + ' | '.join(map(str, r)) + ' |' for r in rows)
 
 # %% ../nbs/12a_plan.ipynb #d17735b9
 # hiyouga/EasyR1 assets/baselines.md@8460e81797cbba99e8630374d80ad709b98df4f6, Qwen2.5-VL on Geometry3K
