@@ -377,6 +377,7 @@ def _run(self: HFBackend, reqs: list[Request], d: dict) -> list[list[str]]:
 @patch
 def generate(self: HFBackend, requests: list[Request]) -> list[dict]:
     "Requests grouped by equal decoding, each group in batches of at most `batch_size` rows (greedy and sampled alike)."
+    if self.model is None: raise RuntimeError(f"HFBackend {self.name!r} is closed: open a new one")
     out, groups = {}, {}
     for i, r in enumerate(requests):
         try: to_hf_messages(r.messages)  # reject unreadable images before touching the model
@@ -404,6 +405,15 @@ def _safe(self: HFBackend, reqs: list[Request], d: dict) -> list[dict]:
         if len(reqs) == 1:
             return [make_response(reqs[0], error=f"generation failed: {type(e).__name__}: {e}", model=self.name)]
         return [x for r in reqs for x in self._safe([r], d)]
+
+# %% ../nbs/06_generate.ipynb #d173af9e
+@patch
+def close(self: HFBackend):
+    "Drop the model and processor this backend holds and empty the CUDA cache; `generate` after it raises."
+    import gc, torch
+    self.model = self.processor = self.tok = None
+    gc.collect()
+    if torch.cuda.is_available(): torch.cuda.empty_cache()
 
 # %% ../nbs/06_generate.ipynb #8202478d
 SERVERS = {  # how a server takes the decoding fields OpenAI's API lacks (the table above)
