@@ -396,7 +396,7 @@ def _read_sets(cfg:dict, it:dict) -> tuple:
 
 # %% ../nbs/11_iterate.ipynb #3ea693a8
 def test_set(cfg:dict, # the full config (`eval:` for the benchmark and the pixel caps)
-             it:dict, # the iterate settings (`test`, `eval_n`)
+             it:dict, # the iterate settings (`test`, `eval_n`: how many records; unset, `eval.n`)
             ) -> tuple[list, str|None]:
     "The held-out records of `iterate.test` and the benchmark that scores them."
     from vr1_nb.data import benchmark_of, pixel_caps, cap_records
@@ -404,7 +404,8 @@ def test_set(cfg:dict, # the full config (`eval:` for the benchmark and the pixe
     src, ev = it['test'], cfg.get('eval') or {}
     own = benchmark_of(src)
     recs = load_eval_data(src, own) if own else _load(src)
-    recs = recs[:it['eval_n']] if it['eval_n'] else recs
+    n = it.get('eval_n') or ev.get('n')   # one knob for the test set's size: `vr1 eval` reads `eval.n` too
+    recs = recs[:n] if n else recs
     if caps := pixel_caps(cfg, 'eval'): recs = cap_records(recs, **caps)
     return recs, ev.get('benchmark') or own or infer_benchmark(recs)
 
