@@ -638,6 +638,17 @@ def load_config(src, # a preset name, a YAML path, or a dict
     for ov in overrides: _apply_override(cfg, ov)
     return cfg
 
+# %% ../nbs/00_core.ipynb #f2bca1c4
+def _checkpointing_names(kw:dict, cls) -> dict:
+    "`kw` with `gradient_checkpointing(_kwargs)` (or `cls`'s default) under transformers' new names where it has them."
+    have = {f.name: f for f in fields(cls)}
+    for old, new in (('gradient_checkpointing', 'activation_checkpointing'),
+                     ('gradient_checkpointing_kwargs', 'activation_checkpointing_kwargs')):
+        if new in have and old in have and kw.get(new) is None:
+            val = kw.pop(old, have[old].default)
+            if val is not None: kw[new] = val
+    return kw
+
 # %% ../nbs/00_core.ipynb #8be0747e
 def trl_args(cls, # a TRL/transformers config dataclass, e.g. `trl.GRPOConfig`
              section:dict|None, # the YAML section
@@ -652,5 +663,5 @@ def trl_args(cls, # a TRL/transformers config dataclass, e.g. `trl.GRPOConfig`
         hints = {k: difflib.get_close_matches(k, names, n=1) for k in bad}
         msg = '; '.join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else '') for k,h in hints.items())
         raise ConfigError(f"section {section_name or cls.__name__!r}: unknown {cls.__name__} option(s) {msg}")
-    try: return cls(**{**section, **fixed})
+    try: return cls(**_checkpointing_names({**section, **fixed}, cls))
     except (TypeError, ValueError) as e: raise ConfigError(f"section {section_name or cls.__name__!r}: {e}") from None
