@@ -20,9 +20,9 @@ __all__ = ['DEMO_DEFAULTS', 'CAPTION_QUESTION', 'INSTRUCT_THINK', 'REPLICATE_DEF
            'stage_times', 'eval_protocol', 'item_scores', 'paired_bootstrap', 'smooth', 'plot_training',
            'plot_accuracy', 'plot_filter', 'stage_lengths', 'plot_lengths', 'rl_gains', 'stage_summary',
            'length_groups', 'accuracy_table', 'write_report', 'demo_run', 'Seed', 'grpo_samples', 'grpo_compute',
-           'sft_compute', 'run_row', 'cell_result', 'grid_plan', 'summarize_grid', 'compare', 'findings',
-           'findings_markdown', 'replication_markdown', 'preset_commit', 'prune_checkpoints', 'grid_results',
-           'write_results', 'replicate_run']
+           'sft_compute', 'run_row', 'cell_result', 'grid_plan', 'accuracy_interval', 'summarize_grid', 'compare',
+           'findings', 'findings_markdown', 'replication_markdown', 'preset_commit', 'prune_checkpoints',
+           'grid_results', 'write_results', 'replicate_run']
 
 # %% ../nbs/14_pipeline.ipynb #34e2deb7
 DEMO_DEFAULTS = dict(cold_start='unfiltered', eval_batch_size=32,
@@ -873,11 +873,26 @@ def grid_plan(rows, seeds, other_seeds:int|None=None) -> list[tuple]:
     few = list(seeds)[:other_seeds] if other_seeds else list(seeds)
     return [(s, r) for s in seeds for r in central] + [(s, r) for s in few for r in other]
 
+# %% ../nbs/14_pipeline.ipynb #2d0e2cd2
+def accuracy_interval(correct:list, # per seed, the 0/1 scores of its items
+                      n_boot:int=2000, # bootstrap draws
+                      rng_seed:int=0, # the draws' random seed (the result is reproducible)
+                     ) -> list[float]:
+    "95% interval of a mean accuracy over seeds, seeds and items resampled (as `paired_bootstrap`)."
+    import numpy as np
+    d = [np.asarray(x, float) for x in correct]
+    if not d or any(len(x) == 0 for x in d): raise ValueError("accuracy_interval: no seeds, or a seed without items")
+    lo, hi = np.percentile(_boot_means(d, np.random.default_rng(rng_seed), n_boot), [2.5, 97.5])
+    return [float(lo), float(hi)]
+
 # %% ../nbs/14_pipeline.ipynb #a1b2c304-3
 def _column_summary(done:dict, k:str) -> dict:
-    "Mean and spread over seeds of one column's accuracy, mean length and per-source accuracy."
+    "Mean and spread over seeds of one column's accuracy (with its interval), mean length and per-source accuracy."
     cs = [c[k] for c in done.values() if k in c]
-    return dict(accuracy=_stats([c['accuracy'] for c in cs]), mean_length=_stats([c['mean_length'] for c in cs]),
+    acc = _stats([c['accuracy'] for c in cs])
+    if cs and all('items' in c for c in cs):   # `item_scores` keeps the 0/1 scores as a string
+        acc['ci95'] = accuracy_interval([[int(x) for x in c['items']['correct']] for c in cs])
+    return dict(accuracy=acc, mean_length=_stats([c['mean_length'] for c in cs]),
                 per_source={src: _stats([c['per_source'][src] for c in cs if src in c['per_source']])
                             for src in sorted({s for c in cs for s in c['per_source']})})
 
@@ -1017,7 +1032,8 @@ def findings(cells:dict, # {row: {seed: cell_result}}
 def _fmt(s, pct=True):
     if not s: return '–'
     m = 100 * s['mean'] if pct else s['mean']; sd = s['std']
-    return f"{m:.1f}" + (f" ± {100 * sd if pct else sd:.1f}" if sd is not None else '') + f" (n={s['n_seeds']})"
+    ci = f" [{100 * s['ci95'][0]:.1f}, {100 * s['ci95'][1]:.1f}]" if pct and s.get('ci95') else ''
+    return f"{m:.1f}" + (f" ± {100 * sd if pct else sd:.1f}" if sd is not None else '') + f" (n={s['n_seeds']})" + ci
 
 def _num(x, metric): return '–' if x is None else f"{100 * x:.1f}" if metric == 'accuracy' else f"{x:.1f}"
 
