@@ -133,9 +133,12 @@ def open_run(out_dir, stage:str, cfg:dict, seed:int, resume:bool=False, overwrit
 # %% ../nbs/05a_runs.ipynb #63163399
 def last_checkpoint(d, # a trainer's output directory
                    ) -> str|None:
-    "The newest `checkpoint-<step>` in `d` (transformers' rule), or None."
-    from transformers.trainer_utils import get_last_checkpoint
-    return get_last_checkpoint(str(d)) if Path(d).is_dir() else None
+    "The newest complete `checkpoint-<step>` in `d` (one with its `trainer_state.json`), or None."
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+    if not Path(d).is_dir(): return None
+    done = [p for p in Path(d).glob(f'{PREFIX_CHECKPOINT_DIR}-*') if p.name.split('-')[-1].isdigit()
+            and (p/'trainer_state.json').is_file()]
+    return str(max(done, key=lambda p: int(p.name.split('-')[-1]))) if done else None
 
 # %% ../nbs/05a_runs.ipynb #f46c9e15
 _HELD = ('model', 'model_wrapped', 'ref_model', 'optimizer', 'lr_scheduler', 'deepspeed', 'vllm_generation',
