@@ -229,12 +229,18 @@ def item_scores(eval_dir) -> dict:
                 sources=srcs, source=''.join(str(srcs.index(r.get('source', ''))) for r in rows))
 
 # %% ../nbs/14_pipeline.ipynb #a1b2c306-1
-def _boot_means(d, rng, n_boot):
+def _boot_means(d, # per seed, an array of item values
+                n_boot:int, rng_seed:int, who:str):
     "`n_boot` hierarchical draws: seeds resampled, then each drawn seed's items; the mean over seeds of each draw."
     import numpy as np
-    S = range(len(d))
-    return [np.mean([d[j][rng.integers(0, len(d[j]), len(d[j]))].mean() for j in rng.integers(0, len(S), len(S))])
-            for _ in range(n_boot)]
+    if not d or any(len(x) == 0 for x in d): raise ValueError(f"{who}: no seeds, or a seed without items")
+    rng, S = np.random.default_rng(rng_seed), range(len(d))
+    draw = lambda x: x[rng.integers(0, len(x), len(x))].mean()   # one seed's items, resampled
+    return np.array([np.mean([draw(d[j]) for j in rng.integers(0, len(S), len(S))]) for _ in range(n_boot)])
+
+def _ci95(boots) -> list[float]:
+    import numpy as np
+    return [float(x) for x in np.percentile(boots, [2.5, 97.5])]
 
 # %% ../nbs/14_pipeline.ipynb #a1b2c306-2
 def paired_bootstrap(pairs:dict, # {seed: (values of a, values of b)}, aligned item by item
@@ -243,13 +249,11 @@ def paired_bootstrap(pairs:dict, # {seed: (values of a, values of b)}, aligned i
                     ) -> dict:
     "Mean paired difference a - b over seeds, its 95% interval (seeds and items resampled) and two-sided p."
     import numpy as np
-    S = sorted(pairs, key=str); rng = np.random.default_rng(rng_seed)
+    S = sorted(pairs, key=str)
     d = [np.asarray(pairs[s][0], float) - np.asarray(pairs[s][1], float) for s in S]
-    if not S or any(len(x) == 0 for x in d): raise ValueError("paired_bootstrap: no seeds, or a seed without items")
-    boots = np.array(_boot_means(d, rng, n_boot))
+    boots = _boot_means(d, n_boot, rng_seed, 'paired_bootstrap')
     p = min(1.0, 2 * min(((boots <= 0).sum() + 1) / (n_boot + 1), ((boots >= 0).sum() + 1) / (n_boot + 1)))
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return dict(diff=float(np.mean([x.mean() for x in d])), ci95=[float(lo), float(hi)], p=float(p), n_seeds=len(S),
+    return dict(diff=float(np.mean([x.mean() for x in d])), ci95=_ci95(boots), p=float(p), n_seeds=len(S),
                 per_seed={str(s): float(x.mean()) for s, x in zip(S, d)})
 
 # %% ../nbs/14_pipeline.ipynb #a4e45023
@@ -880,26 +884,23 @@ def accuracy_interval(correct:list, # per seed, the 0/1 scores of its items
                      ) -> list[float]:
     "95% interval of a mean accuracy over seeds, seeds and items resampled (as `paired_bootstrap`)."
     import numpy as np
-    d = [np.asarray(x, float) for x in correct]
-    if not d or any(len(x) == 0 for x in d): raise ValueError("accuracy_interval: no seeds, or a seed without items")
-    lo, hi = np.percentile(_boot_means(d, np.random.default_rng(rng_seed), n_boot), [2.5, 97.5])
-    return [float(lo), float(hi)]
+    return _ci95(_boot_means([np.asarray(x, float) for x in correct], n_boot, rng_seed, 'accuracy_interval'))
 
 # %% ../nbs/14_pipeline.ipynb #a1b2c304-3
-def _column_summary(done:dict, k:str) -> dict:
+def _column_summary(done:dict, k:str, n_boot:int=2000) -> dict:
     "Mean and spread over seeds of one column's accuracy (with its interval), mean length and per-source accuracy."
     cs = [c[k] for c in done.values() if k in c]
     acc = _stats([c['accuracy'] for c in cs])
     if cs and all('items' in c for c in cs):   # `item_scores` keeps the 0/1 scores as a string
-        acc['ci95'] = accuracy_interval([[int(x) for x in c['items']['correct']] for c in cs])
+        acc['ci95'] = accuracy_interval([[int(x) for x in c['items']['correct']] for c in cs], n_boot)
     return dict(accuracy=acc, mean_length=_stats([c['mean_length'] for c in cs]),
                 per_source={src: _stats([c['per_source'][src] for c in cs if src in c['per_source']])
                             for src in sorted({s for c in cs for s in c['per_source']})})
 
-def _row_summary(done:dict) -> dict:
+def _row_summary(done:dict, n_boot:int=2000) -> dict:
     "One row's summary over its finished seeds: every accuracy column, then the compute counts."
     cols = {k for c in done.values() for k, v in c.items() if isinstance(v, dict) and 'accuracy' in v}
-    out = {k: _column_summary(done, k) for k in sorted(cols)}
+    out = {k: _column_summary(done, k, n_boot) for k in sorted(cols)}
     for key in ('samples', 'completion_tokens', 'tokens'):
         vals = [c[key] for c in done.values() if key in c]
         if vals: out[key] = _stats(vals)
@@ -908,11 +909,12 @@ def _row_summary(done:dict) -> dict:
 # %% ../nbs/14_pipeline.ipynb #a1b2c304-4
 def summarize_grid(cells:dict, # {row: {seed: cell_result}}
                    plan:list, # [(seed, row)] from `grid_plan`
+                   n_boot:int=2000, # bootstrap draws of each accuracy's interval
                   ) -> dict:
     "Mean and spread over seeds per row and column; the list of missing cells."
     out, missing = {}, [f"{r}/seed{s}" for s, r in plan if str(s) not in cells.get(r, {})]
     for r in dict.fromkeys(r for _, r in plan):
-        if cells.get(r, {}): out[r] = _row_summary(cells[r])
+        if cells.get(r, {}): out[r] = _row_summary(cells[r], n_boot)
     return dict(rows=out, missing=missing, partial=bool(missing))
 
 # %% ../nbs/14_pipeline.ipynb #a1b2c309
@@ -1155,7 +1157,7 @@ def grid_results(cells:dict, # {row: {seed: cell_result}} (with per-item scores)
     fs = findings(cells, fams, n_boot=n_boot)
     def drop_items(v): return {x: y for x, y in v.items() if x != 'items'} if isinstance(v, dict) else v
     slim = {r: {s: {k: drop_items(v) for k, v in c.items()} for s, c in by.items()} for r, by in cells.items()}
-    return dict(summarize_grid(cells, plan), **meta, other_seeds=rep['other_seeds'],
+    return dict(summarize_grid(cells, plan, n_boot), **meta, other_seeds=rep['other_seeds'],
                 cross_task=dict(trained=fams[0], other_family=fams[1]),
                 cross_rev_task=dict(trained=fams[1], other_family=fams[0]),
                 findings=fs, comparisons=[c for f in fs for c in f['comparisons']], cells=slim)
