@@ -90,6 +90,8 @@ def cpu_config(cfg:dict, # a full config (e.g. `load_config('vision-r1-7b')`)
                steps:int=1, # optimizer steps per trainer
                max_completion_length:int=16, # cap on completion lengths
                cache_dir=None, # where the tiny checkpoint is cached (default: `models.default_cache_dir()`)
+               max_pixels:int|None=None, # training images' pixel cap (`data.max_pixels`; None: the preset's)
+               min_pixels:int|None=None, # and their floor (`data.min_pixels`; None: the preset's)
               ) -> tuple[dict, list[str]]:
     "A copy of `cfg` a CPU can build and step, and the list of what was changed (`section.key: old -> new (why)`)."
     out, ch = copy.deepcopy(cfg), []
@@ -102,6 +104,8 @@ def cpu_config(cfg:dict, # a full config (e.g. `load_config('vision-r1-7b')`)
     if 'grpo' in out: _shrink_generation(out['grpo'], ch)
     _cpu_steps(out, steps, max_completion_length, ch)
     _cpu_eval(out.setdefault('eval', {}), max_completion_length, ch)
+    for key, px in (('max_pixels', max_pixels), ('min_pixels', min_pixels)):
+        if px is not None: _set(out.setdefault('data', {}), 'data', key, px, 'CPU time', ch)
     return out, ch
 
 # %% ../nbs/12b_dryrun.ipynb #dd8c63c9
