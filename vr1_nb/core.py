@@ -18,9 +18,9 @@ __all__ = ['RECORD_FIELDS', 'ANSWER_TYPES', 'LETTERS', 'R1_INSTRUCTION', 'PROMPT
            'validate_record', 'format_question', 'prompt_spec', 'prompt_text', 'to_prompt', 'to_completion',
            'stage_prompt', 'atomic_write_text', 'save_jsonl', 'load_jsonl', 'open_images', 'record_features',
            'to_dataset', 'from_dataset', 'load_problems', 'save_problems', 'derive_seed', 'seed_everything',
-           'set_threads', 'thread_env', 'launch_rank', 'hub_offline', 'hub_cache_dir', 'cached_snapshot',
-           'resolve_source', 'RunExistsError', 'library_versions', 'git_state', 'RunDir', 'ConfigError', 'presets_dir',
-           'list_presets', 'deep_merge', 'load_config', 'trl_args']
+           'set_threads', 'thread_env', 'free_accelerator_memory', 'launch_rank', 'hub_offline', 'hub_cache_dir',
+           'cached_snapshot', 'resolve_source', 'RunExistsError', 'library_versions', 'git_state', 'RunDir',
+           'ConfigError', 'presets_dir', 'list_presets', 'deep_merge', 'load_config', 'trl_args']
 
 # %% ../nbs/00_core.ipynb #fb774c61
 RECORD_FIELDS = ('id', 'images', 'question', 'choices', 'answer', 'answer_text', 'answer_type', 'source', 'metadata')
@@ -408,6 +408,15 @@ def thread_env(n:int|None=None, env:dict|None=None) -> dict:
     n = n or _env_threads()
     if n: env.update(OMP_NUM_THREADS=str(n), MKL_NUM_THREADS=str(n), VR1_THREADS=str(n))
     return env
+
+# %% ../nbs/00_core.ipynb #916c049d
+def free_accelerator_memory():
+    "Collect garbage, then empty the CUDA cache and its inter-process handles (when there is a CUDA device)."
+    import gc, torch
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.ipc_collect()
 
 # %% ../nbs/00_core.ipynb #e59507d6
 def launch_rank(local:bool=False, # the rank on this machine (`LOCAL_RANK`) instead of the global one (`RANK`)

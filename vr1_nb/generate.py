@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 from PIL import Image
-from .core import derive_seed
+from .core import derive_seed, free_accelerator_memory
 
 # %% ../nbs/06_generate.ipynb #0ff6570c
 log = logging.getLogger(__name__)
@@ -410,10 +410,8 @@ def _safe(self: HFBackend, reqs: list[Request], d: dict) -> list[dict]:
 @patch
 def close(self: HFBackend):
     "Drop the model and processor this backend holds and empty the CUDA cache; `generate` after it raises."
-    import gc, torch
     self.model = self.processor = self.tok = None
-    gc.collect()
-    if torch.cuda.is_available(): torch.cuda.empty_cache()
+    free_accelerator_memory()
 
 # %% ../nbs/06_generate.ipynb #8202478d
 SERVERS = {  # how a server takes the decoding fields OpenAI's API lacks (the table above)
@@ -656,15 +654,13 @@ def imap(self: VLLMBackend, requests: list[Request]) -> Iterator[dict]:
 @patch
 def close(self: VLLMBackend):
     "Free the engine and its GPU memory (vLLM's recipe: delete the LLM, destroy its parallel state, empty the cache)."
-    import gc, torch
     if getattr(self, 'llm', None) is None: return
     self.llm = None   # the only reference we hold: the engine is deleted here
     if not self.shared_dist:
         try: from vllm.distributed.parallel_state import destroy_model_parallel, destroy_distributed_environment
         except ImportError: pass
         else: destroy_model_parallel(); destroy_distributed_environment()
-    gc.collect()
-    if torch.cuda.is_available(): torch.cuda.empty_cache()
+    free_accelerator_memory()
 
 # %% ../nbs/06_generate.ipynb #6d5372c5
 class _Handler(BaseHTTPRequestHandler):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json, os
 from pathlib import Path
 from transformers import TrainerCallback
-from .core import RunDir, ConfigError, trl_args, launch_rank, atomic_write_text
+from .core import RunDir, ConfigError, trl_args, launch_rank, atomic_write_text, free_accelerator_memory
 
 # %% auto #0
 __all__ = ['LOAD_KEYS', 'lora_config', 'training_dtype', 'load_policy', 'JsonlLog', 'read_log', 'truncate_log', 'model_card',
@@ -159,7 +159,6 @@ def _shutdown_vllm(vg):
 # %% ../nbs/05a_runs.ipynb #acfa6aa3
 def release_trainer(trainer):
     "Free what a finished trainer holds (models, optimizer, DeepSpeed and vLLM engines); empty the accelerator's cache."
-    import gc, torch
     _shutdown_vllm(getattr(trainer, 'vllm_generation', None))
     if getattr(trainer, 'accelerator', None) is not None: trainer.accelerator.free_memory()
     for a in _HELD:
@@ -169,7 +168,4 @@ def release_trainer(trainer):
         setattr(h, a, None)
     for cb in h.callbacks:
         if getattr(cb, 'trainer', None) is trainer: cb.trainer = None
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-        torch.cuda.ipc_collect()
+    free_accelerator_memory()
