@@ -411,12 +411,10 @@ def thread_env(n:int|None=None, env:dict|None=None) -> dict:
 
 # %% ../nbs/00_core.ipynb #916c049d
 def free_accelerator_memory():
-    "Collect garbage, then empty the CUDA cache and its inter-process handles (when there is a CUDA device)."
+    "Collect garbage, then empty the CUDA allocator's cache (when there is a CUDA device)."
     import gc, torch
     gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-        torch.cuda.ipc_collect()
+    if torch.cuda.is_available(): torch.cuda.empty_cache()
 
 # %% ../nbs/00_core.ipynb #e59507d6
 def launch_rank(local:bool=False, # the rank on this machine (`LOCAL_RANK`) instead of the global one (`RANK`)

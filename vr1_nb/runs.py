@@ -169,3 +169,5 @@ def release_trainer(trainer):
     for cb in h.callbacks:
         if getattr(cb, 'trainer', None) is trainer: cb.trainer = None
     free_accelerator_memory()
+    import torch
+    if torch.cuda.is_available(): torch.cuda.ipc_collect()   # and what it shared with other processes
